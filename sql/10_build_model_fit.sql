@@ -1,0 +1,54 @@
+-- Step: one row per fitted model, flat, for monitoring; with a holdout, the
+-- calibration fit's prediction of the holdout beside what happened.
+-- Inputs: model_params, customer_scores
+-- Output: model_fit (model, r, alpha, a, b, p, q, v, log_likelihood, customers,
+--         converged, iterations, time_unit, holdout_days, holdout_customers,
+--         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
+--         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged))
+-- Params: $time_unit ('day' or 'week': the unit of alpha, recency and t), $holdout_days
+WITH h AS (
+  SELECT
+    holdout_predicted AS pred,
+    CAST(holdout_purchases AS DOUBLE) AS actual,
+    (rank() OVER (ORDER BY holdout_predicted) + count(*) OVER (PARTITION BY holdout_predicted) * 0.5 - 0.5) AS pred_rank,
+    (rank() OVER (ORDER BY holdout_purchases) + count(*) OVER (PARTITION BY holdout_purchases) * 0.5 - 0.5) AS actual_rank
+  FROM customer_scores
+  WHERE holdout_predicted IS NOT NULL
+), holdout AS (
+  SELECT
+    count(*) AS customers,
+    sum(pred) AS predicted,
+    sum(actual) AS actual,
+    avg(abs(pred - actual)) AS mae,
+    corr(pred_rank, actual_rank) AS rank_correlation
+  FROM h
+)
+SELECT
+  'bgnbd' AS model,
+  bgnbd['r'] AS r, bgnbd['alpha'] AS alpha, bgnbd['a'] AS a, bgnbd['b'] AS b,
+  CAST(NULL AS DOUBLE) AS p, CAST(NULL AS DOUBLE) AS q, CAST(NULL AS DOUBLE) AS v,
+  bgnbd['log_likelihood'] AS log_likelihood,
+  model_params.customers,
+  bgnbd['converged'] AS converged,
+  bgnbd['iterations'] AS iterations,
+  CAST($time_unit AS VARCHAR) AS time_unit,
+  CAST($holdout_days AS BIGINT) AS holdout_days,
+  CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.customers END AS holdout_customers,
+  CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.predicted END AS holdout_predicted,
+  CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.actual END AS holdout_actual,
+  CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.mae END AS holdout_mae,
+  CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.rank_correlation END AS holdout_rank_correlation
+FROM model_params CROSS JOIN holdout
+UNION ALL
+SELECT
+  'gamma_gamma' AS model,
+  CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+  gamma_gamma['p'], gamma_gamma['q'], gamma_gamma['v'],
+  gamma_gamma['log_likelihood'],
+  gg_customers,
+  gamma_gamma['converged'],
+  gamma_gamma['iterations'],
+  CAST($time_unit AS VARCHAR),
+  CAST($holdout_days AS BIGINT),
+  CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
+FROM model_params

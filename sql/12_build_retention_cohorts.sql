@@ -1,0 +1,39 @@
+-- Step: monthly acquisition cohorts and their activity in each month since.
+-- Input:  transactions_clean
+-- Output: retention_cohorts (cohort DATE = first purchase month, period = months
+--         since, cohort_size, active_customers, retention_rate, revenue,
+--         revenue_retention = revenue / the cohort's first-month revenue)
+-- Params: $as_of (DATE): periods run up to the as-of month, zero rows included.
+WITH cm AS (
+  SELECT
+    customer_id,
+    CAST(date_part('year', order_ts) * 12 + date_part('month', order_ts) - 1 AS BIGINT) AS m,
+    sum(value) AS revenue
+  FROM transactions_clean
+  GROUP BY 1, 2
+), tagged AS (
+  SELECT customer_id, m, revenue, min(m) OVER (PARTITION BY customer_id) AS cohort_m
+  FROM cm
+), cells AS (
+  SELECT cohort_m, m - cohort_m AS period, count(*) AS active_customers, sum(revenue) AS revenue
+  FROM tagged
+  GROUP BY 1, 2
+), cohorts AS (
+  SELECT cohort_m, active_customers AS cohort_size, revenue AS first_revenue
+  FROM cells WHERE period = 0
+), grid AS (
+  SELECT
+    cohort_m, cohort_size, first_revenue,
+    unnest(range(0, CAST(date_part('year', $as_of) * 12 + date_part('month', $as_of) - 1 AS BIGINT) - cohort_m + 1)) AS period
+  FROM cohorts
+)
+SELECT
+  make_date(CAST(g.cohort_m / 12 AS INT), CAST(g.cohort_m % 12 + 1 AS INT), 1) AS cohort,
+  g.period,
+  g.cohort_size,
+  coalesce(c.active_customers, 0) AS active_customers,
+  CAST(coalesce(c.active_customers, 0) AS DOUBLE) / g.cohort_size AS retention_rate,
+  coalesce(c.revenue, 0.0) AS revenue,
+  CASE WHEN g.first_revenue > 0 THEN coalesce(c.revenue, 0.0) / g.first_revenue END AS revenue_retention
+FROM grid g
+LEFT JOIN cells c ON c.cohort_m = g.cohort_m AND c.period = g.period

@@ -1,0 +1,54 @@
+-- Step: period retention and churn per calendar month.
+-- Input:  transactions_clean
+-- Output: retention_rates (period_start DATE; customers_start S = active in the
+--   previous month; customers_new N = first purchase this month; customers_end E =
+--   active this month; retained = active in both months; retention_rate =
+--   (E - N) / S; retention_rate_set = retained / S; churn_rate = 1 - retained / S;
+--   repeat_purchase_rate = (E - N) / E). Rates are NULL when their base is 0.
+-- Params: $as_of (DATE): months run up to the as-of month, empty months included.
+WITH cm AS (
+  SELECT DISTINCT
+    customer_id,
+    CAST(date_part('year', order_ts) * 12 + date_part('month', order_ts) - 1 AS BIGINT) AS m
+  FROM transactions_clean
+), tagged AS (
+  SELECT
+    m,
+    min(m) OVER (PARTITION BY customer_id) AS first_m,
+    lag(m) OVER (PARTITION BY customer_id ORDER BY m) AS prev_m
+  FROM cm
+), per AS (
+  SELECT
+    m,
+    count(*) AS customers_end,
+    count(*) FILTER (WHERE m = first_m) AS customers_new,
+    count(*) FILTER (WHERE prev_m = m - 1) AS retained
+  FROM tagged
+  GROUP BY m
+), months AS (
+  SELECT unnest(range(
+    min(m),
+    CAST(date_part('year', $as_of) * 12 + date_part('month', $as_of) - 1 AS BIGINT) + 1)) AS m
+  FROM per
+  HAVING count(*) > 0
+), filled AS (
+  SELECT
+    months.m,
+    coalesce(per.customers_end, 0) AS customers_end,
+    coalesce(per.customers_new, 0) AS customers_new,
+    coalesce(per.retained, 0) AS retained
+  FROM months LEFT JOIN per ON per.m = months.m
+), with_start AS (
+  SELECT *, coalesce(lag(customers_end) OVER (ORDER BY m), 0) AS customers_start FROM filled
+)
+SELECT
+  make_date(CAST(m / 12 AS INT), CAST(m % 12 + 1 AS INT), 1) AS period_start,
+  customers_start,
+  customers_new,
+  customers_end,
+  retained,
+  CASE WHEN customers_start > 0 THEN CAST(customers_end - customers_new AS DOUBLE) / customers_start END AS retention_rate,
+  CASE WHEN customers_start > 0 THEN CAST(retained AS DOUBLE) / customers_start END AS retention_rate_set,
+  CASE WHEN customers_start > 0 THEN 1.0 - CAST(retained AS DOUBLE) / customers_start END AS churn_rate,
+  CASE WHEN customers_end > 0 THEN CAST(customers_end - customers_new AS DOUBLE) / customers_end END AS repeat_purchase_rate
+FROM with_start

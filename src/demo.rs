@@ -1,0 +1,186 @@
+//! `custval demo`: generate a small data set and run the nightly job on it,
+//! on local disk, then print a short summary. The job and its SQL are built
+//! into the binary, so the demo works wherever custval is installed.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::engine::Location;
+use crate::error::{Error, Result};
+use crate::generate::{generate, GenerateOptions};
+use crate::job::Job;
+use crate::runner::{self, RunOptions};
+
+/// The nightly job as shipped.
+pub const NIGHTLY_TOML: &str = include_str!("../jobs/nightly.toml");
+
+/// The SQL files the nightly job names, by the path written in the job.
+pub const NIGHTLY_SQL: &[(&str, &str)] = &[
+    (
+        "../sql/01_validate_transactions.sql",
+        include_str!("../sql/01_validate_transactions.sql"),
+    ),
+    (
+        "../sql/02_clean_transactions.sql",
+        include_str!("../sql/02_clean_transactions.sql"),
+    ),
+    (
+        "../sql/03_count_quality.sql",
+        include_str!("../sql/03_count_quality.sql"),
+    ),
+    (
+        "../sql/04_select_rejected_rows.sql",
+        include_str!("../sql/04_select_rejected_rows.sql"),
+    ),
+    (
+        "../sql/05_summarise_customers.sql",
+        include_str!("../sql/05_summarise_customers.sql"),
+    ),
+    (
+        "../sql/06_fit_models.sql",
+        include_str!("../sql/06_fit_models.sql"),
+    ),
+    (
+        "../sql/07_score_customers.sql",
+        include_str!("../sql/07_score_customers.sql"),
+    ),
+    (
+        "../sql/08_estimate_wallets.sql",
+        include_str!("../sql/08_estimate_wallets.sql"),
+    ),
+    (
+        "../sql/09_rank_customers.sql",
+        include_str!("../sql/09_rank_customers.sql"),
+    ),
+    (
+        "../sql/10_build_model_fit.sql",
+        include_str!("../sql/10_build_model_fit.sql"),
+    ),
+    (
+        "../sql/11_measure_concentration.sql",
+        include_str!("../sql/11_measure_concentration.sql"),
+    ),
+    (
+        "../sql/12_build_retention_cohorts.sql",
+        include_str!("../sql/12_build_retention_cohorts.sql"),
+    ),
+    (
+        "../sql/13_build_retention_rates.sql",
+        include_str!("../sql/13_build_retention_rates.sql"),
+    ),
+    (
+        "../sql/14_share_categories.sql",
+        include_str!("../sql/14_share_categories.sql"),
+    ),
+    (
+        "../sql/90_check_transactions_present.sql",
+        include_str!("../sql/90_check_transactions_present.sql"),
+    ),
+    (
+        "../sql/91_check_rejected_fraction.sql",
+        include_str!("../sql/91_check_rejected_fraction.sql"),
+    ),
+    (
+        "../sql/92_check_model_convergence.sql",
+        include_str!("../sql/92_check_model_convergence.sql"),
+    ),
+    (
+        "../sql/93_check_customers_present.sql",
+        include_str!("../sql/93_check_customers_present.sql"),
+    ),
+];
+
+/// The built-in nightly job, as if loaded from `jobs/nightly.toml`.
+pub fn nightly_job() -> Result<Job> {
+    Job::parse(Path::new("jobs/nightly.toml"), NIGHTLY_TOML, |file| {
+        NIGHTLY_SQL
+            .iter()
+            .find(|(name, _)| *name == file)
+            .map(|(_, text)| text.to_string())
+            .ok_or_else(|| Error::job("jobs/nightly.toml", format!("{file} is not built in")))
+    })
+}
+
+/// Generate, run, summarise.
+pub async fn run(dir: &Path, customers: u64) -> Result<String> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let data = dir.join("data");
+    let out = dir.join("out");
+    let gen = GenerateOptions {
+        customers,
+        ..Default::default()
+    };
+    let data_loc = Location::parse(&data.to_string_lossy(), true)?;
+    let g = generate(&data_loc, &gen).await?;
+    let job = nightly_job()?;
+    let mut opts = RunOptions {
+        as_of: Some(gen.end),
+        output: Some(out.to_string_lossy().into_owned()),
+        ..Default::default()
+    };
+    opts.inputs.insert(
+        "transactions".into(),
+        format!("{}/", data.join("transactions").to_string_lossy()),
+    );
+    let report = runner::run(&job, &opts).await?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "custval demo: {} transactions of {} customers, as of {}",
+        g.rows, g.customers, report.as_of
+    );
+    let _ = writeln!(s, "data:   {}", data.display());
+    let _ = writeln!(s, "output: {}", out.display());
+    let _ = writeln!(s, "\ntables published:");
+    for t in &report.tables {
+        let _ = writeln!(s, "  {:<26} {:>8} rows", t.table, t.rows);
+    }
+    let ctx = crate::engine::session(&Default::default())?;
+    let tiers = out.join(format!("customer_tiers/as_of={}/", report.as_of));
+    let conc = out.join(format!("concentration/as_of={}/", report.as_of));
+    let rates = out.join(format!("retention_rates/as_of={}/", report.as_of));
+    let fit = out.join(format!("model_fit/as_of={}/", report.as_of));
+    let tables = vec![
+        (
+            "tiers".to_string(),
+            format!("{}/", tiers.to_string_lossy().trim_end_matches('/')),
+        ),
+        (
+            "conc".to_string(),
+            format!("{}/", conc.to_string_lossy().trim_end_matches('/')),
+        ),
+        (
+            "rates".to_string(),
+            format!("{}/", rates.to_string_lossy().trim_end_matches('/')),
+        ),
+        (
+            "fit".to_string(),
+            format!("{}/", fit.to_string_lossy().trim_end_matches('/')),
+        ),
+    ];
+    crate::sql::register_tables(&ctx, &tables).await?;
+    let mut buf: Vec<u8> = Vec::new();
+    let queries = [
+        ("tiers", "SELECT tier, count(*) AS customers, round(sum(clv), 2) AS clv, round(avg(p_alive), 3) AS avg_p_alive FROM tiers GROUP BY tier ORDER BY min(CASE tier WHEN 'Platinum' THEN 1 WHEN 'Gold' THEN 2 WHEN 'Silver' THEN 3 WHEN 'Bronze' THEN 4 ELSE 5 END)"),
+        ("concentration", "SELECT measure, customers, round(top_20pct_share, 3) AS top_20pct_share, customers_for_80pct, round(gini, 3) AS gini FROM conc"),
+        ("retention (last 6 months)", "SELECT period_start, customers_start, customers_end, round(retention_rate, 3) AS retention_rate, round(churn_rate, 3) AS churn_rate FROM rates ORDER BY period_start DESC LIMIT 6"),
+        ("model fit", "SELECT model, round(r, 4) AS r, round(alpha, 4) AS alpha, round(a, 4) AS a, round(b, 4) AS b, round(p, 3) AS p, round(q, 3) AS q, round(v, 3) AS v, converged FROM fit"),
+    ];
+    for (title, q) in queries {
+        let _ = writeln!(s, "\n{title}:");
+        buf.clear();
+        crate::sql::execute(&ctx, q, crate::table::OutputFormat::Table, false, &mut buf).await?;
+        s.push_str(&String::from_utf8_lossy(&buf));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_built_in_job_parses_with_every_sql_file() {
+        let job = super::nightly_job().unwrap();
+        assert_eq!(job.spec.name, "nightly");
+        assert_eq!(job.sql.len(), job.spec.steps.len() + job.spec.gates.len());
+    }
+}

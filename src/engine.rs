@@ -1,0 +1,400 @@
+//! The engine: the one place that builds a DataFusion session (memory pool
+//! with spilling, target partitions, custval's functions) and turns user URLs
+//! into registered object stores. Credentials come only from the environment.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::path::Path as StorePath;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Settings of one session.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Bytes the memory pool may hand out before operators spill to disk.
+    pub memory_limit: usize,
+    /// Parallelism; the core count by default.
+    pub target_partitions: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            memory_limit: default_memory_limit(),
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+/// A quarter of physical memory, at most 4 GiB, at least 256 MiB: room for
+/// the process around the pool and for Arrow buffers the pool does not see.
+pub fn default_memory_limit() -> usize {
+    const GIB: usize = 1 << 30;
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map(|kb| kb * 1024);
+    match total {
+        Some(t) => (t / 4).clamp(GIB / 4, 4 * GIB),
+        None => 2 * GIB,
+    }
+}
+
+/// Parse sizes such as `512MiB`, `4GB`, `2g`, `1073741824`.
+pub fn parse_size(raw: &str) -> Result<usize> {
+    let s = raw.trim().to_ascii_lowercase();
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits_end);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| Error::Usage(format!("invalid size {raw:?} (e.g. 4GiB, 512MiB)")))?;
+    let mult: f64 = match unit.trim() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(Error::Usage(format!("invalid size unit in {raw:?}"))),
+    };
+    let bytes = num * mult;
+    if !(bytes.is_finite() && bytes >= 1024.0 * 1024.0) {
+        return Err(Error::Usage(format!("size {raw:?} is below 1MiB")));
+    }
+    Ok(bytes as usize)
+}
+
+/// Build a session with custval's functions registered.
+pub fn session(opts: &EngineOptions) -> Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit)))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
+        )
+        .build_arc()?;
+    let config = SessionConfig::new()
+        .with_target_partitions(opts.target_partitions.max(1))
+        .with_information_schema(true)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", false)
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", true);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    crate::udf::register_all(&ctx);
+    Ok(ctx)
+}
+
+/// A user-given location: a local path or a URL, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    url: Url,
+}
+
+impl Location {
+    /// Parse a local path, `file://`, `s3://`, `gs://`, `az://`, `abfss://` or
+    /// `http(s)://` URL. `dir` marks locations that are folders (outputs).
+    pub fn parse(raw: &str, dir: bool) -> Result<Location> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(Error::Usage("empty URL or path".into()));
+        }
+        let url = match Url::parse(raw) {
+            Ok(u) if u.scheme().len() > 1 => u,
+            _ => {
+                // A plain path (or a Windows drive letter parsed as a scheme).
+                let abs = std::path::absolute(Path::new(raw)).map_err(|e| Error::io(raw, e))?;
+                let u = if dir || raw.ends_with('/') {
+                    Url::from_directory_path(&abs)
+                } else {
+                    Url::from_file_path(&abs)
+                };
+                u.map_err(|_| Error::Usage(format!("not a usable path: {raw}")))?
+            }
+        };
+        match url.scheme() {
+            "file" | "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "http" | "https" => {}
+            other => {
+                return Err(Error::Usage(format!(
+                    "unsupported URL scheme {other:?} in {} (use a path, file://, s3://, gs://, az://, abfss:// or https://)",
+                    redact(&url)
+                )))
+            }
+        }
+        if url.scheme() != "file" && url.host_str().unwrap_or("").is_empty() {
+            return Err(Error::Usage(format!(
+                "URL {} names no bucket or container",
+                redact(&url)
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::Usage(
+                "URLs must not carry credentials; use the cloud's environment variables".into(),
+            ));
+        }
+        let mut url = url;
+        if dir && !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        Ok(Location { url })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// `scheme://host/`, the key of the object-store registry.
+    pub fn store_url(&self) -> Result<ObjectStoreUrl> {
+        let base = match self.url.scheme() {
+            "file" => "file://".to_string(),
+            s => format!("{s}://{}", self.url.authority()),
+        };
+        ObjectStoreUrl::parse(base).map_err(Error::from)
+    }
+
+    /// The path inside the store.
+    pub fn path(&self) -> StorePath {
+        let decoded = percent_decode(self.url.path());
+        StorePath::from(decoded.trim_matches('/'))
+    }
+
+    /// A location below this one (this one must be a folder).
+    pub fn join(&self, segment: &str) -> Result<Location> {
+        let mut base = self.url.clone();
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        let url = base.join(segment).map_err(|e| {
+            Error::Usage(format!(
+                "cannot join {segment:?} to {}: {e}",
+                redact(&self.url)
+            ))
+        })?;
+        Ok(Location { url })
+    }
+
+    /// Is this a local path?
+    pub fn is_local(&self) -> bool {
+        self.url.scheme() == "file"
+    }
+
+    /// Local file-system path, for local locations.
+    pub fn local_path(&self) -> Option<std::path::PathBuf> {
+        if self.is_local() {
+            self.url.to_file_path().ok()
+        } else {
+            None
+        }
+    }
+
+    /// The file extension of the last path segment, lower-case.
+    pub fn extension(&self) -> Option<String> {
+        let last = self.url.path().rsplit('/').next()?;
+        let (_, ext) = last.rsplit_once('.')?;
+        Some(ext.to_ascii_lowercase())
+    }
+
+    /// True when the location names a folder (ends with `/`).
+    pub fn is_dir_like(&self) -> bool {
+        self.url.path().ends_with('/')
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.url))
+    }
+}
+
+/// The URL without query string or user info: SAS tokens and signed URLs
+/// carry secrets in the query.
+pub fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Retry and timeout settings for remote stores. Deliberate defaults, tunable
+/// from the environment: `CUSTVAL_STORE_MAX_RETRIES` (default 5),
+/// `CUSTVAL_STORE_RETRY_TIMEOUT_SECS` (120), `CUSTVAL_STORE_TIMEOUT_SECS`
+/// (per request, 60), `CUSTVAL_STORE_CONNECT_TIMEOUT_SECS` (10).
+#[derive(Debug, Clone)]
+pub struct StoreTuning {
+    pub max_retries: usize,
+    pub retry_timeout: Duration,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl StoreTuning {
+    pub fn from_env() -> Result<StoreTuning> {
+        fn var(name: &str, default: u64) -> Result<u64> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::Usage(format!("{name}={v:?} is not a whole number"))),
+                Err(_) => Ok(default),
+            }
+        }
+        Ok(StoreTuning {
+            max_retries: var("CUSTVAL_STORE_MAX_RETRIES", 5)? as usize,
+            retry_timeout: Duration::from_secs(var("CUSTVAL_STORE_RETRY_TIMEOUT_SECS", 120)?),
+            request_timeout: Duration::from_secs(var("CUSTVAL_STORE_TIMEOUT_SECS", 60)?),
+            connect_timeout: Duration::from_secs(var("CUSTVAL_STORE_CONNECT_TIMEOUT_SECS", 10)?),
+        })
+    }
+
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+            ..RetryConfig::default()
+        }
+    }
+
+    fn client(&self) -> ClientOptions {
+        ClientOptions::new()
+            .with_timeout(self.request_timeout)
+            .with_connect_timeout(self.connect_timeout)
+    }
+}
+
+/// Build the object store for a location from the environment.
+pub fn build_store(loc: &Location) -> Result<Arc<dyn ObjectStore>> {
+    let tuning = StoreTuning::from_env()?;
+    let url = loc.url();
+    let shown = loc.to_string();
+    let err = |e: object_store::Error| Error::storage(shown.clone(), e);
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "file" => Arc::new(object_store::local::LocalFileSystem::new()),
+        "s3" | "s3a" => {
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(url.host_str().unwrap_or_default())
+                .with_retry(tuning.retry())
+                .with_client_options(tuning.client());
+            // Local S3-compatible servers speak plain HTTP.
+            if let Ok(ep) =
+                std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"))
+            {
+                if ep.starts_with("http://") {
+                    b = b.with_allow_http(true);
+                }
+                b = b.with_endpoint(ep);
+            }
+            Arc::new(b.build().map_err(err)?)
+        }
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(url.host_str().unwrap_or_default())
+                .with_retry(tuning.retry())
+                .with_client_options(tuning.client())
+                .build()
+                .map_err(err)?,
+        ),
+        "az" | "azure" | "abfs" | "abfss" => {
+            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .with_retry(tuning.retry());
+            let mut client = tuning.client();
+            if std::env::var("AZURE_STORAGE_USE_EMULATOR").is_ok_and(|v| v == "true" || v == "1") {
+                client = client.with_allow_http(true);
+                b = b.with_use_emulator(true);
+            }
+            Arc::new(b.with_client_options(client).build().map_err(err)?)
+        }
+        "http" | "https" => Arc::new(
+            object_store::http::HttpBuilder::new()
+                .with_url(format!("{}://{}", url.scheme(), url.authority()))
+                .with_retry(tuning.retry())
+                .with_client_options(tuning.client().with_allow_http(url.scheme() == "http"))
+                .build()
+                .map_err(err)?,
+        ),
+        other => return Err(Error::Usage(format!("unsupported URL scheme {other}"))),
+    };
+    Ok(store)
+}
+
+/// Register the store of a location with the session (idempotent) and return it.
+pub fn register_store(ctx: &SessionContext, loc: &Location) -> Result<Arc<dyn ObjectStore>> {
+    let key = loc.store_url()?;
+    if let Ok(existing) = ctx.runtime_env().object_store(&key) {
+        return Ok(existing);
+    }
+    let store = build_store(loc)?;
+    let base = Url::parse(key.as_str()).map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.register_object_store(&base, store.clone());
+    Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("4g").unwrap(), 4 << 30);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("10").is_err());
+    }
+
+    #[test]
+    fn locations_normalise_paths_and_urls() {
+        let l = Location::parse("s3://bucket/out", true).unwrap();
+        assert_eq!(l.url().as_str(), "s3://bucket/out/");
+        assert_eq!(l.path().as_ref(), "out");
+        assert_eq!(l.store_url().unwrap().as_str(), "s3://bucket/");
+        let t = l.join("customer_tiers/as_of=2024-01-01/").unwrap();
+        assert_eq!(t.path().as_ref(), "out/customer_tiers/as_of=2024-01-01");
+        let local = Location::parse("some/dir", true).unwrap();
+        assert!(local.is_local());
+        assert!(local.url().as_str().ends_with("/some/dir/"));
+        assert!(Location::parse("ftp://x/y", false).is_err());
+        assert!(Location::parse("s3://user:pw@bucket/x", false).is_err());
+    }
+
+    #[test]
+    fn redaction_drops_query_strings() {
+        let u = Url::parse("https://acct.blob.core.windows.net/c/x.parquet?sig=SECRET").unwrap();
+        assert!(!redact(&u).contains("SECRET"));
+    }
+}

@@ -1,0 +1,319 @@
+//! `custval generate`: synthetic transactions drawn from known BG/NBD
+//! (purchases, dropout) and Gamma-Gamma (spend) parameters, deterministic for
+//! a seed, streamed to Parquet in row groups, with the true parameters
+//! written beside the data as `truth.json`.
+//!
+//! The process is the BG/NBD story of Fader, Hardie & Lee (2005), section 2:
+//! lambda ~ Gamma(r, alpha), p ~ Beta(a, b); exponential inter-purchase times;
+//! after each repeat purchase the customer drops out with probability p.
+//! Spend per purchase is Gamma(p_gg, nu) with nu ~ Gamma(q, v) (Fader & Hardie
+//! 2013). Parameters are per week.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{
+    ArrayRef, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use object_store::buffered::BufWriter;
+use object_store::{ObjectStoreExt, PutPayload};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Beta, Distribution, Exp, Gamma};
+use serde::Serialize;
+
+use crate::engine::{build_store, Location};
+use crate::error::{Error, Result};
+
+/// What to generate.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateOptions {
+    pub customers: u64,
+    pub seed: u64,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    /// BG/NBD parameters (weeks).
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+    /// Gamma-Gamma parameters.
+    pub p: f64,
+    pub q: f64,
+    pub v: f64,
+    /// Customers are acquired over this many days from `start`.
+    pub acquisition_days: i64,
+    /// Rows per Parquet file (each file is written in row groups).
+    pub rows_per_file: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            customers: 10_000,
+            seed: 42,
+            start: NaiveDate::from_ymd_opt(2023, 1, 1).unwrap_or_default(),
+            end: NaiveDate::from_ymd_opt(2024, 12, 31).unwrap_or_default(),
+            // About ten rows per customer over two years: purchases about
+            // every eight weeks, one to three order lines each.
+            r: 0.9,
+            alpha: 7.0,
+            a: 0.8,
+            b: 6.0,
+            p: 6.25,
+            q: 3.74,
+            v: 15.44,
+            acquisition_days: 365,
+            rows_per_file: 10_000_000,
+        }
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateSummary {
+    pub customers: u64,
+    pub rows: u64,
+    pub files: Vec<String>,
+    pub truth: String,
+}
+
+const CATEGORIES: &[&str] = &[
+    "books",
+    "music",
+    "video",
+    "games",
+    "electronics",
+    "home",
+    "garden",
+    "toys",
+];
+const BATCH_ROWS: usize = 65_536;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("order_id", DataType::Int64, false),
+        Field::new("order_ts", DataType::Date32, false),
+        Field::new("amount", DataType::Float64, false),
+        Field::new("margin", DataType::Float64, false),
+        Field::new("category", DataType::Utf8, false),
+    ]))
+}
+
+impl GenerateOptions {
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("r", self.r),
+            ("alpha", self.alpha),
+            ("a", self.a),
+            ("b", self.b),
+            ("p", self.p),
+            ("q", self.q),
+            ("v", self.v),
+        ];
+        for (n, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::Usage(format!(
+                    "--{n} must be a positive number, got {v}"
+                )));
+            }
+        }
+        if self.end <= self.start {
+            return Err(Error::Usage(format!(
+                "--end {} must be after --start {}",
+                self.end, self.start
+            )));
+        }
+        if self.customers == 0 {
+            return Err(Error::Usage("--customers must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+struct Batcher {
+    customer: Int64Builder,
+    order: Int64Builder,
+    day: Date32Builder,
+    amount: Float64Builder,
+    margin: Float64Builder,
+    category: StringBuilder,
+    len: usize,
+}
+
+impl Batcher {
+    fn new() -> Self {
+        Batcher {
+            customer: Int64Builder::with_capacity(BATCH_ROWS),
+            order: Int64Builder::with_capacity(BATCH_ROWS),
+            day: Date32Builder::with_capacity(BATCH_ROWS),
+            amount: Float64Builder::with_capacity(BATCH_ROWS),
+            margin: Float64Builder::with_capacity(BATCH_ROWS),
+            category: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 6),
+            len: 0,
+        }
+    }
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.customer.finish()),
+            Arc::new(self.order.finish()),
+            Arc::new(self.day.finish()),
+            Arc::new(self.amount.finish()),
+            Arc::new(self.margin.finish()),
+            Arc::new(self.category.finish()),
+        ];
+        self.len = 0;
+        Ok(RecordBatch::try_new(schema(), cols)?)
+    }
+}
+
+fn dist_err(e: impl std::fmt::Display) -> Error {
+    Error::Usage(format!("invalid generation parameter: {e}"))
+}
+
+/// Draw all customers, sending batches to `tx`. Runs on a blocking thread.
+fn draw(opts: &GenerateOptions, tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>) -> Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let lambda_d = Gamma::new(opts.r, 1.0 / opts.alpha).map_err(dist_err)?;
+    let p_d = Beta::new(opts.a, opts.b).map_err(dist_err)?;
+    let nu_d = Gamma::new(opts.q, 1.0 / opts.v).map_err(dist_err)?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let start_day = (opts.start - epoch).num_days();
+    let end_day = (opts.end - epoch).num_days();
+    let acq = opts.acquisition_days.clamp(1, end_day - start_day + 1);
+    let mut out = Batcher::new();
+    let mut order_id: i64 = 0;
+    for c in 0..opts.customers {
+        let customer = c as i64 + 1;
+        let lambda: f64 = lambda_d.sample(&mut rng);
+        let p: f64 = p_d.sample(&mut rng);
+        let nu: f64 = nu_d.sample(&mut rng);
+        let spend = Gamma::new(opts.p, 1.0 / nu.max(1e-12)).map_err(dist_err)?;
+        let first = start_day + rng.random_range(0..acq);
+        let horizon_weeks = (end_day - first) as f64 / 7.0;
+        let mut t_weeks = 0.0;
+        let mut purchase = 0u64;
+        loop {
+            if purchase > 0 {
+                // Exponential waiting time to the next purchase (weeks).
+                let exp = Exp::new(lambda.max(1e-12)).map_err(dist_err)?;
+                t_weeks += exp.sample(&mut rng);
+                if t_weeks > horizon_weeks {
+                    break;
+                }
+            }
+            let day = first + (t_weeks * 7.0).floor() as i64;
+            order_id += 1;
+            let total: f64 = spend.sample(&mut rng);
+            let lines = rng.random_range(1..=3usize);
+            let mut left = total;
+            for l in 0..lines {
+                let amount = if l + 1 == lines {
+                    left
+                } else {
+                    left * rng.random_range(0.2..0.8)
+                };
+                left -= amount;
+                out.customer.append_value(customer);
+                out.order.append_value(order_id);
+                out.day.append_value(day as i32);
+                out.amount.append_value(amount);
+                out.margin.append_value(amount * rng.random_range(0.1..0.5));
+                out.category
+                    .append_value(CATEGORIES[rng.random_range(0..CATEGORIES.len())]);
+                out.len += 1;
+                if out.len >= BATCH_ROWS && tx.blocking_send(out.finish()).is_err() {
+                    return Ok(());
+                }
+            }
+            purchase += 1;
+            // After each repeat purchase the customer drops out with probability p.
+            if purchase > 1 && rng.random::<f64>() < p {
+                break;
+            }
+        }
+    }
+    if out.len > 0 {
+        let _ = tx.blocking_send(out.finish());
+    }
+    Ok(())
+}
+
+fn props() -> Result<WriterProperties> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .build())
+}
+
+/// Generate into the folder `out`: `transactions/part-NNNNN.parquet` and `truth.json`.
+pub async fn generate(out: &Location, opts: &GenerateOptions) -> Result<GenerateSummary> {
+    opts.validate()?;
+    let store = build_store(out)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
+    let o = opts.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let tx2 = tx.clone();
+        if let Err(e) = draw(&o, tx) {
+            let _ = tx2.blocking_send(Err(e));
+        }
+    });
+    let dir = out.join("transactions/")?;
+    let mut files = Vec::new();
+    let mut rows: u64 = 0;
+    let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
+    let mut file_rows = 0usize;
+    while let Some(batch) = rx.recv().await {
+        let batch = batch?;
+        if writer.is_none() {
+            let name = format!("part-{:05}.parquet", files.len());
+            let path = dir.path().clone().join(name.as_str());
+            let w = BufWriter::new(store.clone(), path);
+            writer = Some(AsyncArrowWriter::try_new(w, schema(), Some(props()?))?);
+            files.push(dir.join(&name)?.to_string());
+            file_rows = 0;
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(&batch).await?;
+        }
+        file_rows += batch.num_rows();
+        rows += batch.num_rows() as u64;
+        if file_rows >= opts.rows_per_file {
+            if let Some(w) = writer.take() {
+                w.close().await?;
+            }
+        }
+    }
+    if let Some(w) = writer.take() {
+        w.close().await?;
+    }
+    producer
+        .await
+        .map_err(|e| Error::Internal(format!("generator thread failed: {e}")))?;
+    let truth = serde_json::json!({
+        "time_unit": "week",
+        "bgnbd": {"r": opts.r, "alpha": opts.alpha, "a": opts.a, "b": opts.b},
+        "gamma_gamma": {"p": opts.p, "q": opts.q, "v": opts.v},
+        "customers": opts.customers,
+        "rows": rows,
+        "seed": opts.seed,
+        "start": opts.start.to_string(),
+        "end": opts.end.to_string(),
+        "acquisition_days": opts.acquisition_days,
+    });
+    let truth_loc = out.join("truth.json")?;
+    let body = serde_json::to_vec_pretty(&truth).map_err(|e| Error::Internal(e.to_string()))?;
+    store
+        .put(&truth_loc.path(), PutPayload::from(body))
+        .await
+        .map_err(|e| Error::storage(truth_loc.to_string(), e))?;
+    Ok(GenerateSummary {
+        customers: opts.customers,
+        rows,
+        files,
+        truth: truth_loc.to_string(),
+    })
+}

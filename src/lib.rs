@@ -1,0 +1,28 @@
+//! custval: customer value analytics on Apache DataFusion.
+//!
+//! A batch job that runs SQL files and Rust functions over raw transactions
+//! and publishes per-customer tier tables: CLV (BG/NBD, Gamma-Gamma),
+//! retention (cohorts, sBG), customer share and Pareto concentration.
+
+// `!(x > 0.0)` is deliberate throughout the numeric code: it is true for NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+pub mod cli;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod generate;
+pub mod input;
+pub mod job;
+pub mod lineage;
+pub mod lock;
+pub mod numeric;
+pub mod progress;
+pub mod publish;
+pub mod report;
+pub mod runner;
+pub mod sql;
+pub mod table;
+pub mod udf;
+
+pub use error::{Error, Result};

@@ -1,0 +1,60 @@
+//! custval's SQL functions: the registry, and the generic DataFusion wrappers
+//! every model file builds on (scalar functions of a parameter struct,
+//! pattern-compressed fit aggregates, value-list aggregates).
+//!
+//! Adding a model: one file with its math, its `functions()` and its tests,
+//! and one line in [`MODELS`].
+
+pub mod args;
+pub mod bgnbd;
+pub mod clv;
+pub mod concentration;
+pub mod gamma_gamma;
+pub mod sbg;
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::prelude::SessionContext;
+
+pub use args::{FitAggregate, ModelScalar};
+
+/// A registered SQL function with its documentation.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub name: &'static str,
+    pub signature: &'static str,
+    pub description: &'static str,
+    pub udf: Udf,
+}
+
+/// The DataFusion object behind a function.
+#[derive(Debug, Clone)]
+pub enum Udf {
+    Scalar(Arc<ScalarUDF>),
+    Aggregate(Arc<AggregateUDF>),
+}
+
+/// Every model's function list: one line per model.
+pub const MODELS: &[fn() -> Vec<Function>] = &[
+    bgnbd::functions,
+    gamma_gamma::functions,
+    clv::functions,
+    sbg::functions,
+    concentration::functions,
+];
+
+/// All custval functions.
+pub fn all_functions() -> Vec<Function> {
+    MODELS.iter().flat_map(|f| f()).collect()
+}
+
+/// Register every custval function with a session.
+pub fn register_all(ctx: &SessionContext) {
+    for f in all_functions() {
+        match f.udf {
+            Udf::Scalar(u) => ctx.register_udf(u.as_ref().clone()),
+            Udf::Aggregate(u) => ctx.register_udaf(u.as_ref().clone()),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The one integration test binary: SQL logic tests over a custval session,
+//! and end-to-end tests of the real `custval` binary on temporary folders.
+
+mod e2e;
+mod hostile;
+mod sqllogic;
+mod storage;

@@ -1,0 +1,685 @@
+//! Object storage against real servers on 127.0.0.1, started by scripts/test:
+//! moto (S3) and Azurite (Azure Blob). Round trips compared with local runs,
+//! crash safety, concurrent runs, injected faults, credentials kept secret.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+const WHY: &str =
+    "run scripts/test, which installs and starts moto_server and azurite-blob on 127.0.0.1";
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {WHY}"))
+}
+
+fn bucket() -> String {
+    var("CUSTVAL_TEST_S3_BUCKET")
+}
+
+fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT", endpoint.to_string()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+fn az_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+        (
+            "AZURITE_BLOB_STORAGE_URL",
+            var("CUSTVAL_TEST_AZURITE_ENDPOINT"),
+        ),
+    ]
+}
+
+fn s3_store() -> Arc<dyn ObjectStore> {
+    Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(var("CUSTVAL_TEST_S3_ENDPOINT"))
+            .with_allow_http(true)
+            .with_bucket_name(bucket())
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .with_region("us-east-1")
+            .build()
+            .unwrap(),
+    )
+}
+
+fn az_store() -> Arc<dyn ObjectStore> {
+    std::env::set_var(
+        "AZURITE_BLOB_STORAGE_URL",
+        var("CUSTVAL_TEST_AZURITE_ENDPOINT"),
+    );
+    Arc::new(
+        object_store::azure::MicrosoftAzureBuilder::new()
+            .with_use_emulator(true)
+            .with_container_name(var("CUSTVAL_TEST_AZURE_CONTAINER"))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    h.finish() % 1_000_000_000
+}
+
+async fn upload(store: &Arc<dyn ObjectStore>, key: &str, local: &Path) {
+    let bytes = std::fs::read(local).unwrap();
+    store
+        .put(
+            &object_store::path::Path::from(key),
+            PutPayload::from(bytes),
+        )
+        .await
+        .unwrap();
+}
+
+fn cdnow() -> String {
+    format!("{}/tests/data/cdnow_sample.csv", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn custval(env: &[(&'static str, String)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_custval"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args).output().unwrap()
+}
+
+const TABLES: &[&str] = &[
+    "customer_tiers",
+    "model_fit",
+    "concentration",
+    "retention_cohorts",
+    "retention_rates",
+    "customer_category_share",
+    "rejected_rows",
+];
+
+/// All rows of a published table as sorted CSV lines.
+fn table_lines(
+    env: &[(&'static str, String)],
+    base: &str,
+    table: &str,
+    as_of: &str,
+) -> Vec<String> {
+    let url = format!("{base}{table}/as_of={as_of}/");
+    let out = custval(
+        env,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "--table",
+            &format!("t={url}"),
+            "SELECT * FROM t",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "reading {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Same rows: text equal, numbers equal to 1e-9 relative (parallel sums may
+/// add in another order).
+fn assert_same_rows(table: &str, a: &[String], b: &[String]) {
+    assert_eq!(a.len(), b.len(), "{table}: row counts differ");
+    for (x, y) in a.iter().zip(b) {
+        let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
+        assert_eq!(xs.len(), ys.len(), "{table}: {x} vs {y}");
+        for (u, v) in xs.iter().zip(&ys) {
+            match (u.parse::<f64>(), v.parse::<f64>()) {
+                (Ok(p), Ok(q)) => assert!(
+                    (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
+                    "{table}: {x} vs {y}"
+                ),
+                _ => assert_eq!(u, v, "{table}: {x} vs {y}"),
+            }
+        }
+    }
+}
+
+fn local_run() -> (tempfile::TempDir, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = custval(
+        &[],
+        &[
+            "run",
+            "jobs/nightly.toml",
+            "--as-of",
+            "1997-09-30",
+            "--input",
+            &format!("transactions={}", cdnow()),
+            "--output",
+            tmp.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = format!("{}/", tmp.path().display());
+    (tmp, base)
+}
+
+fn round_trip(env: Vec<(&'static str, String)>, base: String) {
+    let input = format!("{base}in/cdnow.csv");
+    let output = format!("{base}out/");
+    let out = custval(
+        &env,
+        &[
+            "run",
+            "jobs/nightly.toml",
+            "--as-of",
+            "1997-09-30",
+            "--input",
+            &format!("transactions={input}"),
+            "--output",
+            &output,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_keep, local) = local_run();
+    for table in TABLES {
+        let remote = table_lines(&env, &output, table, "1997-09-30");
+        let here = table_lines(&[], &local, table, "1997-09-30");
+        assert!(
+            remote.len() > 1 || *table == "rejected_rows",
+            "{table} is empty"
+        );
+        assert_same_rows(table, &remote, &here);
+    }
+}
+
+#[tokio::test]
+async fn s3_to_s3_publishes_the_same_rows_as_local_disk() {
+    let prefix = unique("roundtrip");
+    upload(
+        &s3_store(),
+        &format!("{prefix}/in/cdnow.csv"),
+        Path::new(&cdnow()),
+    )
+    .await;
+    let env = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
+    tokio::task::spawn_blocking(move || round_trip(env, format!("s3://{}/{prefix}/", bucket())))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn azure_to_azure_publishes_the_same_rows_as_local_disk() {
+    let prefix = unique("roundtrip");
+    upload(
+        &az_store(),
+        &format!("{prefix}/in/cdnow.csv"),
+        Path::new(&cdnow()),
+    )
+    .await;
+    let env = az_env();
+    let container = var("CUSTVAL_TEST_AZURE_CONTAINER");
+    tokio::task::spawn_blocking(move || round_trip(env, format!("az://{container}/{prefix}/")))
+        .await
+        .unwrap();
+}
+
+fn run_to(env: &[(&'static str, String)], input: &str, output: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "jobs/nightly.toml",
+        "--as-of",
+        "1997-09-30",
+        "--output",
+        output,
+    ];
+    let input_arg = format!("transactions={input}");
+    args.extend(["--input", input_arg.as_str()]);
+    args.extend(extra);
+    custval(env, &args)
+}
+
+async fn keys_under(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let p = object_store::path::Path::from(prefix);
+    let metas: Vec<_> = store.list(Some(&p)).try_collect().await.unwrap();
+    metas.into_iter().map(|m| m.location.to_string()).collect()
+}
+
+/// SIGKILL at moments spread over whole runs against S3: the previous
+/// partition always reads back whole through its manifest, and a clean
+/// re-run publishes the same rows.
+#[tokio::test]
+async fn sigkill_on_s3_leaves_the_previous_partition_whole() {
+    let prefix = unique("crash");
+    upload(
+        &s3_store(),
+        &format!("{prefix}/in/cdnow.csv"),
+        Path::new(&cdnow()),
+    )
+    .await;
+    let env = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
+    let base = format!("s3://{}/{prefix}/", bucket());
+    tokio::task::spawn_blocking(move || {
+        let input = format!("{base}in/cdnow.csv");
+        let output = format!("{base}out/");
+        assert!(run_to(&env, &input, &output, &[]).status.success());
+        let baseline: Vec<Vec<String>> = TABLES
+            .iter()
+            .map(|t| table_lines(&env, &output, t, "1997-09-30"))
+            .collect();
+        let t0 = std::time::Instant::now();
+        assert!(run_to(&env, &input, &output, &[]).status.success());
+        let full = t0.elapsed();
+        let trials = 20;
+        for i in 0..trials {
+            let delay = full.mul_f64((i as f64 + 0.5) / trials as f64);
+            let mut c = Command::new(env!("CARGO_BIN_EXE_custval"));
+            c.current_dir(env!("CARGO_MANIFEST_DIR"));
+            for (k, v) in &env {
+                c.env(k, v);
+            }
+            let mut child = c
+                .args([
+                    "run",
+                    "jobs/nightly.toml",
+                    "--as-of",
+                    "1997-09-30",
+                    "--output",
+                    &output,
+                ])
+                .args(["--input", &format!("transactions={input}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(delay);
+            let _ = child.kill();
+            let _ = child.wait();
+            for (t, want) in TABLES.iter().zip(&baseline) {
+                let now = table_lines(&env, &output, t, "1997-09-30");
+                assert_same_rows(&format!("trial {i} ({delay:?}): {t}"), &now, want);
+            }
+        }
+        assert!(run_to(&env, &input, &output, &[]).status.success());
+        for (t, want) in TABLES.iter().zip(&baseline) {
+            assert_same_rows(t, &table_lines(&env, &output, t, "1997-09-30"), want);
+        }
+    })
+    .await
+    .unwrap();
+    // Leftovers of killed runs are gone: every data file is listed by a manifest.
+    let store = s3_store();
+    for t in TABLES {
+        let part = format!("{prefix}/out/{t}/as_of=1997-09-30");
+        let keys = keys_under(&store, &part).await;
+        let m = store
+            .get(&object_store::path::Path::from(format!(
+                "{part}/_manifest.json"
+            )))
+            .await
+            .unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&m.bytes().await.unwrap()).unwrap();
+        let listed = m["files"].as_array().unwrap().len();
+        assert_eq!(keys.len(), listed + 1, "{t}: {keys:?}");
+    }
+}
+
+fn lock_body(host: &str, age_secs: i64) -> String {
+    let at = chrono::Utc::now() - chrono::Duration::seconds(age_secs);
+    serde_json::json!({"run_id": "other-run", "host": host, "pid": 1, "process_start": null, "refreshed_at": at.to_rfc3339()})
+        .to_string()
+}
+
+/// A run of the same job and as-of date in progress elsewhere blocks this
+/// one (exit 1, nothing published); a stale lock does not; two runs started
+/// together leave exactly the rows of one run.
+#[tokio::test]
+async fn concurrent_runs_of_one_partition_do_not_corrupt_it() {
+    let prefix = unique("lock");
+    let store = s3_store();
+    upload(
+        &store,
+        &format!("{prefix}/in/cdnow.csv"),
+        Path::new(&cdnow()),
+    )
+    .await;
+    let lock_key = object_store::path::Path::from(format!(
+        "{prefix}/out/_locks/nightly/as_of=1997-09-30.json"
+    ));
+    store
+        .put(&lock_key, PutPayload::from(lock_body("other-host", 1)))
+        .await
+        .unwrap();
+    let env = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
+    let base = format!("s3://{}/{prefix}/", bucket());
+    let (e, b) = (env.clone(), base.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        run_to(&e, &format!("{b}in/cdnow.csv"), &format!("{b}out/"), &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another run of job nightly for 1997-09-30 is in progress"),
+        "{err}"
+    );
+    let keys = keys_under(&store, &format!("{prefix}/out")).await;
+    assert!(
+        keys.iter().all(|k| !k.ends_with("_manifest.json")),
+        "published despite the lock: {keys:?}"
+    );
+
+    // A lock nobody refreshed for an hour is stale.
+    store
+        .put(&lock_key, PutPayload::from(lock_body("other-host", 3600)))
+        .await
+        .unwrap();
+    let (e, b) = (env.clone(), base.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        run_to(&e, &format!("{b}in/cdnow.csv"), &format!("{b}out/"), &[])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let baseline = {
+        let (e, b) = (env.clone(), base.clone());
+        tokio::task::spawn_blocking(move || {
+            table_lines(&e, &format!("{b}out/"), "customer_tiers", "1997-09-30")
+        })
+        .await
+        .unwrap()
+    };
+
+    // Two at once.
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (e, b) = (env.clone(), base.clone());
+            std::thread::spawn(move || {
+                run_to(&e, &format!("{b}in/cdnow.csv"), &format!("{b}out/"), &[])
+            })
+        })
+        .collect();
+    let outs: Vec<Output> = runs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        outs.iter().any(|o| o.status.success()),
+        "neither run published"
+    );
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("in progress"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let (e, b) = (env.clone(), base.clone());
+    let now = tokio::task::spawn_blocking(move || {
+        table_lines(&e, &format!("{b}out/"), "customer_tiers", "1997-09-30")
+    })
+    .await
+    .unwrap();
+    assert_same_rows("customer_tiers", &now, &baseline);
+    assert!(
+        keys_under(&store, &format!("{prefix}/out/_locks"))
+            .await
+            .is_empty(),
+        "locks released"
+    );
+}
+
+/// A proxy of the test's own between custval and moto: per connection it
+/// answers 503, drops the connection, stalls, or forwards. Returns its port.
+async fn fault_proxy(upstream: String, mode: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    tokio::spawn(async move {
+        let mut n: u64 = 0;
+        // Bounded: the proxy stops by itself after 5,000 connections.
+        while n < 5000 {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            n += 1;
+            let fate = match mode {
+                "all_fail" => 0,
+                _ => n % 4, // 0: 503, 1: drop, 2: stall then forward, 3: forward
+            };
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                match fate {
+                    0 => {
+                        let mut buf = [0u8; 4096];
+                        let _ = inbound.read(&mut buf).await;
+                        let _ = inbound
+                            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                    }
+                    1 => drop(inbound),
+                    _ => {
+                        if fate == 2 {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        }
+                        if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_are_retried_or_fail_cleanly() {
+    let prefix = unique("faults");
+    upload(
+        &s3_store(),
+        &format!("{prefix}/in/cdnow.csv"),
+        Path::new(&cdnow()),
+    )
+    .await;
+    let base = format!("s3://{}/{prefix}/", bucket());
+
+    // Some connections fail: retries carry the run through.
+    let port = fault_proxy(var("CUSTVAL_TEST_S3_ENDPOINT"), "mixed").await;
+    let mut env = s3_env(&format!("http://127.0.0.1:{port}"));
+    env.push(("CUSTVAL_STORE_MAX_RETRIES", "10".into()));
+    let (e, b) = (env.clone(), base.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        run_to(&e, &format!("{b}in/cdnow.csv"), &format!("{b}out/"), &[])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "retries should carry the run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let direct = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
+    let b = base.clone();
+    let (_keep, local) = tokio::task::spawn_blocking(local_run).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        for t in TABLES {
+            assert_same_rows(
+                t,
+                &table_lines(&direct, &format!("{b}out/"), t, "1997-09-30"),
+                &table_lines(&[], &local, t, "1997-09-30"),
+            );
+        }
+    })
+    .await
+    .unwrap();
+
+    // Every request fails: exit 1 with a message naming the storage URL, nothing published.
+    let port = fault_proxy(var("CUSTVAL_TEST_S3_ENDPOINT"), "all_fail").await;
+    let mut env = s3_env(&format!("http://127.0.0.1:{port}"));
+    env.push(("CUSTVAL_STORE_MAX_RETRIES", "2".into()));
+    env.push(("CUSTVAL_STORE_RETRY_TIMEOUT_SECS", "5".into()));
+    let (e, b) = (env.clone(), base.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        run_to(&e, &format!("{b}in/cdnow.csv"), &format!("{b}out2/"), &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(base.as_str()) && err.contains("503"), "{err}");
+    let keys = keys_under(&s3_store(), &format!("{prefix}/out2")).await;
+    assert!(keys.is_empty(), "nothing published: {keys:?}");
+}
+
+/// Credentials from the environment never appear in logs, reports,
+/// manifests or error messages.
+#[tokio::test]
+async fn credentials_never_appear_in_any_output() {
+    const KEY_ID: &str = "AKIACUSTVALKEYID7777";
+    const SECRET: &str = "custvalSECRETvalue9999";
+    let prefix = unique("secrets");
+    upload(
+        &s3_store(),
+        &format!("{prefix}/in/cdnow.csv"),
+        Path::new(&cdnow()),
+    )
+    .await;
+    let mut env = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
+    env.retain(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"));
+    env.push(("AWS_ACCESS_KEY_ID", KEY_ID.into()));
+    env.push(("AWS_SECRET_ACCESS_KEY", SECRET.into()));
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report.json");
+    let bad_report = tmp.path().join("bad.json");
+    let base = format!("s3://{}/{prefix}/", bucket());
+    let (e, b, r, br) = (
+        env.clone(),
+        base.clone(),
+        report.clone(),
+        bad_report.clone(),
+    );
+    let outs = tokio::task::spawn_blocking(move || {
+        let ok = custval(
+            &e,
+            &[
+                "-vv",
+                "--log-format",
+                "json",
+                "run",
+                "jobs/nightly.toml",
+                "--as-of",
+                "1997-09-30",
+                "--input",
+                &format!("transactions={b}in/cdnow.csv"),
+                "--output",
+                &format!("{b}out/"),
+                "--report",
+                r.to_str().unwrap(),
+            ],
+        );
+        let bad = custval(
+            &e,
+            &[
+                "-vv",
+                "run",
+                "jobs/nightly.toml",
+                "--as-of",
+                "1997-09-30",
+                "--input",
+                "transactions=s3://no-such-bucket-custval/x.csv",
+                "--output",
+                &format!("{b}out/"),
+                "--report",
+                br.to_str().unwrap(),
+            ],
+        );
+        (ok, bad)
+    })
+    .await
+    .unwrap();
+    assert!(
+        outs.0.status.success(),
+        "{}",
+        String::from_utf8_lossy(&outs.0.stderr)
+    );
+    assert_ne!(outs.1.status.code(), Some(0));
+    let mut texts = vec![
+        String::from_utf8_lossy(&outs.0.stdout).to_string(),
+        String::from_utf8_lossy(&outs.0.stderr).to_string(),
+        String::from_utf8_lossy(&outs.1.stdout).to_string(),
+        String::from_utf8_lossy(&outs.1.stderr).to_string(),
+        std::fs::read_to_string(&report).unwrap(),
+        std::fs::read_to_string(&bad_report).unwrap(),
+    ];
+    assert!(
+        texts[1].contains("step done"),
+        "the verbose log was written"
+    );
+    let store = s3_store();
+    for k in keys_under(&store, &prefix)
+        .await
+        .iter()
+        .filter(|k| k.ends_with(".json"))
+    {
+        let body = store
+            .get(&object_store::path::Path::from(k.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        texts.push(String::from_utf8_lossy(&body).to_string());
+    }
+    assert!(texts.len() > 6 + 6, "manifests were read");
+    for t in &texts {
+        assert!(
+            !t.contains(SECRET) && !t.contains(KEY_ID),
+            "a credential leaked into: {t}"
+        );
+    }
+}
