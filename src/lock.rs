@@ -39,6 +39,9 @@ pub struct RunLock {
     heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Extra attempts at the conditional create after a transport error.
+const LOCK_TRANSPORT_RETRIES: u32 = 4;
+
 fn ttl() -> Duration {
     let secs = std::env::var("CUSTVAL_LOCK_TTL_SECS")
         .ok()
@@ -95,7 +98,9 @@ impl RunLock {
         let path = loc.path();
         let shown = loc.to_string();
         let json = |b: &LockBody| serde_json::to_vec(b).map_err(|e| Error::Internal(e.to_string()));
-        for _ in 0..3 {
+        let mut transport_failures = 0u32;
+        let mut conflicts = 0u32;
+        while conflicts < 3 {
             let opts = PutOptions {
                 mode: PutMode::Create,
                 ..Default::default()
@@ -107,6 +112,7 @@ impl RunLock {
                 Ok(_) => return Ok(Self::held(store, path, shown, run_id)),
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }) => {
+                    conflicts += 1;
                     let existing = match store.get(&path).await {
                         Ok(r) => r
                             .bytes()
@@ -117,6 +123,10 @@ impl RunLock {
                         Err(e) => return Err(Error::storage(shown.clone(), e)),
                     };
                     match serde_json::from_slice::<LockBody>(&existing) {
+                        // An earlier attempt whose answer was lost did create it.
+                        Ok(b) if b.run_id == run_id => {
+                            return Ok(Self::held(store, path, shown, run_id))
+                        }
                         Ok(b) if !is_stale(&b) => {
                             return Err(Error::Conflict {
                                 url: shown,
@@ -134,6 +144,15 @@ impl RunLock {
                             }
                         }
                     }
+                }
+                // A conditional create is not idempotent, so the store client
+                // does not retry it when a connection drops mid-request. The
+                // body names this run, so retrying here is safe: if the lost
+                // attempt succeeded, the conflict branch above recognises it.
+                Err(e) if transport_failures < LOCK_TRANSPORT_RETRIES => {
+                    transport_failures += 1;
+                    tracing::warn!(lock = %shown, error = %e, attempt = transport_failures, "retrying the run lock");
+                    tokio::time::sleep(Duration::from_millis(200 << transport_failures)).await;
                 }
                 Err(e) => return Err(Error::storage(shown, e)),
             }
@@ -207,5 +226,79 @@ impl RunLock {
         if let Err(e) = self.store.delete(&self.path).await {
             tracing::warn!(lock = %self.shown, error = %e, "could not remove the run lock");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn setup() -> (Arc<dyn ObjectStore>, Location) {
+        (
+            Arc::new(InMemory::new()),
+            Location::parse("s3://bucket/out/", true).unwrap(),
+        )
+    }
+
+    async fn plant(store: &Arc<dyn ObjectStore>, out: &Location, b: &LockBody) {
+        let path = out
+            .join("_locks/nightly/as_of=1997-09-30.json")
+            .unwrap()
+            .path();
+        store
+            .put(&path, PutPayload::from(serde_json::to_vec(b).unwrap()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_live_lock_refuses_a_second_run() {
+        let (store, out) = setup();
+        let held = RunLock::acquire(store.clone(), &out, "nightly", "1997-09-30", "run-a")
+            .await
+            .unwrap();
+        let second = RunLock::acquire(store.clone(), &out, "nightly", "1997-09-30", "run-b").await;
+        let err = second
+            .err()
+            .expect("second run must be refused")
+            .to_string();
+        assert!(
+            err.contains("run-a") && err.contains("in progress"),
+            "{err}"
+        );
+        held.release().await;
+        RunLock::acquire(store, &out, "nightly", "1997-09-30", "run-b")
+            .await
+            .expect("free again after release")
+            .release()
+            .await;
+    }
+
+    /// A create whose answer was lost in transit left our own lock behind:
+    /// the retry must take it as ours, not report a conflict with itself.
+    #[tokio::test]
+    async fn a_lock_left_by_our_own_lost_attempt_is_ours() {
+        let (store, out) = setup();
+        plant(&store, &out, &body("run-a")).await;
+        let lock = RunLock::acquire(store.clone(), &out, "nightly", "1997-09-30", "run-a")
+            .await
+            .expect("our own lock");
+        lock.verify().await.unwrap();
+        lock.release().await;
+    }
+
+    #[tokio::test]
+    async fn a_lock_from_a_dead_process_on_this_host_is_stale() {
+        let (store, out) = setup();
+        let mut dead = body("run-dead");
+        // PID 0 is never a user process; /proc/0 does not exist.
+        dead.pid = 0;
+        plant(&store, &out, &dead).await;
+        let lock = RunLock::acquire(store.clone(), &out, "nightly", "1997-09-30", "run-b")
+            .await
+            .expect("stale lock replaced");
+        lock.verify().await.unwrap();
+        lock.release().await;
     }
 }
