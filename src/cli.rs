@@ -48,6 +48,14 @@ pub struct EngineArgs {
     /// Parallelism (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where queries run: `local` (default) or `ballista://HOST:PORT`, a
+    /// scheduler started with `custval scheduler`. Publishing stays here.
+    #[arg(
+        long,
+        env = "CUSTVAL_ENGINE",
+        value_name = "local|ballista://HOST:PORT"
+    )]
+    pub engine: Option<String>,
 }
 
 impl EngineArgs {
@@ -61,6 +69,14 @@ impl EngineArgs {
                 return Err(Error::Usage("--threads must be at least 1".into()));
             }
             o.target_partitions = t;
+        }
+        match self.engine.as_deref().map(str::trim) {
+            None | Some("") | Some("local") => {}
+            Some(url) => {
+                #[cfg(feature = "cluster")]
+                crate::cluster::scheduler_address(url)?;
+                o.cluster = Some(url.to_string());
+            }
         }
         Ok(o)
     }
@@ -164,6 +180,45 @@ pub enum Command {
     },
     /// List the SQL functions.
     Functions,
+    /// Start a Ballista scheduler that plans with custval's functions.
+    #[cfg(feature = "cluster")]
+    Scheduler {
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// Host name executors and clients use to reach this scheduler.
+        #[arg(long, default_value = "localhost")]
+        external_host: String,
+        #[arg(long, default_value_t = 50050)]
+        port: u16,
+    },
+    /// Start a Ballista executor with custval's functions.
+    #[cfg(feature = "cluster")]
+    Executor {
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// Host name the scheduler, clients and other executors use to reach this one.
+        #[arg(long, default_value = "localhost")]
+        external_host: String,
+        /// Arrow Flight port (results and shuffle data).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// gRPC port (tasks from the scheduler).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        #[arg(long, default_value = "localhost")]
+        scheduler_host: String,
+        #[arg(long, default_value_t = 50050)]
+        scheduler_port: u16,
+        /// Shuffle files and spills (created if missing).
+        #[arg(long)]
+        work_dir: PathBuf,
+        /// Tasks at once (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        concurrent_tasks: usize,
+        /// Memory all tasks may use before spilling (e.g. 4GiB).
+        #[arg(long)]
+        memory_limit: Option<String>,
+    },
 }
 
 /// Print to stdout; a closed pipe (`custval ... | head`) is an error the
@@ -377,6 +432,48 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ))?;
             }
             Ok(())
+        }
+        #[cfg(feature = "cluster")]
+        Command::Scheduler {
+            bind_host,
+            external_host,
+            port,
+        } => {
+            crate::cluster::run_scheduler(crate::cluster::SchedulerOptions {
+                bind_host,
+                external_host,
+                port,
+            })
+            .await
+        }
+        #[cfg(feature = "cluster")]
+        Command::Executor {
+            bind_host,
+            external_host,
+            port,
+            grpc_port,
+            scheduler_host,
+            scheduler_port,
+            work_dir,
+            concurrent_tasks,
+            memory_limit,
+        } => {
+            let memory_limit = match memory_limit {
+                Some(m) => parse_size(&m)?,
+                None => crate::engine::default_memory_limit(),
+            };
+            crate::cluster::run_executor(crate::cluster::ExecutorOptions {
+                bind_host,
+                external_host,
+                port,
+                grpc_port,
+                scheduler_host,
+                scheduler_port,
+                work_dir,
+                concurrent_tasks,
+                memory_limit,
+            })
+            .await
         }
     }
 }

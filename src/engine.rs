@@ -24,6 +24,8 @@ pub struct EngineOptions {
     pub memory_limit: usize,
     /// Parallelism; the core count by default.
     pub target_partitions: usize,
+    /// `ballista://HOST:PORT` of a scheduler: run on that cluster instead of here.
+    pub cluster: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -33,6 +35,7 @@ impl Default for EngineOptions {
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            cluster: None,
         }
     }
 }
@@ -89,14 +92,84 @@ pub fn session(opts: &EngineOptions) -> Result<SessionContext> {
             DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
         )
         .build_arc()?;
-    let config = SessionConfig::new()
+    let ctx = SessionContext::new_with_config_rt(configure(SessionConfig::new(), opts), runtime);
+    crate::udf::register_all(&ctx);
+    Ok(ctx)
+}
+
+/// The session settings every engine shares, local or cluster.
+pub fn configure(config: SessionConfig, opts: &EngineOptions) -> SessionConfig {
+    config
         .with_target_partitions(opts.target_partitions.max(1))
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", false)
-        .set_bool("datafusion.sql_parser.enable_ident_normalization", true);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    crate::udf::register_all(&ctx);
-    Ok(ctx)
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
+}
+
+/// Open the session a command runs in: local, or the client of a Ballista
+/// cluster when `opts.cluster` names a scheduler.
+pub async fn open(opts: &EngineOptions) -> Result<SessionContext> {
+    match &opts.cluster {
+        None => session(opts),
+        #[cfg(feature = "cluster")]
+        Some(url) => crate::cluster::connect(url, opts).await,
+        #[cfg(not(feature = "cluster"))]
+        Some(url) => Err(Error::Usage(format!(
+            "--engine {url}: this custval was built without the `cluster` feature"
+        ))),
+    }
+}
+
+/// An object-store registry that builds the store of any URL from the
+/// environment on first use. Cluster processes need it: a scheduler lists and
+/// an executor reads whatever buckets the client's job names, and nobody
+/// registers those stores on their side.
+#[derive(Debug, Default)]
+pub struct EnvStores {
+    stores: std::sync::RwLock<std::collections::HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl EnvStores {
+    fn key(url: &Url) -> String {
+        format!("{}://{}", url.scheme(), url.authority())
+    }
+}
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for EnvStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        let mut m = self.stores.write().unwrap_or_else(|p| p.into_inner());
+        m.insert(Self::key(url), store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        let mut m = self.stores.write().unwrap_or_else(|p| p.into_inner());
+        m.remove(&Self::key(url)).ok_or_else(|| {
+            datafusion::error::DataFusionError::Execution(format!(
+                "no object store registered for {}",
+                redact(url)
+            ))
+        })
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        let key = Self::key(url);
+        if let Some(s) = self
+            .stores
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(s.clone());
+        }
+        let loc = Location::parse(&format!("{key}/"), true)?;
+        let store = build_store(&loc)?;
+        let mut m = self.stores.write().unwrap_or_else(|p| p.into_inner());
+        Ok(m.entry(key).or_insert(store).clone())
+    }
 }
 
 /// A user-given location: a local path or a URL, normalised.

@@ -60,6 +60,10 @@ pub enum Error {
     #[error("{url}: {message}")]
     Conflict { url: String, message: String },
 
+    /// A Ballista scheduler or executor could not start or be reached (exit 1).
+    #[error("cluster {address}: {message}")]
+    Cluster { address: String, message: String },
+
     /// Engine failure (exit 1).
     #[error(transparent)]
     DataFusion(Box<DataFusionError>),

@@ -14,7 +14,6 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -331,6 +330,7 @@ pub async fn register_inputs(
     inputs: &BTreeMap<String, InputSpec>,
     overrides: &BTreeMap<String, String>,
     base_dir: &std::path::Path,
+    scratch: &crate::scratch::Scratch,
 ) -> Result<Vec<InputReport>> {
     for name in overrides.keys() {
         if !inputs.contains_key(name) {
@@ -381,7 +381,7 @@ pub async fn register_inputs(
                 (files, Some(format))
             }
             None => {
-                register_empty(ctx, &raw_name, spec)?;
+                register_empty(ctx, &raw_name, spec, scratch).await?;
                 (vec![], None)
             }
         };
@@ -498,7 +498,12 @@ fn is_temporal(t: &DataType) -> bool {
     )
 }
 
-fn register_empty(ctx: &SessionContext, raw_name: &str, spec: &InputSpec) -> Result<()> {
+async fn register_empty(
+    ctx: &SessionContext,
+    raw_name: &str,
+    spec: &InputSpec,
+    scratch: &crate::scratch::Scratch,
+) -> Result<()> {
     let fields: Vec<Field> = match spec.kind {
         InputKind::Transactions => TRANSACTION_COLUMNS
             .iter()
@@ -510,10 +515,9 @@ fn register_empty(ctx: &SessionContext, raw_name: &str, spec: &InputSpec) -> Res
             .map(|(c, t)| Ok(Field::new(c, sql_type(t)?, true)))
             .collect::<Result<_>>()?,
     };
-    let schema = Arc::new(Schema::new(fields));
-    let table = MemTable::try_new(schema, vec![vec![]])?;
-    ctx.register_table(raw_name, Arc::new(table))?;
-    Ok(())
+    scratch
+        .register_empty(ctx, raw_name, Arc::new(Schema::new(fields)))
+        .await
 }
 
 fn sql_type(t: &str) -> Result<DataType> {

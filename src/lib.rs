@@ -8,6 +8,8 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod demo;
 pub mod engine;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod progress;
 pub mod publish;
 pub mod report;
 pub mod runner;
+pub mod scratch;
 pub mod sql;
 pub mod table;
 pub mod udf;

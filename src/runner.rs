@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::scratch::Scratch;
 use chrono::{Duration, NaiveDate, Utc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::scalar::ScalarValue;
 use object_store::ObjectStoreExt;
@@ -211,24 +211,28 @@ struct Prepared {
     inputs: Vec<InputReport>,
     output: Location,
     as_of: NaiveDate,
+    /// Materialized steps and empty tables; taken by the run that removes it.
+    scratch: Option<Scratch>,
 }
 
 async fn prepare(job: &Job, opts: &RunOptions) -> Result<Prepared> {
     let as_of = opts.as_of.unwrap_or_else(default_as_of);
     let params = sql_params(job, as_of)?;
     let output = output_location(job, opts)?;
-    let ctx = engine::session(&opts.engine)?;
+    let ctx = engine::open(&opts.engine).await?;
     // Build the output store first: a bad URL or credentials fail before any query.
     engine::register_store(&ctx, &output)?;
+    let scratch = Scratch::new(&ctx, opts.engine.cluster.is_some(), &output)?;
     let base = job
         .path
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
-    let inputs = input::register_inputs(&ctx, &job.spec.inputs, &opts.inputs, &base).await?;
+    let inputs =
+        input::register_inputs(&ctx, &job.spec.inputs, &opts.inputs, &base, &scratch).await?;
     for out in &job.spec.outputs {
         if !out.previous.is_empty() {
-            register_previous(&ctx, &output, &out.table, &out.previous, as_of).await?;
+            register_previous(&ctx, &output, &out.table, &out.previous, as_of, &scratch).await?;
         }
     }
     Ok(Prepared {
@@ -237,6 +241,7 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<Prepared> {
         inputs,
         output,
         as_of,
+        scratch: Some(scratch),
     })
 }
 
@@ -248,6 +253,7 @@ async fn register_previous(
     table: &str,
     columns: &[String],
     as_of: NaiveDate,
+    scratch: &Scratch,
 ) -> Result<()> {
     let store = engine::register_store(ctx, output)?;
     let table_dir = output.join(&format!("{table}/"))?;
@@ -288,10 +294,7 @@ async fn register_previous(
                     .map(|c| Field::new(c, DataType::Utf8, true))
                     .collect::<Vec<_>>(),
             ));
-            ctx.register_table(
-                name.as_str(),
-                Arc::new(MemTable::try_new(schema, vec![vec![]])?),
-            )?;
+            scratch.register_empty(ctx, &name, schema).await?;
         }
     }
     Ok(())
@@ -336,7 +339,16 @@ fn step_error(step: &str, file: &str, e: Error) -> Error {
 
 /// `custval check`: parse and plan every step against the real inputs.
 pub async fn check(job: &Job, opts: &RunOptions) -> Result<Vec<String>> {
-    let p = prepare(job, opts).await?;
+    let mut p = prepare(job, opts).await?;
+    let scratch = p.scratch.take();
+    let result = check_prepared(job, &p).await;
+    if let Some(s) = scratch {
+        s.remove().await;
+    }
+    result
+}
+
+async fn check_prepared(job: &Job, p: &Prepared) -> Result<Vec<String>> {
     let mut planned = Vec::new();
     for step in &job.spec.steps {
         let sql = job
@@ -439,7 +451,23 @@ pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
 
 async fn run_inner(job: &Job, opts: &RunOptions, lineage: Option<&Lineage>) -> Result<RunReport> {
     let started = Instant::now();
-    let p = prepare(job, opts).await?;
+    let mut p = prepare(job, opts).await?;
+    let scratch = p
+        .scratch
+        .take()
+        .ok_or_else(|| Error::Internal("run without scratch space".into()))?;
+    let result = run_prepared(job, p, lineage, started, &scratch).await;
+    scratch.remove().await;
+    result
+}
+
+async fn run_prepared(
+    job: &Job,
+    p: Prepared,
+    lineage: Option<&Lineage>,
+    started: Instant,
+    scratch: &Scratch,
+) -> Result<RunReport> {
     let run_id = format!(
         "{}-{:08x}",
         Utc::now().format("%Y%m%dT%H%M%SZ"),
@@ -466,7 +494,7 @@ async fn run_inner(job: &Job, opts: &RunOptions, lineage: Option<&Lineage>) -> R
     )
     .await?;
     let inputs = p.inputs.clone();
-    let result = run_locked(job, p, &run_id, &lock, store, started).await;
+    let result = run_locked(job, p, &run_id, &lock, store, started, scratch).await;
     lock.release().await;
     result.map_err(|e| data_error(&inputs, e))
 }
@@ -513,12 +541,9 @@ async fn run_locked(
     lock: &RunLock,
     store: Arc<dyn object_store::ObjectStore>,
     started: Instant,
+    spill: &Scratch,
 ) -> Result<RunReport> {
     let run_id = run_id.to_string();
-    let spill = tempfile::Builder::new()
-        .prefix("custval-steps-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let mut steps = Vec::new();
     for step in &job.spec.steps {
         let t0 = Instant::now();
@@ -531,7 +556,7 @@ async fn run_locked(
             let pb = crate::progress::step(&step.name);
             let rows = if step.materialize {
                 Some(
-                    materialize(&p.ctx, &step.name, df, spill.path())
+                    materialize(&p.ctx, &step.name, df, spill)
                         .await
                         .map_err(|e| step_error(&step.name, &step.sql, e))?,
                 )
@@ -699,32 +724,26 @@ async fn materialize(
     ctx: &SessionContext,
     name: &str,
     df: datafusion::dataframe::DataFrame,
-    dir: &std::path::Path,
+    scratch: &Scratch,
 ) -> Result<u64> {
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let path = dir.join(name);
-    let path_str = format!("{}/", path.to_string_lossy());
+    let folder = scratch.folder(name)?;
     // Spill files live for one run: fast LZ4 instead of the zstd of published files.
     let mut spill_opts = datafusion::config::TableParquetOptions::default();
     spill_opts.global.compression = Some("lz4_raw".into());
     let counts: Vec<RecordBatch> = df
-        .write_parquet(&path_str, DataFrameWriteOptions::new(), Some(spill_opts))
+        .write_parquet(&folder, DataFrameWriteOptions::new(), Some(spill_opts))
         .await?;
     let rows: u64 = table::to_json_rows(&counts)?
         .iter()
         .filter_map(|r| r.get("count").and_then(|v| v.as_u64()))
         .sum();
-    let has_files = std::fs::read_dir(&path)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
-        })
-        .unwrap_or(false);
-    if rows == 0 || !has_files {
-        ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+    if rows == 0 {
+        // No rows may mean no files: a folder with none has no schema to read.
+        scratch.register_empty(ctx, name, schema).await?;
     } else {
         let opts = ParquetReadOptions::default().schema(&schema);
-        ctx.register_parquet(name, &path_str, opts).await?;
+        ctx.register_parquet(name, &folder, opts).await?;
     }
     Ok(rows)
 }

@@ -171,7 +171,7 @@ pub async fn run(
             "--format parquet writes files: add --allow-write".into(),
         ));
     }
-    let ctx = engine::session(engine_opts)?;
+    let ctx = engine::open(engine_opts).await?;
     register_tables(&ctx, tables).await?;
     match query {
         Some(q) => {

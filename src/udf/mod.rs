@@ -49,6 +49,25 @@ pub fn all_functions() -> Vec<Function> {
     MODELS.iter().flat_map(|f| f()).collect()
 }
 
+/// Register every custval function with a session state: the form a Ballista
+/// scheduler's session builder and an executor's function registry start from.
+pub fn register_all_state(
+    state: &mut datafusion::execution::SessionState,
+) -> datafusion::error::Result<()> {
+    use datafusion::execution::FunctionRegistry;
+    for f in all_functions() {
+        match f.udf {
+            Udf::Scalar(u) => {
+                state.register_udf(u)?;
+            }
+            Udf::Aggregate(u) => {
+                state.register_udaf(u)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Register every custval function with a session.
 pub fn register_all(ctx: &SessionContext) {
     for f in all_functions() {

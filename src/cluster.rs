@@ -1,0 +1,197 @@
+//! The cluster: Apache DataFusion Ballista processes that know custval's
+//! functions, and the client session behind `--engine ballista://HOST:PORT`.
+//!
+//! Ballista looks functions up by name in three places, and each needs all of
+//! custval's: the client's session (planning), the scheduler's session builder
+//! (decoding the client's logical plan), and the executor's function registry
+//! (decoding physical tasks). Every process also resolves object stores from
+//! its own environment ([`EnvStores`]), so credentials never travel in plans.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista::prelude::SessionContextExt;
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::SessionState;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::engine::{configure, EngineOptions, EnvStores};
+use crate::error::{Error, Result};
+
+/// Where a scheduler listens.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    pub bind_host: String,
+    /// The host executors and clients reach this scheduler at.
+    pub external_host: String,
+    pub port: u16,
+}
+
+/// An executor's ports, scheduler, working folder and capacity.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    pub bind_host: String,
+    pub external_host: String,
+    /// Arrow Flight port: clients and other executors fetch results here.
+    pub port: u16,
+    pub grpc_port: u16,
+    pub scheduler_host: String,
+    pub scheduler_port: u16,
+    /// Shuffle files and spills.
+    pub work_dir: std::path::PathBuf,
+    /// Tasks run at once (0: one per core).
+    pub concurrent_tasks: usize,
+    /// Memory all tasks together may use before spilling.
+    pub memory_limit: usize,
+}
+
+/// The `host:port` of a `ballista://` (or `df://`) engine URL.
+pub fn scheduler_address(url: &str) -> Result<(String, u16)> {
+    let bad = || {
+        Error::Usage(format!(
+            "--engine {url:?}: expected ballista://HOST:PORT (or `local`)"
+        ))
+    };
+    let parsed = url::Url::parse(url).map_err(|_| bad())?;
+    if !matches!(parsed.scheme(), "ballista" | "df") {
+        return Err(bad());
+    }
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(bad)?;
+    Ok((host.to_string(), parsed.port().unwrap_or(50050)))
+}
+
+fn runtime(temp_dir: Option<&std::path::Path>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let mut b = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(EnvStores::default()));
+    if let Some(dir) = temp_dir {
+        b = b.with_temp_file_path(dir);
+    }
+    b.build_arc()
+}
+
+/// The session state the scheduler plans with: Ballista's defaults, stores
+/// from the environment, and every custval function.
+fn scheduler_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
+    let base = ballista_core::utils::default_session_builder(config)?;
+    let mut state = SessionStateBuilder::new_from_existing(base)
+        .with_runtime_env(runtime(None)?)
+        .build();
+    crate::udf::register_all_state(&mut state)?;
+    Ok(state)
+}
+
+fn cluster_err(address: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Cluster {
+        address: address.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Run a scheduler until the process is stopped.
+pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
+    let address = format!("{}:{}", opts.bind_host, opts.port);
+    let addr: SocketAddr = address
+        .parse()
+        .map_err(|e| Error::Usage(format!("scheduler address {address}: {e}")))?;
+    let config = SchedulerConfig {
+        bind_host: opts.bind_host.clone(),
+        external_host: opts.external_host.clone(),
+        bind_port: opts.port,
+        override_session_builder: Some(Arc::new(scheduler_state)),
+        ..Default::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| cluster_err(&address, e))?;
+    tracing::info!(%address, "custval scheduler listening");
+    start_server(cluster, addr, Arc::new(config))
+        .await
+        .map_err(|e| cluster_err(&address, e))
+}
+
+/// Run an executor until the process is stopped.
+pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
+    let scheduler = format!("{}:{}", opts.scheduler_host, opts.scheduler_port);
+    std::fs::create_dir_all(&opts.work_dir).map_err(|e| Error::io(&opts.work_dir, e))?;
+    let work_dir = opts
+        .work_dir
+        .canonicalize()
+        .map_err(|e| Error::io(&opts.work_dir, e))?;
+    let functions =
+        BallistaFunctionRegistry::from(&scheduler_state(SessionConfig::new_with_ballista())?);
+    let temp = work_dir.clone();
+    let config = ExecutorProcessConfig {
+        bind_host: opts.bind_host.clone(),
+        external_host: Some(opts.external_host.clone()),
+        port: opts.port,
+        grpc_port: opts.grpc_port,
+        scheduler_host: opts.scheduler_host.clone(),
+        scheduler_port: opts.scheduler_port,
+        // Keep trying while the scheduler starts (it polls every 500 ms).
+        scheduler_connect_timeout_seconds: 60,
+        vcores: opts.concurrent_tasks,
+        work_dir: Some(work_dir.to_string_lossy().into_owned()),
+        memory_pool_size: Some(opts.memory_limit as u64),
+        override_function_registry: Some(Arc::new(functions)),
+        override_runtime_producer: Some(Arc::new(move |_| runtime(Some(&temp)))),
+        ..Default::default()
+    };
+    tracing::info!(scheduler = %scheduler, port = opts.port, "custval executor starting");
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| cluster_err(&scheduler, e))
+}
+
+/// A client session on the cluster at `url`, with custval's functions.
+pub async fn connect(url: &str, opts: &EngineOptions) -> Result<SessionContext> {
+    let (host, port) = scheduler_address(url)?;
+    // The static distributed planner: Ballista 55's adaptive planner spent
+    // minutes of scheduler CPU per job on custval's many-stage plans (its
+    // `AdaptiveExecutionGraph::revive` runs on every task status update).
+    let config = configure(SessionConfig::new_with_ballista(), opts)
+        .with_ballista_job_name("custval")
+        .with_ballista_adaptive_query_planner(false);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime(None)?)
+        .with_default_features()
+        .build();
+    let address = format!("df://{host}:{port}");
+    let ctx = SessionContext::remote_with_state(&address, state)
+        .await
+        .map_err(|e| cluster_err(format!("ballista://{host}:{port}"), e))?;
+    // Ballista rebuilds the state's function lists when it connects, so the
+    // functions go in afterwards.
+    crate::udf::register_all(&ctx);
+    Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_urls_name_a_scheduler() {
+        assert_eq!(
+            scheduler_address("ballista://10.0.0.5:50050").unwrap(),
+            ("10.0.0.5".to_string(), 50050)
+        );
+        assert_eq!(
+            scheduler_address("ballista://sched").unwrap(),
+            ("sched".to_string(), 50050)
+        );
+        for bad in ["localhost:50050", "http://h:1", "ballista://", "ballista"] {
+            let e = scheduler_address(bad).unwrap_err().to_string();
+            assert!(e.contains("ballista://HOST:PORT"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Scratch space for one run: where materialized steps and empty tables live
+//! until the run ends.
+//!
+//! Locally that is a temporary folder. On a Ballista cluster the executors
+//! must read what the steps wrote, and an in-memory table cannot travel in a
+//! Ballista plan (datafusion-proto has no encoding for `MemTable`), so both go
+//! to `OUTPUT/_work/RUN/` on the output's store, which every process reaches
+//! with its own credentials, and are removed when the run ends.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::engine::{self, Location};
+use crate::error::{Error, Result};
+
+/// The scratch space of one run.
+pub enum Scratch {
+    /// A local temporary folder, removed on drop.
+    Local(tempfile::TempDir),
+    /// A prefix on a store every cluster process can reach.
+    Shared {
+        store: Arc<dyn ObjectStore>,
+        location: Location,
+    },
+}
+
+impl Scratch {
+    /// Scratch space for a session: local unless the engine is a cluster.
+    pub fn new(ctx: &SessionContext, clustered: bool, output: &Location) -> Result<Scratch> {
+        if clustered {
+            let id = format!(
+                "{}-{:08x}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+                rand::random::<u32>()
+            );
+            let location = output.join(&format!("_work/{id}/"))?;
+            let store = engine::register_store(ctx, &location)?;
+            Ok(Scratch::Shared { store, location })
+        } else {
+            let dir = tempfile::Builder::new()
+                .prefix("custval-steps-")
+                .tempdir()
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            Ok(Scratch::Local(dir))
+        }
+    }
+
+    /// The folder URL (or path) for a table named `name`, ending in `/`.
+    pub fn folder(&self, name: &str) -> Result<String> {
+        match self {
+            Scratch::Local(dir) => Ok(format!("{}/", dir.path().join(name).to_string_lossy())),
+            Scratch::Shared { location, .. } => {
+                Ok(location.join(&format!("{name}/"))?.url().to_string())
+            }
+        }
+    }
+
+    /// Register `name` as a table with `schema` and no rows.
+    pub async fn register_empty(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        schema: SchemaRef,
+    ) -> Result<()> {
+        match self {
+            Scratch::Local(_) => {
+                ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+            }
+            Scratch::Shared { store, location } => {
+                // A Parquet file with the schema and no rows.
+                let mut buf = Vec::new();
+                let writer = parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), None)
+                    .map_err(|e| Error::Internal(format!("empty table {name}: {e}")))?;
+                writer
+                    .close()
+                    .map_err(|e| Error::Internal(format!("empty table {name}: {e}")))?;
+                let dir = location.join(&format!("empty/{name}/"))?;
+                let file = dir.join("part-0.parquet")?;
+                store
+                    .put(&file.path(), PutPayload::from(buf))
+                    .await
+                    .map_err(|e| Error::storage(file.to_string(), e))?;
+                let opts = ParquetReadOptions::default().schema(&schema);
+                ctx.register_parquet(name, dir.url().as_str(), opts).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove everything the run left here (best effort: a failure is logged,
+    /// the next run's files never collide with these).
+    pub async fn remove(self) {
+        if let Scratch::Shared { store, location } = self {
+            if let Some(dir) = location.local_path() {
+                // Local disk keeps empty folders that a store delete leaves.
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(scratch = %location, error = %e, "could not remove scratch files");
+                }
+                if let Some(parent) = dir.parent() {
+                    let _ = std::fs::remove_dir(parent); // `_work`, when no other run uses it
+                }
+                return;
+            }
+            let prefix = location.path();
+            let mut listed = store.list(Some(&prefix));
+            while let Some(item) = listed.next().await {
+                match item {
+                    Ok(meta) => {
+                        if let Err(e) = store.delete(&meta.location).await {
+                            tracing::warn!(file = %meta.location, error = %e, "could not remove a scratch file");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(scratch = %location, error = %e, "could not list scratch files");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
