@@ -151,9 +151,36 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         .map_err(|e| cluster_err(&scheduler, e))
 }
 
+/// Fail early, naming the scheduler, when nothing answers at its address:
+/// Ballista itself connects only when the first query runs.
+async fn reachable(host: &str, port: u16) -> Result<()> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let shown = format!("ballista://{host}:{port}");
+    let target = format!("{host}:{port}");
+    let probe = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut last = std::io::Error::other("the host name resolves to no address");
+        for addr in target.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10)) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    })
+    .await
+    .map_err(|e| cluster_err(&shown, e))?;
+    probe.map_err(|e| {
+        cluster_err(
+            &shown,
+            format!("cannot reach the scheduler ({e}); start one with `custval scheduler`"),
+        )
+    })
+}
+
 /// A client session on the cluster at `url`, with custval's functions.
 pub async fn connect(url: &str, opts: &EngineOptions) -> Result<SessionContext> {
     let (host, port) = scheduler_address(url)?;
+    reachable(&host, port).await?;
     // The static distributed planner: Ballista 55's adaptive planner spent
     // minutes of scheduler CPU per job on custval's many-stage plans (its
     // `AdaptiveExecutionGraph::revive` runs on every task status update).

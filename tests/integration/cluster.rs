@@ -314,3 +314,19 @@ fn the_nightly_job_on_a_ballista_cluster_equals_the_local_run() {
     assert_ok("cluster generated run", &out, &cluster);
     compare(&local, &remote, &end);
 }
+
+#[test]
+fn an_unreachable_scheduler_is_named_in_the_error() {
+    let port = free_port(); // bound and released: nothing listens there
+    let engine = format!("ballista://127.0.0.1:{port}");
+    let out = bin()
+        .args(["sql", "--engine", &engine, "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&engine) && err.contains("cannot reach the scheduler"),
+        "{err}"
+    );
+}
