@@ -160,15 +160,7 @@ impl Drop for Cluster {
     }
 }
 
-const TABLES: &[&str] = &[
-    "customer_tiers",
-    "model_fit",
-    "concentration",
-    "retention_cohorts",
-    "retention_rates",
-    "customer_category_share",
-    "rejected_rows",
-];
+use crate::common::TABLES;
 
 fn run(job_args: &[&str], out: &Path, engine: Option<&str>) -> Output {
     let mut c = bin();
@@ -201,28 +193,13 @@ fn table_lines(dir: &Path, table: &str, as_of: &str) -> Vec<String> {
     lines
 }
 
-/// Same rows: text equal, numbers within `rel` relative (the cluster adds
-/// partial sums and merges fit states in another order than one process).
 fn assert_same_rows(table: &str, a: &[String], b: &[String], rel: f64) {
     // Clean data rejects nothing; every other table has rows.
     assert!(
         table == "rejected_rows" || !a.is_empty(),
         "{table}: no rows"
     );
-    assert_eq!(a.len(), b.len(), "{table}: row counts differ");
-    for (x, y) in a.iter().zip(b) {
-        let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
-        assert_eq!(xs.len(), ys.len(), "{table}: {x} vs {y}");
-        for (u, v) in xs.iter().zip(&ys) {
-            match (u.parse::<f64>(), v.parse::<f64>()) {
-                (Ok(p), Ok(q)) => assert!(
-                    (p - q).abs() <= rel * p.abs().max(q.abs()).max(1e-12),
-                    "{table}: {x} vs {y}"
-                ),
-                _ => assert_eq!(u, v, "{table}: {x} vs {y}"),
-            }
-        }
-    }
+    crate::common::assert_same_rows_within(table, a, b, rel, 1e-12);
 }
 
 fn compare(local: &Path, clustered: &Path, as_of: &str) {

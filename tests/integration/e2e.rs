@@ -129,15 +129,7 @@ fn cdnow_run_reproduces_hardies_summary_and_the_published_fit() {
         assert!((v - w).abs() < 0.01, "{k} = {v}");
     }
     // Every published partition has its manifest, listing files that exist.
-    for table in [
-        "customer_tiers",
-        "model_fit",
-        "concentration",
-        "retention_cohorts",
-        "retention_rates",
-        "customer_category_share",
-        "rejected_rows",
-    ] {
+    for table in crate::common::TABLES {
         let part = tmp.path().join(format!("{table}/as_of=1997-09-30"));
         let m: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(part.join("_manifest.json")).unwrap())

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "cluster")]
 mod cluster;
+mod common;
 mod e2e;
 mod hostile;
 mod sqllogic;

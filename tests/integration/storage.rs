@@ -108,15 +108,7 @@ fn custval(env: &[(&'static str, String)], args: &[&str]) -> Output {
     c.args(args).output().unwrap()
 }
 
-const TABLES: &[&str] = &[
-    "customer_tiers",
-    "model_fit",
-    "concentration",
-    "retention_cohorts",
-    "retention_rates",
-    "customer_category_share",
-    "rejected_rows",
-];
+use crate::common::TABLES;
 
 /// All rows of a published table as sorted CSV lines.
 fn table_lines(
@@ -151,23 +143,9 @@ fn table_lines(
     lines
 }
 
-/// Same rows: text equal, numbers equal to 1e-9 relative (parallel sums may
-/// add in another order).
+/// Same rows, numbers to 1e-9 relative.
 fn assert_same_rows(table: &str, a: &[String], b: &[String]) {
-    assert_eq!(a.len(), b.len(), "{table}: row counts differ");
-    for (x, y) in a.iter().zip(b) {
-        let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
-        assert_eq!(xs.len(), ys.len(), "{table}: {x} vs {y}");
-        for (u, v) in xs.iter().zip(&ys) {
-            match (u.parse::<f64>(), v.parse::<f64>()) {
-                (Ok(p), Ok(q)) => assert!(
-                    (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
-                    "{table}: {x} vs {y}"
-                ),
-                _ => assert_eq!(u, v, "{table}: {x} vs {y}"),
-            }
-        }
-    }
+    crate::common::assert_same_rows_within(table, a, b, 1e-9, 1.0);
 }
 
 fn local_run() -> (tempfile::TempDir, String) {
