@@ -211,38 +211,59 @@ struct Prepared {
     inputs: Vec<InputReport>,
     output: Location,
     as_of: NaiveDate,
-    /// Materialized steps and empty tables; taken by the run that removes it.
-    scratch: Option<Scratch>,
+    /// Names the run's files, lock and scratch space.
+    run_id: String,
 }
 
-async fn prepare(job: &Job, opts: &RunOptions) -> Result<Prepared> {
+/// A session with the job's inputs registered, and the run's scratch space
+/// (which the caller removes). Nothing is left behind when this fails.
+async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
     let as_of = opts.as_of.unwrap_or_else(default_as_of);
     let params = sql_params(job, as_of)?;
     let output = output_location(job, opts)?;
     let ctx = engine::open(&opts.engine).await?;
     // Build the output store first: a bad URL or credentials fail before any query.
     engine::register_store(&ctx, &output)?;
-    let scratch = Scratch::new(&ctx, opts.engine.cluster.is_some(), &output)?;
-    let base = job
-        .path
-        .parent()
-        .map(|p| p.to_path_buf())
-        .unwrap_or_else(|| PathBuf::from("."));
-    let inputs =
-        input::register_inputs(&ctx, &job.spec.inputs, &opts.inputs, &base, &scratch).await?;
-    for out in &job.spec.outputs {
-        if !out.previous.is_empty() {
-            register_previous(&ctx, &output, &out.table, &out.previous, as_of, &scratch).await?;
+    let run_id = format!(
+        "{}-{:08x}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>()
+    );
+    let scratch = Scratch::new(&ctx, opts.engine.cluster.is_some(), &output, &run_id)?;
+    let registered = async {
+        let base = job
+            .path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let inputs =
+            input::register_inputs(&ctx, &job.spec.inputs, &opts.inputs, &base, &scratch).await?;
+        for out in &job.spec.outputs {
+            if !out.previous.is_empty() {
+                register_previous(&ctx, &output, &out.table, &out.previous, as_of, &scratch)
+                    .await?;
+            }
+        }
+        Ok::<_, Error>(inputs)
+    }
+    .await;
+    match registered {
+        Ok(inputs) => Ok((
+            Prepared {
+                ctx,
+                params,
+                inputs,
+                output,
+                as_of,
+                run_id,
+            },
+            scratch,
+        )),
+        Err(e) => {
+            scratch.remove().await;
+            Err(e)
         }
     }
-    Ok(Prepared {
-        ctx,
-        params,
-        inputs,
-        output,
-        as_of,
-        scratch: Some(scratch),
-    })
 }
 
 /// Register `previous_<table>`: the listed columns of the latest partition
@@ -339,12 +360,9 @@ fn step_error(step: &str, file: &str, e: Error) -> Error {
 
 /// `custval check`: parse and plan every step against the real inputs.
 pub async fn check(job: &Job, opts: &RunOptions) -> Result<Vec<String>> {
-    let mut p = prepare(job, opts).await?;
-    let scratch = p.scratch.take();
+    let (p, scratch) = prepare(job, opts).await?;
     let result = check_prepared(job, &p).await;
-    if let Some(s) = scratch {
-        s.remove().await;
-    }
+    scratch.remove().await;
     result
 }
 
@@ -451,11 +469,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
 
 async fn run_inner(job: &Job, opts: &RunOptions, lineage: Option<&Lineage>) -> Result<RunReport> {
     let started = Instant::now();
-    let mut p = prepare(job, opts).await?;
-    let scratch = p
-        .scratch
-        .take()
-        .ok_or_else(|| Error::Internal("run without scratch space".into()))?;
+    let (p, scratch) = prepare(job, opts).await?;
     let result = run_prepared(job, p, lineage, started, &scratch).await;
     scratch.remove().await;
     result
@@ -468,11 +482,7 @@ async fn run_prepared(
     started: Instant,
     scratch: &Scratch,
 ) -> Result<RunReport> {
-    let run_id = format!(
-        "{}-{:08x}",
-        Utc::now().format("%Y%m%dT%H%M%SZ"),
-        rand::random::<u32>()
-    );
+    let run_id = p.run_id.clone();
     tracing::info!(job = %job.spec.name, as_of = %p.as_of, run_id = %run_id, output = %p.output, "run started");
     if let Some(l) = lineage {
         let inputs: Vec<serde_json::Value> = p

@@ -30,15 +30,15 @@ pub enum Scratch {
 }
 
 impl Scratch {
-    /// Scratch space for a session: local unless the engine is a cluster.
-    pub fn new(ctx: &SessionContext, clustered: bool, output: &Location) -> Result<Scratch> {
+    /// Scratch space for run `run_id`: local unless the engine is a cluster.
+    pub fn new(
+        ctx: &SessionContext,
+        clustered: bool,
+        output: &Location,
+        run_id: &str,
+    ) -> Result<Scratch> {
         if clustered {
-            let id = format!(
-                "{}-{:08x}",
-                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-                rand::random::<u32>()
-            );
-            let location = output.join(&format!("_work/{id}/"))?;
+            let location = output.join(&format!("_work/{run_id}/"))?;
             let store = engine::register_store(ctx, &location)?;
             Ok(Scratch::Shared { store, location })
         } else {

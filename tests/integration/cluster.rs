@@ -173,24 +173,7 @@ fn run(job_args: &[&str], out: &Path, engine: Option<&str>) -> Output {
 }
 
 fn table_lines(dir: &Path, table: &str, as_of: &str) -> Vec<String> {
-    let url = format!("{}/{table}/as_of={as_of}/", dir.display());
-    let out = bin()
-        .args(["sql", "--format", "csv", "--table", &format!("t={url}")])
-        .arg("SELECT * FROM t")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "reading {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    lines.sort();
-    lines
+    crate::common::table_lines(&[], &format!("{}/", dir.display()), table, as_of)
 }
 
 fn assert_same_rows(table: &str, a: &[String], b: &[String], rel: f64) {

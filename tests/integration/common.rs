@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end modules: the tables the nightly job
-//! publishes, and row comparison with a numeric tolerance.
+//! publishes, reading them back, and row comparison with a numeric tolerance.
+
+use std::process::{Command, Output};
 
 /// Every table `jobs/nightly.toml` publishes.
 pub const TABLES: &[&str] = &[
@@ -30,4 +32,49 @@ pub fn assert_same_rows_within(table: &str, a: &[String], b: &[String], rel: f64
             }
         }
     }
+}
+
+/// Run the real binary with extra environment variables.
+pub fn custval(env: &[(&'static str, String)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_custval"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .env_remove("CUSTVAL_ENGINE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args).output().unwrap()
+}
+
+/// All rows of a published table as sorted CSV lines.
+pub fn table_lines(
+    env: &[(&'static str, String)],
+    base: &str,
+    table: &str,
+    as_of: &str,
+) -> Vec<String> {
+    let url = format!("{base}{table}/as_of={as_of}/");
+    let out = custval(
+        env,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "--table",
+            &format!("t={url}"),
+            "SELECT * FROM t",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "reading {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use crate::common::{custval, table_lines, TABLES};
+
 const WHY: &str =
     "run scripts/test, which installs and starts moto_server and azurite-blob on 127.0.0.1";
 
@@ -96,51 +98,6 @@ async fn upload(store: &Arc<dyn ObjectStore>, key: &str, local: &Path) {
 
 fn cdnow() -> String {
     format!("{}/tests/data/cdnow_sample.csv", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn custval(env: &[(&'static str, String)], args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_custval"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.args(args).output().unwrap()
-}
-
-use crate::common::TABLES;
-
-/// All rows of a published table as sorted CSV lines.
-fn table_lines(
-    env: &[(&'static str, String)],
-    base: &str,
-    table: &str,
-    as_of: &str,
-) -> Vec<String> {
-    let url = format!("{base}{table}/as_of={as_of}/");
-    let out = custval(
-        env,
-        &[
-            "sql",
-            "--format",
-            "csv",
-            "--table",
-            &format!("t={url}"),
-            "SELECT * FROM t",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "reading {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    lines.sort();
-    lines
 }
 
 /// Same rows, numbers to 1e-9 relative.
