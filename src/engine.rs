@@ -370,6 +370,60 @@ impl StoreTuning {
     }
 }
 
+/// Sends a request again when it failed before any answer came back in a way
+/// object_store does not retry itself: a connection dropped just after it was
+/// opened surfaces from reqwest as an error of unknown kind ("error sending
+/// request"), which object_store never retries, even for a GET. Re-sending is
+/// safe for every request custval makes: reads and overwrites are
+/// idempotent, and the run lock's conditional create recognises its own body.
+#[derive(Debug)]
+struct Resend(object_store::client::HttpClient);
+
+/// Extra attempts for a request that got no answer at all.
+const RESEND_ATTEMPTS: u32 = 3;
+
+#[async_trait::async_trait]
+impl object_store::client::HttpService for Resend {
+    async fn call(
+        &self,
+        req: object_store::client::HttpRequest,
+    ) -> Result<object_store::client::HttpResponse, object_store::client::HttpError> {
+        let (parts, body) = req.into_parts();
+        let mut attempt = 0;
+        loop {
+            let mut r = object_store::client::HttpRequest::new(body.clone());
+            *r.method_mut() = parts.method.clone();
+            *r.uri_mut() = parts.uri.clone();
+            *r.headers_mut() = parts.headers.clone();
+            *r.version_mut() = parts.version;
+            match self.0.execute(r).await {
+                Err(e)
+                    if e.kind() == object_store::client::HttpErrorKind::Unknown
+                        && attempt < RESEND_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "re-sending a request that got no answer");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ResendConnector;
+
+impl object_store::client::HttpConnector for ResendConnector {
+    fn connect(
+        &self,
+        options: &ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let inner = object_store::client::ReqwestConnector::default().connect(options)?;
+        Ok(object_store::client::HttpClient::new(Resend(inner)))
+    }
+}
+
 /// Build the object store for a location from the environment.
 pub fn build_store(loc: &Location) -> Result<Arc<dyn ObjectStore>> {
     let tuning = StoreTuning::from_env()?;
@@ -382,6 +436,7 @@ pub fn build_store(loc: &Location) -> Result<Arc<dyn ObjectStore>> {
             let mut b = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(url.host_str().unwrap_or_default())
                 .with_retry(tuning.retry())
+                .with_http_connector(ResendConnector)
                 .with_client_options(tuning.client());
             // Local S3-compatible servers speak plain HTTP.
             if let Ok(ep) =
@@ -398,6 +453,7 @@ pub fn build_store(loc: &Location) -> Result<Arc<dyn ObjectStore>> {
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(url.host_str().unwrap_or_default())
                 .with_retry(tuning.retry())
+                .with_http_connector(ResendConnector)
                 .with_client_options(tuning.client())
                 .build()
                 .map_err(err)?,
@@ -405,7 +461,8 @@ pub fn build_store(loc: &Location) -> Result<Arc<dyn ObjectStore>> {
         "az" | "azure" | "abfs" | "abfss" => {
             let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_url(url.as_str())
-                .with_retry(tuning.retry());
+                .with_retry(tuning.retry())
+                .with_http_connector(ResendConnector);
             let mut client = tuning.client();
             if std::env::var("AZURE_STORAGE_USE_EMULATOR").is_ok_and(|v| v == "true" || v == "1") {
                 client = client.with_allow_http(true);
@@ -417,6 +474,7 @@ pub fn build_store(loc: &Location) -> Result<Arc<dyn ObjectStore>> {
             object_store::http::HttpBuilder::new()
                 .with_url(format!("{}://{}", url.scheme(), url.authority()))
                 .with_retry(tuning.retry())
+                .with_http_connector(ResendConnector)
                 .with_client_options(tuning.client().with_allow_http(url.scheme() == "http"))
                 .build()
                 .map_err(err)?,
