@@ -46,8 +46,30 @@ fn inf_norm(g: &[f64]) -> f64 {
     g.iter().fold(0.0, |m, v| m.max(v.abs()))
 }
 
+/// The correction pairs (s, y) of L-BFGS: its picture of the curvature.
+#[derive(Debug, Clone, Default)]
+pub struct Curvature {
+    s: Vec<Vec<f64>>,
+    y: Vec<Vec<f64>>,
+}
+
 /// Minimise `f`, which returns the objective and writes the gradient.
-pub fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(mut f: F, x0: &[f64], opts: &Options) -> Minimum {
+pub fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(f: F, x0: &[f64], opts: &Options) -> Minimum {
+    lbfgs_from(f, x0, opts, &mut Curvature::default())
+}
+
+/// [`lbfgs`] starting with the correction pairs of an earlier run on a
+/// similar objective, which it updates.
+pub fn lbfgs_from<F: FnMut(&[f64], &mut [f64]) -> f64>(
+    mut f: F,
+    x0: &[f64],
+    opts: &Options,
+    curvature: &mut Curvature,
+) -> Minimum {
+    let Curvature {
+        s: s_hist,
+        y: y_hist,
+    } = curvature;
     let n = x0.len();
     let mut x = x0.to_vec();
     let mut g = vec![0.0; n];
@@ -61,8 +83,6 @@ pub fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(mut f: F, x0: &[f64], opts: &O
             converged: false,
         };
     }
-    let mut s_hist: Vec<Vec<f64>> = Vec::new();
-    let mut y_hist: Vec<Vec<f64>> = Vec::new();
     let mut xn = vec![0.0; n];
     let mut gn = vec![0.0; n];
     for iter in 0..opts.max_iter {
@@ -111,19 +131,29 @@ pub fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(mut f: F, x0: &[f64], opts: &O
             d = g.iter().map(|v| -v / gnorm.max(1.0)).collect();
             slope = dot(&g, &d);
         }
-        // Backtracking line search, Armijo condition with c1 = 1e-4.
+        // Backtracking line search on the Armijo condition (c1 = 1e-4), or
+        // on the approximate Wolfe conditions of Hager & Zhang (2005, SIAM
+        // J. Optim. 16(1), eq. 23): near the optimum of a sum over a million
+        // customers, changes of f drown in rounding while the gradient is
+        // still exact, so the step is judged by the slope it reaches.
         let mut step = 1.0;
         let mut accepted = false;
         let mut fnew = fx;
+        let f_noise = 1e-12 * fx.abs().max(1e-300);
         for _ in 0..60 {
             for j in 0..n {
                 xn[j] = x[j] + step * d[j];
             }
             fnew = f(&xn, &mut gn);
-            if fnew.is_finite()
-                && gn.iter().all(|v| v.is_finite())
-                && fnew <= fx + 1e-4 * step * slope
-            {
+            if !(fnew.is_finite() && gn.iter().all(|v| v.is_finite())) {
+                step *= 0.5;
+                continue;
+            }
+            let armijo = fnew <= fx + 1e-4 * step * slope;
+            let slope_new = dot(&gn, &d);
+            let approx_wolfe =
+                fnew <= fx + f_noise && 0.9 * slope <= slope_new && slope_new <= -0.8 * slope;
+            if armijo || approx_wolfe {
                 accepted = true;
                 break;
             }
@@ -181,32 +211,103 @@ pub fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(mut f: F, x0: &[f64], opts: &O
 /// the fallback for likelihoods with flat regions. Returns the best minimum
 /// and the iterations spent over all starts; `None` without starts.
 pub fn multi_start<F: FnMut(&[f64], &mut [f64]) -> f64>(
-    mut f: F,
+    f: F,
     starts: &[Vec<f64>],
     opts: &Options,
 ) -> Option<(Minimum, usize)> {
-    let mut best: Option<Minimum> = None;
+    multi_start_curvature(f, starts, opts).map(|(m, it, _)| (m, it))
+}
+
+/// [`multi_start`], also returning the curvature learned by the best run.
+fn multi_start_curvature<F: FnMut(&[f64], &mut [f64]) -> f64>(
+    mut f: F,
+    starts: &[Vec<f64>],
+    opts: &Options,
+) -> Option<(Minimum, usize, Curvature)> {
+    let mut best: Option<(Minimum, Curvature)> = None;
     let mut iterations = 0;
     for x0 in starts {
-        let m = lbfgs(&mut f, x0, opts);
+        let mut curvature = Curvature::default();
+        let m = lbfgs_from(&mut f, x0, opts, &mut curvature);
         iterations += m.iterations;
-        // Every custval model is fitted in log-parameter space: a parameter
-        // that ran off to 1e-8 or 1e8 is a likelihood without an interior
-        // optimum (one customer, no repeat purchases), not a converged fit.
-        let converged =
-            m.converged && m.f.is_finite() && m.x.iter().all(|v| v.abs() <= 1e8f64.ln());
+        let converged = m.converged && in_bounds(&m);
         let better = match &best {
             None => true,
-            Some(b) => (converged && !b.converged) || (converged == b.converged && m.f < b.f),
+            Some((b, _)) => (converged && !b.converged) || (converged == b.converged && m.f < b.f),
         };
         if better {
-            best = Some(Minimum { converged, ..m });
+            best = Some((Minimum { converged, ..m }, curvature));
         }
-        if best.as_ref().is_some_and(|b| b.converged) {
+        if best.as_ref().is_some_and(|(b, _)| b.converged) {
             break;
         }
     }
-    best.map(|b| (b, iterations))
+    best.map(|(b, c)| (b, iterations, c))
+}
+
+/// Every custval model is fitted in log-parameter space: a parameter that
+/// ran off to 1e-8 or 1e8 is a likelihood without an interior optimum (one
+/// customer, no repeat purchases), not a converged fit.
+fn in_bounds(m: &Minimum) -> bool {
+    m.f.is_finite() && m.x.iter().all(|v| v.abs() <= 1e8f64.ln())
+}
+
+/// Fit a large data set in two stages: first on a subsample (`sub`, the
+/// same mean objective over a systematic sample of the customers, see
+/// [`systematic_sample`]), then on all the data (`full`) from the
+/// subsample's optimum, keeping the curvature learned there. The subsample's
+/// optimum lies within sampling error of the full one, so the second stage
+/// needs a few iterations instead of a whole descent; its own stopping rules
+/// decide convergence, so the result is the full data's optimum. When either
+/// stage fails, [`multi_start`] runs on all the data. Iterations count both
+/// stages.
+pub fn staged<F, G>(
+    mut full: F,
+    sub: Option<G>,
+    starts: &[Vec<f64>],
+    opts: &Options,
+) -> Option<(Minimum, usize)>
+where
+    F: FnMut(&[f64], &mut [f64]) -> f64,
+    G: FnMut(&[f64], &mut [f64]) -> f64,
+{
+    let mut spent = 0;
+    if let Some(sub) = sub {
+        if let Some((m, it, mut curvature)) = multi_start_curvature(sub, starts, opts) {
+            spent += it;
+            if m.converged {
+                let m = lbfgs_from(&mut full, &m.x, opts, &mut curvature);
+                spent += m.iterations;
+                if m.converged && in_bounds(&m) {
+                    return Some((m, spent));
+                }
+            }
+        }
+    }
+    multi_start(full, starts, opts).map(|(m, it)| (m, it + spent))
+}
+
+/// A systematic sample of about `size` customers from weighted patterns
+/// (weights are customer counts): customer number `k * step` for k = 0, 1,
+/// ... of the running count is drawn, so each pattern gets the number of
+/// drawn customers it holds as its new weight. Over patterns sorted by
+/// their values, this is a sample stratified on them. Returns (pattern
+/// index, new weight) pairs.
+pub fn systematic_sample(weights: &[f64], size: usize) -> Vec<(usize, f64)> {
+    let total: f64 = weights.iter().sum();
+    let step = total / size.max(1) as f64;
+    let mut out = Vec::with_capacity(size + 1);
+    let mut before = 0.0;
+    for (i, w) in weights.iter().enumerate() {
+        let after = before + w;
+        // Multiples of step in [before, after).
+        let drawn = (after / step).ceil() - (before / step).ceil();
+        if drawn > 0.0 {
+            out.push((i, drawn));
+        }
+        before = after;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -271,6 +372,57 @@ mod tests {
         );
         assert!(!m.converged);
         assert_eq!(m.iterations, 3);
+    }
+
+    #[test]
+    fn a_systematic_sample_draws_every_step_th_customer() {
+        // 31 customers, 10 drawn: customers 0, 3.1, 6.2, ... of the running
+        // count, so each pattern gets floor or ceil of weight / 3.1.
+        let w = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
+        let s = systematic_sample(&w, 10);
+        assert_eq!(s.iter().map(|(_, d)| d).sum::<f64>(), 10.0);
+        for (i, d) in &s {
+            let share = w[*i] / 3.1;
+            assert!(*d == share.floor() || *d == share.ceil(), "{i}: {d}");
+        }
+        assert_eq!(s[0], (0, 1.0));
+        // Pattern 5 (customers 14..23) holds draws 15.5, 18.6, 21.7.
+        assert!(s.contains(&(5, 3.0)), "{s:?}");
+    }
+
+    #[test]
+    fn staged_reaches_the_full_minimum_not_the_sample_s() {
+        // The sample's quadratic is centred 0.01 away from the full one's;
+        // the result must be the full minimum (x_i = i) to 1e-8.
+        let full = |x: &[f64], g: &mut [f64]| {
+            let mut s = 0.0;
+            for i in 0..x.len() {
+                let w = (i + 1) as f64;
+                s += w * (x[i] - i as f64).powi(2);
+                g[i] = 2.0 * w * (x[i] - i as f64);
+            }
+            s
+        };
+        let sub = |x: &[f64], g: &mut [f64]| {
+            let mut s = 0.0;
+            for i in 0..x.len() {
+                let w = (i + 1) as f64 * 1.1;
+                s += w * (x[i] - i as f64 - 0.01).powi(2);
+                g[i] = 2.0 * w * (x[i] - i as f64 - 0.01);
+            }
+            s
+        };
+        let starts = vec![vec![5.0; 4]];
+        let (m, _) = staged(full, Some(sub), &starts, &Options::default()).unwrap();
+        assert!(m.converged);
+        for (i, v) in m.x.iter().enumerate() {
+            assert!((v - i as f64).abs() < 1e-8, "{m:?}");
+        }
+        // A sample objective that fails falls back to the full multi-start.
+        let bad = |_x: &[f64], _g: &mut [f64]| f64::NAN;
+        let (m, _) = staged(full, Some(bad), &starts, &Options::default()).unwrap();
+        assert!(m.converged);
+        assert!((m.x[3] - 3.0).abs() < 1e-8, "{m:?}");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! aggregates that collect weighted patterns or value lists and merge their
 //! partial states across partitions.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -220,6 +219,13 @@ impl ScalarUDFImpl for ModelScalar {
     }
 }
 
+/// At most this many values per pattern (no allocation per row).
+pub const MAX_WIDTH: usize = 4;
+
+/// One distinct row (unused trailing values are 0) and the number of input
+/// rows that share it.
+pub type Weighted = ([f64; MAX_WIDTH], f64);
+
 /// How a fit aggregate turns its collected rows into a result.
 pub trait Collector: std::fmt::Debug + Send + Sync + 'static {
     /// Number of f64 values per row (the key of a pattern), at most 4.
@@ -228,8 +234,9 @@ pub trait Collector: std::fmt::Debug + Send + Sync + 'static {
     fn validate(row: &[f64]) -> std::result::Result<(), String>;
     /// Return type of the aggregate.
     fn return_type() -> DataType;
-    /// Turn weighted distinct rows into the result.
-    fn finish(patterns: &[(Vec<f64>, f64)]) -> Result<ScalarValue>;
+    /// Turn weighted distinct rows, sorted by their values (first value
+    /// first), into the result.
+    fn finish(patterns: &[Weighted]) -> Result<ScalarValue>;
 }
 
 /// An aggregate that compresses its rows into distinct patterns with
@@ -306,33 +313,103 @@ impl<C: Collector> AggregateUDFImpl for FitAggregate<C> {
         Ok(f)
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(PatternAccumulator::<C> {
-            name: self.name,
-            patterns: HashMap::new(),
-            _c: std::marker::PhantomData,
-        }))
+        Ok(Box::new(PatternAccumulator::<C>::new(self.name)))
     }
 }
 
-/// Accumulator behind [`FitAggregate`].
+/// Accumulator behind [`FitAggregate`]. Rows are appended as they come and
+/// compacted (sorted, equal rows merged into one weight) when the buffer
+/// has doubled since the last compaction, so memory stays within twice the
+/// number of distinct patterns (or [`MIN_BUFFER`] rows). Sorting beats
+/// hashing here: with times in days most customers are patterns of their
+/// own, and a hash table of a million rows misses the cache on every row.
+/// The fit needs the sorted order anyway, so that its sums do not depend on
+/// partitioning.
 #[derive(Debug)]
 struct PatternAccumulator<C: Collector> {
     name: &'static str,
-    patterns: HashMap<Key, f64>,
+    /// Rows as order keys (see [`order_key`]) with their weights.
+    rows: Vec<(Key, f64)>,
+    /// Compact when `rows` reaches this length.
+    next_compaction: usize,
     _c: std::marker::PhantomData<C>,
 }
 
-/// At most this many values per pattern (no allocation per row).
-const MAX_WIDTH: usize = 4;
 type Key = [u64; MAX_WIDTH];
 
-fn key(row: &[f64]) -> Key {
-    let mut k = [0u64; MAX_WIDTH];
-    for (slot, v) in k.iter_mut().zip(row) {
-        // +0.0 and -0.0 are one pattern.
-        *slot = (v + 0.0).to_bits();
+/// Rows buffered before the first compaction (40 MiB).
+const MIN_BUFFER: usize = 1 << 20;
+
+/// An f64 as a u64 whose unsigned order is `f64::total_cmp`'s order (the
+/// sign bit set for positive numbers, all bits flipped for negative ones),
+/// so rows sort as plain integer arrays. +0.0 and -0.0 are one pattern.
+fn order_key(v: f64) -> u64 {
+    let b = (v + 0.0).to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
     }
-    k
+}
+
+fn from_order_key(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
+/// Buffers at least this long are sorted in two halves on two threads,
+/// then merged.
+const PARALLEL_SORT: usize = 1 << 18;
+
+fn sort_rows(rows: &mut [(Key, f64)]) {
+    if rows.len() >= PARALLEL_SORT {
+        let half = rows.len() / 2;
+        let (lo, hi) = rows.split_at_mut(half);
+        std::thread::scope(|s| {
+            s.spawn(|| lo.sort_unstable_by_key(|r| r.0));
+            hi.sort_unstable_by_key(|r| r.0);
+        });
+    }
+    // Merges sorted runs in linear time (the stable sort finds them).
+    rows.sort_by_key(|r| r.0);
+}
+
+impl<C: Collector> PatternAccumulator<C> {
+    fn new(name: &'static str) -> Self {
+        PatternAccumulator {
+            name,
+            rows: Vec::new(),
+            next_compaction: MIN_BUFFER,
+            _c: std::marker::PhantomData,
+        }
+    }
+
+    fn push(&mut self, row: &[f64; MAX_WIDTH], weight: f64) {
+        self.rows.push((row.map(order_key), weight));
+        if self.rows.len() >= self.next_compaction {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        sort_rows(&mut self.rows);
+        self.rows.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 += later.1;
+            }
+            same
+        });
+        self.next_compaction = (2 * self.rows.len()).max(MIN_BUFFER);
+    }
+
+    /// The distinct rows as values, sorted.
+    fn patterns(&mut self) -> Vec<Weighted> {
+        self.compact();
+        self.rows
+            .iter()
+            .map(|(k, w)| (k.map(from_order_key), *w))
+            .collect()
+    }
 }
 
 impl<C: Collector> Accumulator for PatternAccumulator<C> {
@@ -342,7 +419,7 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
             .map(|a| to_f64_array(&ColumnarValue::Array(a.clone()), a.len()))
             .collect::<Result<_>>()?;
         let n = cols.first().map(|c| c.len()).unwrap_or(0);
-        let mut row = vec![0.0; C::WIDTH];
+        let mut row = [0.0; MAX_WIDTH];
         'rows: for i in 0..n {
             for (k, c) in cols.iter().enumerate() {
                 if c.is_null(i) {
@@ -350,39 +427,30 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
                 }
                 row[k] = c.value(i);
             }
-            if let Err(msg) = C::validate(&row) {
+            if let Err(msg) = C::validate(&row[..C::WIDTH]) {
                 return exec_err!("{}: {msg}", self.name);
             }
-            *self.patterns.entry(key(&row)).or_insert(0.0) += 1.0;
+            self.push(&row, 1.0);
         }
         Ok(())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let mut patterns: Vec<(Vec<f64>, f64)> = self
-            .patterns
-            .iter()
-            .map(|(k, w)| {
-                (
-                    k[..C::WIDTH].iter().map(|b| f64::from_bits(*b)).collect(),
-                    *w,
-                )
-            })
-            .collect();
-        // Deterministic order: the fit's sum does not depend on hash order.
-        patterns.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-        C::finish(&patterns)
+        C::finish(&self.patterns())
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.patterns.capacity() * (8 * (C::WIDTH + 1) + 32)
+        std::mem::size_of_val(self) + self.rows.capacity() * std::mem::size_of::<(Key, f64)>()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(self.patterns.len()); C::WIDTH + 1];
-        for (k, w) in &self.patterns {
-            for (j, b) in k[..C::WIDTH].iter().enumerate() {
-                cols[j].push(f64::from_bits(*b));
+        // Compacted, not sorted again by the final accumulator: its sort
+        // merges the runs.
+        self.compact();
+        let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(self.rows.len()); C::WIDTH + 1];
+        for (k, w) in &self.rows {
+            for (j, o) in k[..C::WIDTH].iter().enumerate() {
+                cols[j].push(from_order_key(*o));
             }
             cols[C::WIDTH].push(*w);
         }
@@ -407,12 +475,13 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
                 .map(|c| c.as_primitive::<Float64Type>())
                 .collect();
             let m = cols[0].len();
-            let mut row = vec![0.0; C::WIDTH];
+            self.rows.reserve(m);
+            let mut row = [0.0; MAX_WIDTH];
             for r in 0..m {
                 for k in 0..C::WIDTH {
                     row[k] = cols[k].value(r);
                 }
-                *self.patterns.entry(key(&row)).or_insert(0.0) += cols[C::WIDTH].value(r);
+                self.push(&row, cols[C::WIDTH].value(r));
             }
         }
         Ok(())
@@ -597,5 +666,106 @@ impl Accumulator for ValuesAccumulator {
                 .extend(v.as_primitive::<Float64Type>().iter().flatten());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Returns its patterns as text, to compare what two accumulators saw.
+    #[derive(Debug)]
+    struct Echo;
+    impl Collector for Echo {
+        const WIDTH: usize = 2;
+        fn validate(row: &[f64]) -> std::result::Result<(), String> {
+            if row[0].is_nan() {
+                return Err("NaN".into());
+            }
+            Ok(())
+        }
+        fn return_type() -> DataType {
+            DataType::Utf8
+        }
+        fn finish(patterns: &[Weighted]) -> Result<ScalarValue> {
+            Ok(ScalarValue::Utf8(Some(format!("{patterns:?}"))))
+        }
+    }
+
+    fn batch(rows: &[(f64, f64)]) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
+        ]
+    }
+
+    #[test]
+    fn order_keys_sort_like_total_cmp_and_round_trip() {
+        let mut v = vec![
+            2.5,
+            -1.5,
+            f64::INFINITY,
+            0.0,
+            -3e300,
+            1e-310,
+            f64::NEG_INFINITY,
+            7.0,
+        ];
+        let mut keys: Vec<u64> = v.iter().map(|x| order_key(*x)).collect();
+        keys.sort_unstable();
+        v.sort_by(f64::total_cmp);
+        let back: Vec<f64> = keys.into_iter().map(from_order_key).collect();
+        assert_eq!(back, v);
+        assert_eq!(order_key(-0.0), order_key(0.0));
+    }
+
+    #[test]
+    fn partial_states_merge_to_the_single_accumulators_patterns() {
+        // Rows with repeats, split over two partial accumulators in another
+        // order: the merged patterns must equal one accumulator's, weights
+        // summed and rows sorted (negative values first).
+        let rows: Vec<(f64, f64)> = (0..5000)
+            .map(|i| (((i * 7919) % 13) as f64 - 6.0, ((i * 31) % 5) as f64))
+            .collect();
+        let mut one = PatternAccumulator::<Echo>::new("echo");
+        one.update_batch(&batch(&rows)).unwrap();
+        let (mut p1, mut p2) = (
+            PatternAccumulator::<Echo>::new("echo"),
+            PatternAccumulator::<Echo>::new("echo"),
+        );
+        let mut reversed = rows.clone();
+        reversed.reverse();
+        p1.update_batch(&batch(&reversed[..1234])).unwrap();
+        p2.update_batch(&batch(&reversed[1234..])).unwrap();
+        let mut fin = PatternAccumulator::<Echo>::new("echo");
+        for p in [&mut p1, &mut p2] {
+            let state: Vec<ArrayRef> = p
+                .state()
+                .unwrap()
+                .iter()
+                .map(|s| s.to_array().unwrap())
+                .collect();
+            fin.merge_batch(&state).unwrap();
+        }
+        let (a, b) = (one.evaluate().unwrap(), fin.evaluate().unwrap());
+        assert_eq!(a, b);
+        let pats = one.patterns();
+        assert_eq!(pats.len(), 13 * 5);
+        assert_eq!(pats.iter().map(|p| p.1).sum::<f64>(), 5000.0);
+        assert_eq!(pats[0].0[..2], [-6.0, 0.0]);
+        assert!(pats.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn invalid_rows_are_named_and_nulls_skipped() {
+        let mut acc = PatternAccumulator::<Echo>::new("echo");
+        let with_null: Vec<ArrayRef> = vec![
+            Arc::new(Float64Array::from(vec![Some(1.0), None])),
+            Arc::new(Float64Array::from(vec![Some(2.0), Some(3.0)])),
+        ];
+        acc.update_batch(&with_null).unwrap();
+        assert_eq!(acc.patterns().len(), 1);
+        let err = acc.update_batch(&batch(&[(f64::NAN, 1.0)])).unwrap_err();
+        assert!(err.to_string().contains("echo: NaN"), "{err}");
     }
 }

@@ -9,7 +9,9 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use super::args::{fit_type, null_struct, struct_scalar, Collector, FitAggregate, ModelScalar};
+use super::args::{
+    fit_type, null_struct, struct_scalar, Collector, FitAggregate, ModelScalar, Weighted,
+};
 use super::{Function, Udf};
 use crate::numeric::optim::{multi_start, Options};
 use crate::numeric::special::{digamma, ln_beta};
@@ -148,7 +150,7 @@ impl Collector for Fit {
     fn return_type() -> DataType {
         fit_type(PARAMS, true)
     }
-    fn finish(rows: &[(Vec<f64>, f64)]) -> Result<ScalarValue> {
+    fn finish(rows: &[Weighted]) -> Result<ScalarValue> {
         if rows.is_empty() {
             return null_struct(&Self::return_type());
         }
