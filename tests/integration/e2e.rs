@@ -157,6 +157,49 @@ c4,2024-12-31,99.0,o9
 c5,2024-02-01,15.0,o10
 ";
 
+/// jobs/clv.toml runs the nightly job's model steps alone: the same fit
+/// (Fader, Hardie & Lee 2005 on CDNOW, 0.001) and, customer by customer,
+/// the same predictions as the nightly job's customer_tiers (exact: same
+/// SQL, same data).
+#[test]
+fn clv_job_publishes_the_nightly_predictions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (clv_dir, nightly_dir) = (tmp.path().join("clv"), tmp.path().join("nightly"));
+    let input = format!("transactions={}", data("cdnow_sample.csv"));
+    for (job, dir) in [
+        ("jobs/clv.toml", &clv_dir),
+        ("jobs/nightly.toml", &nightly_dir),
+    ] {
+        run_ok(&[
+            "run",
+            job,
+            "--as-of",
+            "1997-09-30",
+            "--input",
+            &input,
+            "--output",
+            dir.to_str().unwrap(),
+        ]);
+    }
+    let cols = "SELECT customer_id, frequency, recency, t, p_alive, expected_purchases, \
+                expected_avg_value, clv FROM t ORDER BY customer_id";
+    let clv = read_table(&clv_dir, "customer_clv", "1997-09-30", cols);
+    let nightly = read_table(&nightly_dir, "customer_tiers", "1997-09-30", cols);
+    assert_eq!(clv.len(), 2357, "every CDNOW customer");
+    assert_eq!(clv, nightly);
+    let fit = read_table(
+        &clv_dir,
+        "model_fit",
+        "1997-09-30",
+        "SELECT r, alpha, a, b FROM t WHERE model = 'bgnbd'",
+    );
+    for (k, want) in [("r", 0.243), ("alpha", 4.414), ("a", 0.793), ("b", 2.426)] {
+        let got: f64 = fit[0][k].parse().unwrap();
+        assert!((got - want).abs() < 0.001, "{k}: {got} vs {want}");
+    }
+    assert!(!clv_dir.join("customer_tiers").exists());
+}
+
 fn fixture_run(dir: &Path, extra: &[&str]) -> Output {
     let input = dir.join("tx.csv");
     std::fs::write(&input, FIXTURE).unwrap();
