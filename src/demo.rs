@@ -61,16 +61,20 @@ pub const NIGHTLY_SQL: &[(&str, &str)] = &[
         include_str!("../sql/11_measure_concentration.sql"),
     ),
     (
-        "../sql/12_build_retention_cohorts.sql",
-        include_str!("../sql/12_build_retention_cohorts.sql"),
+        "../sql/12_tag_customer_months.sql",
+        include_str!("../sql/12_tag_customer_months.sql"),
     ),
     (
-        "../sql/13_build_retention_rates.sql",
-        include_str!("../sql/13_build_retention_rates.sql"),
+        "../sql/13_build_retention_cohorts.sql",
+        include_str!("../sql/13_build_retention_cohorts.sql"),
     ),
     (
-        "../sql/14_share_categories.sql",
-        include_str!("../sql/14_share_categories.sql"),
+        "../sql/14_build_retention_rates.sql",
+        include_str!("../sql/14_build_retention_rates.sql"),
+    ),
+    (
+        "../sql/15_share_categories.sql",
+        include_str!("../sql/15_share_categories.sql"),
     ),
     (
         "../sql/90_check_transactions_present.sql",

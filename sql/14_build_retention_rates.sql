@@ -1,22 +1,13 @@
 -- Step: period retention and churn per calendar month.
--- Input:  transactions_clean
+-- Input:  customer_months
 -- Output: retention_rates (period_start DATE; customers_start S = active in the
 --   previous month; customers_new N = first purchase this month; customers_end E =
 --   active this month; retained = active in both months; retention_rate =
 --   (E - N) / S; retention_rate_set = retained / S; churn_rate = 1 - retained / S;
 --   repeat_purchase_rate = (E - N) / E). Rates are NULL when their base is 0.
 -- Params: $as_of (DATE): months run up to the as-of month, empty months included.
-WITH cm AS (
-  SELECT DISTINCT
-    customer_id,
-    CAST(date_part('year', order_ts) * 12 + date_part('month', order_ts) - 1 AS BIGINT) AS m
-  FROM transactions_clean
-), tagged AS (
-  SELECT
-    m,
-    min(m) OVER (PARTITION BY customer_id) AS first_m,
-    lag(m) OVER (PARTITION BY customer_id ORDER BY m) AS prev_m
-  FROM cm
+WITH tagged AS (
+  SELECT m, first_m, prev_m FROM customer_months
 ), per AS (
   SELECT
     m,

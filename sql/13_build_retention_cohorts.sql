@@ -1,19 +1,12 @@
 -- Step: monthly acquisition cohorts and their activity in each month since.
--- Input:  transactions_clean
+-- Input:  customer_months
 -- Output: retention_cohorts (cohort DATE = first purchase month, period = months
 --         since, cohort_size, active_customers, retention_rate, revenue,
 --         revenue_retention = revenue / the cohort's first-month revenue)
 -- Params: $as_of (DATE): periods run up to the as-of month, zero rows included.
-WITH cm AS (
-  SELECT
-    customer_id,
-    CAST(date_part('year', order_ts) * 12 + date_part('month', order_ts) - 1 AS BIGINT) AS m,
-    sum(value) AS revenue
-  FROM transactions_clean
-  GROUP BY 1, 2
-), tagged AS (
-  SELECT customer_id, m, revenue, min(m) OVER (PARTITION BY customer_id) AS cohort_m
-  FROM cm
+WITH tagged AS (
+  SELECT customer_id, m, revenue, first_m AS cohort_m
+  FROM customer_months
 ), cells AS (
   SELECT cohort_m, m - cohort_m AS period, count(*) AS active_customers, sum(revenue) AS revenue
   FROM tagged
