@@ -191,6 +191,7 @@ def queries_section(a, cv, say, dataset, scaling):
     say()
     say("| rows | query | custval | DuckDB | Polars | custval / best other |")
     say("|---|---|---|---|---|---|")
+    failures = []
     for rows in [int(s) for s in a.sizes.split(",")]:
         d, truth = dataset(rows)
         src = str(d / "transactions" / "*.parquet")
@@ -204,12 +205,20 @@ def queries_section(a, cv, say, dataset, scaling):
             q = CUSTVAL_SQL[name].format(asof=asof_day)
             cmd = [cv, "sql", "--threads", str(THREADS), "--allow-write", "--table", f"t={d / 'transactions'}/",
                    f"COPY ({q}) TO '{res}' STORED AS PARQUET"]
-            c = time_child(cmd, a.runs)
+            try:
+                c = time_child(cmd, a.runs)
+            except SystemExit as e:  # reported in the table, not hidden
+                c = None
+                err = str(e).strip().splitlines()[-1][:300]
+                failures.append(f"custval {name} at {rows:,} rows failed: {err}")
             dq = DUCKDB_SQL[name].format(asof=asof_day)
             k = timed(lambda: con.execute(f"COPY ({dq}) TO '{res}' (FORMAT parquet)"), a.runs)
             p = timed(lambda: polars_query(name, src, asof_day).collect().write_parquet(res), a.runs)
             best = min(k, p)
-            say(f"| {rows:,} | {name} | {c:.2f} | {k:.2f} | {p:.2f} | {c / best:.2f} |")
+            if c is None:
+                say(f"| {rows:,} | {name} | **failed** (below) | {k:.2f} | {p:.2f} | |")
+            else:
+                say(f"| {rows:,} | {name} | {c:.2f} | {k:.2f} | {p:.2f} | {c / best:.2f} |")
         # The whole nightly job.
         outdir = work / f"job-{rows}"
         cmd = [cv, "run", "jobs/nightly.toml", "--threads", str(THREADS), "--as-of", truth["end"],
@@ -219,6 +228,10 @@ def queries_section(a, cv, say, dataset, scaling):
         scaling.append((rows, job_secs, job_rss))
         say(f"| {rows:,} | whole nightly job | {job_secs:.2f} | | | peak RSS {job_rss:.0f} MiB |")
     say()
+    for f in failures:
+        say(f"- {f}")
+    if failures:
+        say()
 
 
 

@@ -8,20 +8,33 @@
 -- a historically valuable customer (top platinum+gold share by value) whose
 -- p_alive fell below $at_risk_p_alive is 'At risk'. revenue_share is NULL when
 -- total revenue is not positive; pareto_class is NULL when the total value is not.
-WITH base AS (
+-- Totals come from a one-row aggregate, and cumulative distributions from
+-- running counts (the default RANGE frame counts peers, as cume_dist does):
+-- DataFusion buffers windows over a whole partition (sum() OVER (),
+-- cume_dist()) and emits them as one batch the size of the table, which
+-- the next sort cannot reserve at 100M transactions. Running windows stream.
+WITH totals AS (
+  SELECT
+    sum(value_total) AS total_value,
+    sum(revenue) AS total_revenue,
+    CAST(count(*) AS DOUBLE) AS customers
+  FROM customer_scores
+), base AS (
   SELECT
     s.*,
     w.spend_12m,
     w.wallet,
-    sum(s.value_total) OVER () AS total_value,
-    sum(s.revenue) OVER () AS total_revenue
+    tt.total_value,
+    tt.total_revenue,
+    tt.customers
   FROM customer_scores s
   LEFT JOIN wallet_estimates w ON w.customer_id = s.customer_id
+  CROSS JOIN totals tt
 ), ranked AS (
   SELECT
     *,
-    cume_dist() OVER (ORDER BY clv DESC NULLS LAST) AS clv_rank,
-    cume_dist() OVER (ORDER BY value_total DESC) AS value_rank,
+    count(*) OVER (ORDER BY clv DESC NULLS LAST) / customers AS clv_rank,
+    count(*) OVER (ORDER BY value_total DESC) / customers AS value_rank,
     sum(value_total) OVER (ORDER BY value_total DESC, customer_id
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS value_before
   FROM base

@@ -6,12 +6,19 @@
 --         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
 --         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged))
 -- Params: $time_unit ('day' or 'week': the unit of alpha, recency and t), $holdout_days
+-- Average ranks: rank() plus half the ties beyond the first, the ties counted
+-- by a RANGE frame over the same order (a streaming window; PARTITION BY
+-- alone would buffer all customers into one batch).
 WITH h AS (
   SELECT
     holdout_predicted AS pred,
     CAST(holdout_purchases AS DOUBLE) AS actual,
-    (rank() OVER (ORDER BY holdout_predicted) + count(*) OVER (PARTITION BY holdout_predicted) * 0.5 - 0.5) AS pred_rank,
-    (rank() OVER (ORDER BY holdout_purchases) + count(*) OVER (PARTITION BY holdout_purchases) * 0.5 - 0.5) AS actual_rank
+    (rank() OVER (ORDER BY holdout_predicted)
+      + count(*) OVER (ORDER BY holdout_predicted RANGE BETWEEN CURRENT ROW AND CURRENT ROW) * 0.5
+      - 0.5) AS pred_rank,
+    (rank() OVER (ORDER BY holdout_purchases)
+      + count(*) OVER (ORDER BY holdout_purchases RANGE BETWEEN CURRENT ROW AND CURRENT ROW) * 0.5
+      - 0.5) AS actual_rank
   FROM customer_scores
   WHERE holdout_predicted IS NOT NULL
 ), holdout AS (

@@ -19,6 +19,9 @@ SELECT
   customer_id,
   m,
   revenue,
-  min(m) OVER (PARTITION BY customer_id) AS first_m,
+  -- Both windows ordered by m, so they stream over one sort: a window over
+  -- a whole partition (min(m) OVER (PARTITION BY customer_id)) would be
+  -- buffered and emitted as one batch the size of the table.
+  first_value(m) OVER (PARTITION BY customer_id ORDER BY m) AS first_m,
   lag(m) OVER (PARTITION BY customer_id ORDER BY m) AS prev_m
 FROM cm

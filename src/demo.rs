@@ -73,8 +73,12 @@ pub const NIGHTLY_SQL: &[(&str, &str)] = &[
         include_str!("../sql/14_build_retention_rates.sql"),
     ),
     (
-        "../sql/15_share_categories.sql",
-        include_str!("../sql/15_share_categories.sql"),
+        "../sql/15_sum_category_spend.sql",
+        include_str!("../sql/15_sum_category_spend.sql"),
+    ),
+    (
+        "../sql/16_share_categories.sql",
+        include_str!("../sql/16_share_categories.sql"),
     ),
     (
         "../sql/90_check_transactions_present.sql",
