@@ -341,18 +341,21 @@ mod tests {
         }
     }
 
+    /// f = sum scale (i+1) (x_i - i - shift)^2, minimum at x_i = i + shift.
+    fn quadratic(x: &[f64], g: &mut [f64], scale: f64, shift: f64) -> f64 {
+        let mut s = 0.0;
+        for i in 0..x.len() {
+            let (w, d) = (scale * (i + 1) as f64, x[i] - i as f64 - shift);
+            s += w * d * d;
+            g[i] = 2.0 * w * d;
+        }
+        s
+    }
+
     #[test]
     fn solves_a_quadratic() {
-        // f = sum (i+1) (x_i - i)^2, minimum at x_i = i exactly; 1e-8.
-        let f = |x: &[f64], g: &mut [f64]| {
-            let mut s = 0.0;
-            for i in 0..x.len() {
-                let w = (i + 1) as f64;
-                s += w * (x[i] - i as f64).powi(2);
-                g[i] = 2.0 * w * (x[i] - i as f64);
-            }
-            s
-        };
+        // Minimum at x_i = i exactly; 1e-8.
+        let f = |x: &[f64], g: &mut [f64]| quadratic(x, g, 1.0, 0.0);
         let m = lbfgs(f, &[10.0; 5], &Options::default());
         assert!(m.converged);
         for (i, v) in m.x.iter().enumerate() {
@@ -394,24 +397,8 @@ mod tests {
     fn staged_reaches_the_full_minimum_not_the_sample_s() {
         // The sample's quadratic is centred 0.01 away from the full one's;
         // the result must be the full minimum (x_i = i) to 1e-8.
-        let full = |x: &[f64], g: &mut [f64]| {
-            let mut s = 0.0;
-            for i in 0..x.len() {
-                let w = (i + 1) as f64;
-                s += w * (x[i] - i as f64).powi(2);
-                g[i] = 2.0 * w * (x[i] - i as f64);
-            }
-            s
-        };
-        let sub = |x: &[f64], g: &mut [f64]| {
-            let mut s = 0.0;
-            for i in 0..x.len() {
-                let w = (i + 1) as f64 * 1.1;
-                s += w * (x[i] - i as f64 - 0.01).powi(2);
-                g[i] = 2.0 * w * (x[i] - i as f64 - 0.01);
-            }
-            s
-        };
+        let full = |x: &[f64], g: &mut [f64]| quadratic(x, g, 1.0, 0.0);
+        let sub = |x: &[f64], g: &mut [f64]| quadratic(x, g, 1.1, 0.01);
         let starts = vec![vec![5.0; 4]];
         let (m, _) = staged(full, Some(sub), &starts, &Options::default()).unwrap();
         assert!(m.converged);
