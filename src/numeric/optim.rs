@@ -287,23 +287,38 @@ where
     multi_start(full, starts, opts).map(|(m, it)| (m, it + spent))
 }
 
+/// A fit over more than this many patterns starts on a sample (see
+/// [`staged`]) of [`STAGE_SAMPLE`] customers.
+const STAGE_ABOVE: usize = 100_000;
+const STAGE_SAMPLE: usize = 50_000;
+
+/// The first-stage sample size for a fit over `patterns` patterns, if any.
+pub fn stage_sample_size(patterns: usize) -> Option<usize> {
+    (patterns > STAGE_ABOVE).then_some(STAGE_SAMPLE)
+}
+
 /// A systematic sample of about `size` customers from weighted patterns
 /// (weights are customer counts): customer number `k * step` for k = 0, 1,
-/// ... of the running count is drawn, so each pattern gets the number of
-/// drawn customers it holds as its new weight. Over patterns sorted by
-/// their values, this is a sample stratified on them. Returns (pattern
-/// index, new weight) pairs.
-pub fn systematic_sample(weights: &[f64], size: usize) -> Vec<(usize, f64)> {
-    let total: f64 = weights.iter().sum();
+/// ... of the running count is drawn, and each drawn pattern comes back
+/// with the number of drawn customers it holds as its weight (`reweight`).
+/// Over patterns sorted by their values, this is a sample stratified on
+/// them.
+pub fn systematic_sample<T: Copy>(
+    patterns: &[T],
+    weight: impl Fn(&T) -> f64,
+    reweight: impl Fn(T, f64) -> T,
+    size: usize,
+) -> Vec<T> {
+    let total: f64 = patterns.iter().map(&weight).sum();
     let step = total / size.max(1) as f64;
     let mut out = Vec::with_capacity(size + 1);
     let mut before = 0.0;
-    for (i, w) in weights.iter().enumerate() {
-        let after = before + w;
+    for p in patterns {
+        let after = before + weight(p);
         // Multiples of step in [before, after).
         let drawn = (after / step).ceil() - (before / step).ceil();
         if drawn > 0.0 {
-            out.push((i, drawn));
+            out.push(reweight(*p, drawn));
         }
         before = after;
     }
@@ -382,7 +397,8 @@ mod tests {
         // 31 customers, 10 drawn: customers 0, 3.1, 6.2, ... of the running
         // count, so each pattern gets floor or ceil of weight / 3.1.
         let w = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
-        let s = systematic_sample(&w, 10);
+        let patterns: Vec<(usize, f64)> = w.iter().copied().enumerate().collect();
+        let s = systematic_sample(&patterns, |p| p.1, |p, d| (p.0, d), 10);
         assert_eq!(s.iter().map(|(_, d)| d).sum::<f64>(), 10.0);
         for (i, d) in &s {
             let share = w[*i] / 3.1;

@@ -16,7 +16,7 @@ use super::args::{
     fit_type, null_struct, struct_scalar, Collector, FitAggregate, ModelScalar, Weighted,
 };
 use super::{Function, Udf};
-use crate::numeric::optim::{staged, systematic_sample, Options};
+use crate::numeric::optim::{stage_sample_size, staged, systematic_sample, Options};
 use crate::numeric::special::{digamma, hyp2f1, ln_gamma, log_sum_exp};
 
 /// Model parameters (time-scale parameter alpha in the data's time unit).
@@ -251,23 +251,16 @@ fn objective(theta: &[f64], patterns: &[Pattern], _total: f64, grad: &mut [f64])
     objective_indexed(theta, &Indexed::new(patterns), grad)
 }
 
-/// Above this many patterns, the fit starts on a sample (`optim::staged`)
-/// of this many customers, drawn systematically over the sorted patterns
-/// (so stratified on frequency and times).
-const STAGE_ABOVE: usize = 100_000;
-const STAGE_SAMPLE: usize = 50_000;
-
 /// Maximum-likelihood fit over weighted patterns (L-BFGS in log-parameter
 /// space). Several starts are tried when one fails; the best fit is kept.
 pub fn fit(patterns: &[Pattern]) -> FitResult {
-    fit_with(
-        patterns,
-        (patterns.len() > STAGE_ABOVE).then_some(STAGE_SAMPLE),
-    )
+    fit_with(patterns, stage_sample_size)
 }
 
-/// [`fit`], starting on a sample of `sample` customers when given.
-fn fit_with(patterns: &[Pattern], sample: Option<usize>) -> FitResult {
+/// [`fit`], starting on a sample of `sample(patterns)` customers when that
+/// is given (`optim::staged`), drawn over the sorted patterns, so
+/// stratified on frequency and times.
+fn fit_with(patterns: &[Pattern], sample: impl Fn(usize) -> Option<usize>) -> FitResult {
     let total: f64 = patterns.iter().map(|p| p.weight).sum();
     let mean_t = patterns.iter().map(|p| p.t * p.weight).sum::<f64>() / total.max(1.0);
     let scale = mean_t.max(1e-6);
@@ -286,16 +279,9 @@ fn fit_with(patterns: &[Pattern], sample: Option<usize>) -> FitResult {
         .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
         .collect();
     let ix = Indexed::new(patterns);
-    let sample = sample.map(|size| {
-        let weights: Vec<f64> = patterns.iter().map(|p| p.weight).collect();
-        let drawn: Vec<Pattern> = systematic_sample(&weights, size)
-            .into_iter()
-            .map(|(i, weight)| Pattern {
-                weight,
-                ..patterns[i]
-            })
-            .collect();
-        Indexed::new(&drawn)
+    let sample = sample(patterns.len()).map(|size| {
+        let reweight = |p: Pattern, weight| Pattern { weight, ..p };
+        Indexed::new(&systematic_sample(patterns, |p| p.weight, reweight, size))
     });
     let sub = sample
         .as_ref()
@@ -589,8 +575,8 @@ pub(crate) mod tests {
         // the optimum is the direct fit's: 1e-6 relative (both stop at a
         // gradient of 1e-9), and still the published values within 0.001.
         let p = patterns(true);
-        let direct = fit_with(&p, None);
-        let staged = fit_with(&p, Some(500));
+        let direct = fit_with(&p, |_| None);
+        let staged = fit_with(&p, |_| Some(500));
         assert!(direct.converged && staged.converged, "{staged:?}");
         for (x, y) in [
             (direct.params.r, staged.params.r),

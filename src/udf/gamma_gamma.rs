@@ -13,7 +13,7 @@ use super::args::{
     fit_type, null_struct, struct_scalar, Collector, FitAggregate, ModelScalar, Weighted,
 };
 use super::{Function, Udf};
-use crate::numeric::optim::{staged, systematic_sample, Options};
+use crate::numeric::optim::{stage_sample_size, staged, systematic_sample, Options};
 use crate::numeric::special::{digamma, ln_gamma};
 
 /// Parameters: shape p of spend per transaction, shape q and scale v
@@ -154,23 +154,16 @@ fn objective(theta: &[f64], pts: &[Pattern], _total: f64, grad: &mut [f64]) -> f
     objective_prepared(theta, &Prepared::new(pts), grad)
 }
 
-/// Above this many patterns, the fit starts on a sample (`optim::staged`)
-/// of this many customers, drawn systematically over the patterns sorted by
-/// frequency and spend.
-const STAGE_ABOVE: usize = 100_000;
-const STAGE_SAMPLE: usize = 50_000;
-
 /// Fit on customers with frequency > 0 and positive mean spend (others are
 /// ignored: the model says nothing about them).
 pub fn fit(patterns: &[Pattern]) -> FitResult {
-    fit_with(
-        patterns,
-        (patterns.len() > STAGE_ABOVE).then_some(STAGE_SAMPLE),
-    )
+    fit_with(patterns, stage_sample_size)
 }
 
-/// [`fit`], starting on a sample of `sample` customers when given.
-fn fit_with(patterns: &[Pattern], sample: Option<usize>) -> FitResult {
+/// [`fit`], starting on a sample of `sample(n)` customers when that is
+/// given for the n patterns fitted (`optim::staged`), drawn over the
+/// patterns sorted by frequency and spend.
+fn fit_with(patterns: &[Pattern], sample: impl Fn(usize) -> Option<usize>) -> FitResult {
     let mut pts: Vec<Pattern> = patterns
         .iter()
         .copied()
@@ -196,13 +189,9 @@ fn fit_with(patterns: &[Pattern], sample: Option<usize>) -> FitResult {
         .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
         .collect();
     let found = if total > 0.0 {
-        let sample = sample.map(|size| {
-            let weights: Vec<f64> = pts.iter().map(|p| p.weight).collect();
-            let drawn: Vec<Pattern> = systematic_sample(&weights, size)
-                .into_iter()
-                .map(|(i, weight)| Pattern { weight, ..pts[i] })
-                .collect();
-            Prepared::new(&drawn)
+        let sample = sample(pts.len()).map(|size| {
+            let reweight = |p: Pattern, weight| Pattern { weight, ..p };
+            Prepared::new(&systematic_sample(&pts, |p| p.weight, reweight, size))
         });
         let sub = sample
             .as_ref()
@@ -388,8 +377,8 @@ mod tests {
         // As for BG/NBD: the direct fit's optimum to 1e-6 relative, and the
         // published values within 0.01.
         let pts = patterns();
-        let direct = fit_with(&pts, None);
-        let staged = fit_with(&pts, Some(300));
+        let direct = fit_with(&pts, |_| None);
+        let staged = fit_with(&pts, |_| Some(300));
         assert!(direct.converged && staged.converged, "{staged:?}");
         for (x, y) in [
             (direct.params.p, staged.params.p),
