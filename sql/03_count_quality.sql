@@ -1,5 +1,5 @@
 -- Step: data-quality counts for the gate, the manifest and the run report.
--- Inputs: transactions_validated, transactions_clean
+-- Inputs: transactions_validated, customer_summary
 -- Output: quality (one row): rows_read, rows_rejected, rejected_fraction,
 --         rows_after_as_of, duplicate_rows, rows_used, customers
 -- Params: $as_of (DATE)
@@ -10,7 +10,7 @@ WITH v AS (
     count(*) FILTER (WHERE reject_reason IS NULL AND order_ts > $as_of) AS rows_after_as_of
   FROM transactions_validated
 ), c AS (
-  SELECT count(*) AS rows_used, count(DISTINCT customer_id) AS customers FROM transactions_clean
+  SELECT coalesce(sum(lines), 0) AS rows_used, count(*) AS customers FROM customer_summary
 )
 SELECT
   v.rows_read,

@@ -1,64 +1,41 @@
--- Step: the per-customer RFM summary of Fader, Hardie & Lee (2005) / lifetimes.
--- Input:  transactions_clean
--- Output: rfm, one row per customer with at least one purchase day:
---   first_purchase, last_purchase (DATE), orders, revenue (sum of amount), margin,
---   value_total (sum of the measured value), frequency (purchase days - 1),
---   recency and t (in $time_unit_days-day units), monetary_value (mean value of the
---   repeat purchase days, 0 when frequency = 0)
---   With a holdout ($holdout_days > 0) also the calibration summary at
---   $calibration_end_day: cal_frequency (-1 when the first purchase is later),
---   cal_recency, cal_t, and holdout_purchases (purchase days after it).
--- Params: $as_of_day, $calibration_end_day (BIGINT days since 1970-01-01),
---         $time_unit_days (1 or 7)
--- Purchases of one day are merged and returns netted within the day; a day whose
--- net amount is below zero is a return, not a purchase day. Zero-amount days are
--- purchases (CDNOW has such first orders).
-WITH orders AS (
-  -- One row per order (or per row, when there is no order_id): no per-group
-  -- DISTINCT sets, so memory stays with the engine's pool.
-  SELECT customer_id, day, order_id, sum(amount) AS amount, sum(margin) AS margin,
-         sum(value) AS value, count(*) AS lines
-  FROM transactions_clean
-  GROUP BY customer_id, day, order_id
-), days AS (
+-- Step: per-customer facts from the usable transactions, in one pass.
+-- Input:  transactions_validated
+-- Output: customer_summary, one row per customer with a usable row (valid, on or
+--   before $as_of): lines (rows used), duplicate_lines (exact repeats of a row of
+--   the same order_id, counted once, as in transactions_clean), orders (distinct
+--   order_ids per day, plus rows without one), revenue (sum of amount), margin,
+--   value_total (sum of the measured value), purchase_days (days whose net amount
+--   is >= 0), first_purchase, last_purchase (DATE, purchase days), repeat_value
+--   (value of the purchase days after the first), cal_purchase_days and
+--   cal_last_purchase (purchase days up to $calibration_end), holdout_purchases
+--   (purchase days after it)
+-- Params: $as_of, $calibration_end (DATE), $value ('revenue' or 'margin')
+-- Functions: customer_summary (merges a day's lines and nets its returns).
+WITH summaries AS (
   SELECT
     customer_id,
-    day,
-    sum(amount) AS amount,
-    sum(margin) AS margin,
-    sum(value) AS value,
-    sum(CASE WHEN order_id IS NULL THEN lines ELSE 1 END) AS orders
-  FROM orders
-  GROUP BY customer_id, day
+    customer_summary(
+      order_ts, order_id, amount, margin,
+      CASE WHEN CAST($value AS VARCHAR) = 'margin' THEN margin ELSE amount END,
+      named_struct('category', category, 'peer_group', peer_group),
+      CAST($calibration_end AS DATE)) AS x
+  FROM transactions_validated
+  WHERE reject_reason IS NULL AND order_ts <= $as_of
+  GROUP BY customer_id
 )
 SELECT
   customer_id,
-  CAST(min(day) FILTER (WHERE amount >= 0) AS INT) AS first_day,
-  CAST(max(day) FILTER (WHERE amount >= 0) AS INT) AS last_day,
-  CAST(CAST(min(day) FILTER (WHERE amount >= 0) AS INT) AS DATE) AS first_purchase,
-  CAST(CAST(max(day) FILTER (WHERE amount >= 0) AS INT) AS DATE) AS last_purchase,
-  sum(orders) AS orders,
-  sum(amount) AS revenue,
-  sum(margin) AS margin,
-  sum(value) AS value_total,
-  CAST(count(*) FILTER (WHERE amount >= 0) - 1 AS DOUBLE) AS frequency,
-  CAST(max(day) FILTER (WHERE amount >= 0) - min(day) FILTER (WHERE amount >= 0) AS DOUBLE)
-    / CAST($time_unit_days AS DOUBLE) AS recency,
-  CAST(CAST($as_of_day AS BIGINT) - min(day) FILTER (WHERE amount >= 0) AS DOUBLE)
-    / CAST($time_unit_days AS DOUBLE) AS t,
-  CAST(count(*) FILTER (WHERE amount >= 0 AND day <= CAST($calibration_end_day AS BIGINT)) - 1 AS DOUBLE) AS cal_frequency,
-  coalesce(CAST(max(day) FILTER (WHERE amount >= 0 AND day <= CAST($calibration_end_day AS BIGINT))
-              - min(day) FILTER (WHERE amount >= 0) AS DOUBLE), 0.0)
-    / CAST($time_unit_days AS DOUBLE) AS cal_recency,
-  greatest(CAST(CAST($calibration_end_day AS BIGINT) - min(day) FILTER (WHERE amount >= 0) AS DOUBLE), 0.0)
-    / CAST($time_unit_days AS DOUBLE) AS cal_t,
-  count(*) FILTER (WHERE amount >= 0 AND day > CAST($calibration_end_day AS BIGINT)) AS holdout_purchases,
-  CASE
-    WHEN count(*) FILTER (WHERE amount >= 0) <= 1 THEN 0.0
-    ELSE (sum(value) FILTER (WHERE amount >= 0)
-          - first_value(value ORDER BY day) FILTER (WHERE amount >= 0))
-         / CAST(count(*) FILTER (WHERE amount >= 0) - 1 AS DOUBLE)
-  END AS monetary_value
-FROM days
-GROUP BY customer_id
-HAVING count(*) FILTER (WHERE amount >= 0) > 0
+  x['lines'] AS lines,
+  x['duplicate_lines'] AS duplicate_lines,
+  x['orders'] AS orders,
+  x['revenue'] AS revenue,
+  x['margin'] AS margin,
+  x['value_total'] AS value_total,
+  x['purchase_days'] AS purchase_days,
+  x['first_day'] AS first_purchase,
+  x['last_day'] AS last_purchase,
+  x['repeat_value'] AS repeat_value,
+  x['cal_purchase_days'] AS cal_purchase_days,
+  x['cal_last_day'] AS cal_last_purchase,
+  x['holdout_purchases'] AS holdout_purchases
+FROM summaries

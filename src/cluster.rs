@@ -79,11 +79,12 @@ fn runtime(temp_dir: Option<&std::path::Path>) -> datafusion::error::Result<Arc<
 }
 
 /// The session state the scheduler plans with: Ballista's defaults, stores
-/// from the environment, and every custval function.
+/// from the environment, every custval function and its planner rule.
 fn scheduler_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
     let base = ballista_core::utils::default_session_builder(config)?;
     let mut state = SessionStateBuilder::new_from_existing(base)
         .with_runtime_env(runtime(None)?)
+        .with_physical_optimizer_rule(Arc::new(crate::udf::summary::SinglePhaseSummary))
         .build();
     crate::udf::register_all_state(&mut state)?;
     Ok(state)

@@ -37,6 +37,10 @@ pub const NIGHTLY_SQL: &[(&str, &str)] = &[
         include_str!("../sql/05_summarise_customers.sql"),
     ),
     (
+        "../sql/06_measure_rfm.sql",
+        include_str!("../sql/06_measure_rfm.sql"),
+    ),
+    (
         "../sql/07_fit_models.sql",
         include_str!("../sql/07_fit_models.sql"),
     ),

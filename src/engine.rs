@@ -92,7 +92,13 @@ pub fn session(opts: &EngineOptions) -> Result<SessionContext> {
             DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
         )
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(configure(SessionConfig::new(), opts), runtime);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(configure(SessionConfig::new(), opts))
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::udf::summary::SinglePhaseSummary))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     crate::udf::register_all(&ctx);
     Ok(ctx)
 }

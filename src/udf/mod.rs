@@ -11,6 +11,7 @@ pub mod clv;
 pub mod concentration;
 pub mod gamma_gamma;
 pub mod sbg;
+pub mod summary;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub const MODELS: &[fn() -> Vec<Function>] = &[
     clv::functions,
     sbg::functions,
     concentration::functions,
+    summary::functions,
 ];
 
 /// All custval functions.

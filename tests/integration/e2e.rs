@@ -389,7 +389,7 @@ fn check_plans_every_step_and_writes_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("16 steps planned"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("17 steps planned"));
     assert!(walk(tmp.path()).is_empty());
 }
 
@@ -1190,7 +1190,7 @@ fn logs_report_lineage_and_html_report() {
         .iter()
         .filter(|l| l["fields"]["message"] == "step done")
         .collect();
-    assert_eq!(steps.len(), 16);
+    assert_eq!(steps.len(), 17);
     assert!(steps
         .iter()
         .all(|s| s["fields"]["seconds"].is_number() && s["fields"]["step"].is_string()));
@@ -1203,7 +1203,7 @@ fn logs_report_lineage_and_html_report() {
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["status"], "success");
     assert_eq!(r["custval_version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(r["steps"].as_array().unwrap().len(), 16);
+    assert_eq!(r["steps"].as_array().unwrap().len(), 17);
     assert_eq!(r["tables"].as_array().unwrap().len(), 7);
     assert_eq!(r["parameters"]["holdout_days"], 273);
     assert_eq!(r["quality"]["rows_read"], 6919);
@@ -1225,7 +1225,7 @@ fn logs_report_lineage_and_html_report() {
     assert_eq!(m["parameters"], r["parameters"]);
     assert_eq!(m["quality"], r["quality"]);
     assert_eq!(m["model_fit"], r["model_fit"]);
-    assert_eq!(m["steps"].as_array().unwrap().len(), 16);
+    assert_eq!(m["steps"].as_array().unwrap().len(), 17);
     assert!(
         m["inputs"][0]["files"][0]["size"].as_u64().unwrap() > 0,
         "input fingerprints"

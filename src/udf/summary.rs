@@ -1,0 +1,1294 @@
+//! `customer_summary`: one customer's transaction lines reduced, in one pass
+//! of a grouped aggregate, to the facts the RFM summary of Fader, Hardie &
+//! Lee (2005) is built from (as `lifetimes`' `summary_data_from_transaction_data`):
+//! export duplicates dropped, lines merged into orders and days, returns
+//! netted within the day. The math on one customer's lines first, then the
+//! DataFusion aggregate (grouped and plain), then tests.
+//!
+//! It replaces a DISTINCT over every column plus three hash aggregations
+//! (order, day, customer): at 20M rows those took 17 of the CLV job's 22 s,
+//! because multi-column group keys go through DataFusion's row format on
+//! every row. Here the only hash table is the customer's; a customer's lines
+//! are sorted once, when the group is finished.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Date32Array, Date32Builder,
+    Float64Array, Float64Builder, Int64Array, Int64Builder, ListArray, StructArray,
+};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Field, FieldRef, Fields, Float64Type, Int64Type,
+};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+};
+use foldhash::fast::FixedState;
+
+use super::{Function, Udf};
+
+const NAME: &str = "customer_summary";
+const ARGS: [&str; 7] = [
+    "order_ts",
+    "order_id",
+    "amount",
+    "margin",
+    "value",
+    "line_key",
+    "calibration_end",
+];
+
+/// Bits of [`Line::flags`].
+const ORDER_NULL: u8 = 1;
+const MARGIN_NULL: u8 = 2;
+const VALUE_NULL: u8 = 4;
+
+/// One transaction line. `order` is the integer order id, or the id the
+/// accumulator interned a non-integer one under; `key` the interned line key
+/// (the remaining columns that tell two lines of one order apart).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line {
+    pub day: i32,
+    pub flags: u8,
+    pub key: u32,
+    pub order: u64,
+    pub amount: f64,
+    pub margin: f64,
+    pub value: f64,
+}
+
+impl Line {
+    /// Sort key: day, then order (NULL orders first), then the rest, so that
+    /// a day's lines of one order, and exact repeats, are adjacent. Floats
+    /// compare by bits: only equality matters here, not numeric order.
+    fn sort_key(&self) -> (i32, u8, u64, u64, u8, u64, u8, u64, u32) {
+        let bits = |null: u8, x: f64| {
+            if self.flags & null != 0 {
+                0
+            } else {
+                x.to_bits()
+            }
+        };
+        (
+            self.day,
+            self.flags & ORDER_NULL,
+            self.order,
+            self.amount.to_bits(),
+            self.flags & MARGIN_NULL,
+            bits(MARGIN_NULL, self.margin),
+            self.flags & VALUE_NULL,
+            bits(VALUE_NULL, self.value),
+            self.key,
+        )
+    }
+    fn has_order(&self) -> bool {
+        self.flags & ORDER_NULL == 0
+    }
+}
+
+/// What one customer's lines add up to. Days are days since 1970-01-01.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Summary {
+    /// Lines kept: every line without an order id, and one of each set of
+    /// exact repeats within an order.
+    pub lines: i64,
+    /// Lines dropped as exact repeats of an earlier line of the same order.
+    pub duplicate_lines: i64,
+    /// Distinct (day, order id) pairs plus lines without an order id.
+    pub orders: i64,
+    pub revenue: f64,
+    /// Sums that skip NULLs; NULL when every line's value is NULL (as SQL sum).
+    pub margin: Option<f64>,
+    pub value_total: Option<f64>,
+    /// Days whose net amount is at least 0 (a net negative day is a return).
+    pub purchase_days: i64,
+    pub first_day: Option<i32>,
+    pub last_day: Option<i32>,
+    /// Value of the purchase days after the first (NULL when the first
+    /// day's value is NULL): monetary_value = repeat_value / (purchase_days - 1).
+    pub repeat_value: Option<f64>,
+    /// Purchase days up to and including the calibration end, the last of
+    /// them, and the purchase days after it (all NULL without a calibration end).
+    pub cal_purchase_days: Option<i64>,
+    pub cal_last_day: Option<i32>,
+    pub holdout_purchases: Option<i64>,
+}
+
+fn add(acc: &mut Option<f64>, x: Option<f64>) {
+    if let Some(x) = x {
+        *acc = Some(acc.unwrap_or(0.0) + x);
+    }
+}
+
+/// Summarise one customer's lines (reordered in place). None without lines.
+pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Summary> {
+    if lines.is_empty() {
+        return None;
+    }
+    lines.sort_unstable_by_key(Line::sort_key);
+    let mut s = Summary {
+        cal_purchase_days: calibration_end.map(|_| 0),
+        holdout_purchases: calibration_end.map(|_| 0),
+        ..Summary::default()
+    };
+    let mut first_value: Option<f64> = None;
+    let mut repeat: Option<f64> = None;
+    let mut i = 0;
+    while i < lines.len() {
+        let day = lines[i].day;
+        let (mut amount, mut margin, mut value, mut orders) = (0.0, None, None, 0i64);
+        let mut prev: Option<&Line> = None;
+        while i < lines.len() && lines[i].day == day {
+            let l = &lines[i];
+            i += 1;
+            if let Some(p) = prev {
+                if l.has_order() && p.sort_key() == l.sort_key() {
+                    s.duplicate_lines += 1;
+                    continue;
+                }
+            }
+            let new_order =
+                !l.has_order() || prev.is_none_or(|p| !p.has_order() || p.order != l.order);
+            if new_order {
+                orders += 1;
+            }
+            s.lines += 1;
+            amount += l.amount;
+            add(
+                &mut margin,
+                (l.flags & MARGIN_NULL == 0).then_some(l.margin),
+            );
+            add(&mut value, (l.flags & VALUE_NULL == 0).then_some(l.value));
+            prev = Some(l);
+        }
+        s.orders += orders;
+        s.revenue += amount;
+        add(&mut s.margin, margin);
+        add(&mut s.value_total, value);
+        if amount >= 0.0 {
+            s.purchase_days += 1;
+            if s.first_day.is_none() {
+                s.first_day = Some(day);
+                first_value = value;
+            } else {
+                add(&mut repeat, value);
+            }
+            s.last_day = Some(day);
+            if let Some(end) = calibration_end {
+                if day <= end {
+                    s.cal_purchase_days = s.cal_purchase_days.map(|n| n + 1);
+                    s.cal_last_day = Some(day);
+                } else {
+                    s.holdout_purchases = s.holdout_purchases.map(|n| n + 1);
+                }
+            }
+        }
+    }
+    s.repeat_value = first_value.map(|_| repeat.unwrap_or(0.0));
+    Some(s)
+}
+
+/// Exact interning of byte strings (row-encoded ids and line keys) into
+/// dense u32 ids; the bytes live once, in an arena.
+#[derive(Debug, Default)]
+struct Interner {
+    table: hashbrown::HashTable<u32>,
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+    hasher: FixedState,
+}
+
+impl Interner {
+    fn get(&self, id: u32) -> &[u8] {
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+    fn intern(&mut self, b: &[u8]) -> Result<u32> {
+        let h = self.hasher.hash_one(b);
+        if let Some(&id) = self.table.find(h, |&id| self.get(id) == b) {
+            return Ok(id);
+        }
+        let Ok(id) = u32::try_from(self.ends.len()) else {
+            return exec_err!("{NAME}: more than 2^32 distinct order ids or line keys");
+        };
+        self.bytes.extend_from_slice(b);
+        self.ends.push(self.bytes.len());
+        let (ends, bytes, hasher) = (&self.ends, &self.bytes, &self.hasher);
+        self.table.insert_unique(h, id, |&id| {
+            let i = id as usize;
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            hasher.hash_one(&bytes[start..ends[i]])
+        });
+        Ok(id)
+    }
+    fn size(&self) -> usize {
+        self.table.capacity() * 12 + self.ends.capacity() * 8 + self.bytes.capacity()
+    }
+}
+
+fn is_integer(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+    )
+}
+
+/// The grouped accumulator: each group's lines, unsorted, until it is emitted.
+#[derive(Debug)]
+struct SummaryGroups {
+    groups: Vec<Vec<Line>>,
+    /// Some(d) once seen; it must be the same on every row.
+    calibration_end: Option<Option<i32>>,
+    /// Integer order ids are stored as they are; others are interned.
+    order_interned: Option<(RowConverter, Interner)>,
+    keys: (RowConverter, Interner),
+    line_bytes: usize,
+    types: (DataType, DataType),
+}
+
+impl SummaryGroups {
+    fn new(order_type: &DataType, key_type: &DataType) -> Result<Self> {
+        let order_interned = if is_integer(order_type) || order_type == &DataType::Null {
+            None
+        } else {
+            Some((
+                RowConverter::new(vec![SortField::new(order_type.clone())])?,
+                Interner::default(),
+            ))
+        };
+        Ok(SummaryGroups {
+            groups: Vec::new(),
+            calibration_end: None,
+            order_interned,
+            keys: (
+                RowConverter::new(vec![SortField::new(key_type.clone())])?,
+                Interner::default(),
+            ),
+            line_bytes: 0,
+            types: (order_type.clone(), key_type.clone()),
+        })
+    }
+
+    fn set_calibration_end(&mut self, end: Option<i32>) -> Result<()> {
+        match self.calibration_end {
+            Some(seen) if seen != end => exec_err!(
+                "{NAME}: calibration_end must be the same on every row ({} and {})",
+                show_day(seen),
+                show_day(end)
+            ),
+            _ => {
+                self.calibration_end = Some(end);
+                Ok(())
+            }
+        }
+    }
+
+    fn calibration_from(&mut self, arr: &ArrayRef) -> Result<()> {
+        let d = arr.as_primitive::<Date32Type>();
+        if d.null_count() == d.len() {
+            return if d.is_empty() {
+                Ok(())
+            } else {
+                self.set_calibration_end(None)
+            };
+        }
+        let first = d.iter().flatten().next();
+        if d.null_count() > 0 || d.values().iter().any(|&v| Some(v) != first) {
+            let other = d.iter().find(|v| *v != first).flatten();
+            return exec_err!(
+                "{NAME}: calibration_end must be the same on every row ({} and {})",
+                show_day(first),
+                show_day(other)
+            );
+        }
+        self.set_calibration_end(first)
+    }
+
+    /// Lines from update_batch's arguments (or a state's flattened columns),
+    /// in row order: None for rows a filter or a NULL day or amount leaves out.
+    #[allow(clippy::too_many_arguments)]
+    fn push_lines(
+        &mut self,
+        group_of: impl Fn(usize) -> Option<usize>,
+        total_groups: usize,
+        day: &Date32Array,
+        order: OrderColumn<'_>,
+        amount: &Float64Array,
+        margin: &Float64Array,
+        value: &Float64Array,
+        keys: KeyColumn<'_>,
+    ) -> Result<()> {
+        if self.groups.len() < total_groups {
+            self.groups.resize_with(total_groups, Vec::new);
+        }
+        for row in 0..day.len() {
+            let Some(g) = group_of(row) else { continue };
+            if day.is_null(row) || amount.is_null(row) {
+                continue;
+            }
+            let mut flags = 0;
+            let order = match &order {
+                OrderColumn::Int(a) if a.is_null(row) => {
+                    flags |= ORDER_NULL;
+                    0
+                }
+                OrderColumn::Int(a) => a.value(row) as u64,
+                OrderColumn::Rows(nulls, rows) => {
+                    if nulls.is_some_and(|n| n.is_null(row)) {
+                        flags |= ORDER_NULL;
+                        0
+                    } else {
+                        let (_, interner) = self.order_interned_mut()?;
+                        interner.intern(rows.row(row).as_ref())? as u64
+                    }
+                }
+                OrderColumn::Bytes(a) if a.is_null(row) => {
+                    flags |= ORDER_NULL;
+                    0
+                }
+                OrderColumn::Bytes(a) => {
+                    let (_, interner) = self.order_interned_mut()?;
+                    interner.intern(a.value(row))? as u64
+                }
+            };
+            let key = match &keys {
+                KeyColumn::Rows(rows) => self.keys.1.intern(rows.row(row).as_ref())?,
+                KeyColumn::Bytes(a) => self.keys.1.intern(a.value(row))?,
+            };
+            let margin_v = if margin.is_null(row) {
+                flags |= MARGIN_NULL;
+                0.0
+            } else {
+                margin.value(row)
+            };
+            let value_v = if value.is_null(row) {
+                flags |= VALUE_NULL;
+                0.0
+            } else {
+                value.value(row)
+            };
+            let lines = &mut self.groups[g];
+            if lines.len() == lines.capacity() {
+                let before = lines.capacity();
+                lines.reserve(lines.capacity().max(4));
+                self.line_bytes += (lines.capacity() - before) * std::mem::size_of::<Line>();
+            }
+            lines.push(Line {
+                day: day.value(row),
+                flags,
+                key,
+                order,
+                amount: amount.value(row),
+                margin: margin_v,
+                value: value_v,
+            });
+        }
+        Ok(())
+    }
+
+    fn order_interned_mut(&mut self) -> Result<&mut (RowConverter, Interner)> {
+        match self.order_interned.as_mut() {
+            Some(o) => Ok(o),
+            None => exec_err!("{NAME}: an interned order id without an interner"),
+        }
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Vec<Line>> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        let freed: usize = taken.iter().map(|g| g.capacity()).sum();
+        self.line_bytes = self
+            .line_bytes
+            .saturating_sub(freed * std::mem::size_of::<Line>());
+        taken
+    }
+}
+
+enum OrderColumn<'a> {
+    Int(&'a Int64Array),
+    Rows(Option<&'a NullBuffer>, &'a Rows),
+    Bytes(&'a BinaryArray),
+}
+
+enum KeyColumn<'a> {
+    Rows(&'a Rows),
+    Bytes(&'a BinaryArray),
+}
+
+fn show_day(d: Option<i32>) -> String {
+    match d {
+        None => "NULL".into(),
+        Some(d) => ScalarValue::Date32(Some(d)).to_string(),
+    }
+}
+
+fn f64_column(a: &ArrayRef) -> Result<Float64Array> {
+    let a = if a.data_type() == &DataType::Float64 {
+        a.clone()
+    } else {
+        cast(a, &DataType::Float64)?
+    };
+    Ok(a.as_primitive::<Float64Type>().clone())
+}
+
+fn summary_fields() -> Fields {
+    let f = |n: &str, t: DataType| Field::new(n, t, true);
+    Fields::from(vec![
+        f("lines", DataType::Int64),
+        f("duplicate_lines", DataType::Int64),
+        f("orders", DataType::Int64),
+        f("revenue", DataType::Float64),
+        f("margin", DataType::Float64),
+        f("value_total", DataType::Float64),
+        f("purchase_days", DataType::Int64),
+        f("first_day", DataType::Date32),
+        f("last_day", DataType::Date32),
+        f("repeat_value", DataType::Float64),
+        f("cal_purchase_days", DataType::Int64),
+        f("cal_last_day", DataType::Date32),
+        f("holdout_purchases", DataType::Int64),
+    ])
+}
+
+/// The result column for a list of (possibly absent) summaries.
+fn summaries_array(summaries: &[Option<Summary>]) -> Result<ArrayRef> {
+    let n = summaries.len();
+    let mut i64s: Vec<Int64Builder> = (0..6).map(|_| Int64Builder::with_capacity(n)).collect();
+    let mut f64s: Vec<Float64Builder> = (0..4).map(|_| Float64Builder::with_capacity(n)).collect();
+    let mut days: Vec<Date32Builder> = (0..3).map(|_| Date32Builder::with_capacity(n)).collect();
+    let mut valid = Vec::with_capacity(n);
+    for s in summaries {
+        valid.push(s.is_some());
+        let d = s.clone().unwrap_or_default();
+        i64s[0].append_value(d.lines);
+        i64s[1].append_value(d.duplicate_lines);
+        i64s[2].append_value(d.orders);
+        i64s[3].append_value(d.purchase_days);
+        i64s[4].append_option(d.cal_purchase_days);
+        i64s[5].append_option(d.holdout_purchases);
+        f64s[0].append_value(d.revenue);
+        f64s[1].append_option(d.margin);
+        f64s[2].append_option(d.value_total);
+        f64s[3].append_option(d.repeat_value);
+        days[0].append_option(d.first_day);
+        days[1].append_option(d.last_day);
+        days[2].append_option(d.cal_last_day);
+    }
+    let mut i = i64s
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut f = f64s
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut d = days
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let next = |it: &mut dyn Iterator<Item = ArrayRef>| -> Result<ArrayRef> {
+        it.next().ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!("{NAME}: column count"))
+        })
+    };
+    let columns = vec![
+        next(&mut i)?,
+        next(&mut i)?,
+        next(&mut i)?,
+        next(&mut f)?,
+        next(&mut f)?,
+        next(&mut f)?,
+        next(&mut i)?,
+        next(&mut d)?,
+        next(&mut d)?,
+        next(&mut f)?,
+        next(&mut i)?,
+        next(&mut d)?,
+        next(&mut i)?,
+    ];
+    Ok(Arc::new(StructArray::try_new(
+        summary_fields(),
+        columns,
+        Some(NullBuffer::from(valid)),
+    )?))
+}
+
+/// The partial state: each group's lines as a list of structs, order ids
+/// and line keys as their row-format bytes (integer order ids as integers),
+/// and the calibration end.
+fn line_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("day", DataType::Date32, false),
+        Field::new("order_int", DataType::Int64, true),
+        Field::new("order_bytes", DataType::Binary, true),
+        Field::new("amount", DataType::Float64, false),
+        Field::new("margin", DataType::Float64, true),
+        Field::new("value", DataType::Float64, true),
+        Field::new("key", DataType::Binary, false),
+    ])
+}
+
+impl GroupsAccumulator for SummaryGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.calibration_from(&values[6])?;
+        let day = values[0].as_primitive::<Date32Type>().clone();
+        let (amount, margin, value) = (
+            f64_column(&values[2])?,
+            f64_column(&values[3])?,
+            f64_column(&values[4])?,
+        );
+        let key_rows = self.keys.0.convert_columns(&[values[5].clone()])?;
+        // Row-encoded NULL order ids still encode: test for NULL on the array.
+        let order_nulls = values[1].logical_nulls();
+        let order_int;
+        let order_rows;
+        let order = if let Some((conv, _)) = &self.order_interned {
+            order_rows = conv.convert_columns(&[values[1].clone()])?;
+            OrderColumn::Rows(order_nulls.as_ref(), &order_rows)
+        } else {
+            order_int = cast(&values[1], &DataType::Int64)?;
+            OrderColumn::Int(order_int.as_primitive::<Int64Type>())
+        };
+        let group_of = |row: usize| -> Option<usize> {
+            match opt_filter {
+                Some(f) if !(f.is_valid(row) && f.value(row)) => None,
+                _ => Some(group_indices[row]),
+            }
+        };
+        self.push_lines(
+            group_of,
+            total_num_groups,
+            &day,
+            order,
+            &amount,
+            &margin,
+            &value,
+            KeyColumn::Rows(&key_rows),
+        )
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let end = self.calibration_end.flatten();
+        let summaries: Vec<Option<Summary>> = self
+            .take(emit_to)
+            .into_iter()
+            .map(|mut lines| summarise(&mut lines, end))
+            .collect();
+        summaries_array(&summaries)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let groups = self.take(emit_to);
+        let n_lines: usize = groups.iter().map(Vec::len).sum();
+        let mut offsets = Vec::with_capacity(groups.len() + 1);
+        offsets.push(0i32);
+        let mut day = Date32Builder::with_capacity(n_lines);
+        let mut order_int = Int64Builder::with_capacity(n_lines);
+        let mut order_bytes = BinaryBuilder::new();
+        let mut amount = Float64Builder::with_capacity(n_lines);
+        let mut margin = Float64Builder::with_capacity(n_lines);
+        let mut value = Float64Builder::with_capacity(n_lines);
+        let mut key = BinaryBuilder::new();
+        let mut total = 0i32;
+        for lines in groups {
+            for l in &lines {
+                day.append_value(l.day);
+                match (&self.order_interned, l.has_order()) {
+                    (_, false) => {
+                        order_int.append_null();
+                        order_bytes.append_null();
+                    }
+                    (None, true) => {
+                        order_int.append_value(l.order as i64);
+                        order_bytes.append_null();
+                    }
+                    (Some((_, interner)), true) => {
+                        order_int.append_null();
+                        order_bytes.append_value(interner.get(l.order as u32));
+                    }
+                }
+                amount.append_value(l.amount);
+                margin.append_option((l.flags & MARGIN_NULL == 0).then_some(l.margin));
+                value.append_option((l.flags & VALUE_NULL == 0).then_some(l.value));
+                key.append_value(self.keys.1.get(l.key));
+            }
+            total = i32::try_from(total as usize + lines.len()).map_err(|_| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "{NAME}: more than 2^31 lines in one partial state"
+                ))
+            })?;
+            offsets.push(total);
+        }
+        let n_groups = offsets.len() - 1;
+        let structs = StructArray::try_new(
+            line_fields(),
+            vec![
+                Arc::new(day.finish()),
+                Arc::new(order_int.finish()),
+                Arc::new(order_bytes.finish()),
+                Arc::new(amount.finish()),
+                Arc::new(margin.finish()),
+                Arc::new(value.finish()),
+                Arc::new(key.finish()),
+            ],
+            None,
+        )?;
+        let list = ListArray::try_new(
+            Arc::new(Field::new_list_field(
+                DataType::Struct(line_fields()),
+                false,
+            )),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(structs),
+            None,
+        )?;
+        let end = self.calibration_end.flatten();
+        let ends = Date32Array::from(vec![end; n_groups]);
+        Ok(vec![Arc::new(list), Arc::new(ends)])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.calibration_from(&values[1])?;
+        let list = values[0].as_list::<i32>();
+        // Row r of the flattened lines belongs to the group of its list.
+        let offsets = list.value_offsets();
+        let base = offsets[0] as usize;
+        let end = offsets[offsets.len() - 1] as usize;
+        let mut owner = vec![usize::MAX; end - base];
+        for (i, w) in offsets.windows(2).enumerate() {
+            if list.is_valid(i) {
+                for o in &mut owner[w[0] as usize - base..w[1] as usize - base] {
+                    *o = group_indices[i];
+                }
+            }
+        }
+        let lines = list.values().slice(base, end - base);
+        let s = lines.as_struct();
+        let col = |i: usize| s.column(i).clone();
+        let day = col(0).as_primitive::<Date32Type>().clone();
+        let order_int = col(1);
+        let order_bytes = col(2);
+        let order = if self.order_interned.is_some() {
+            OrderColumn::Bytes(order_bytes.as_binary::<i32>())
+        } else {
+            OrderColumn::Int(order_int.as_primitive::<Int64Type>())
+        };
+        let key = col(6);
+        self.push_lines(
+            |r| (owner[r] != usize::MAX).then_some(owner[r]),
+            total_num_groups,
+            &day,
+            order,
+            col(3).as_primitive::<Float64Type>(),
+            col(4).as_primitive::<Float64Type>(),
+            col(5).as_primitive::<Float64Type>(),
+            KeyColumn::Bytes(key.as_binary::<i32>()),
+        )
+    }
+
+    /// Each row as a group of its own: for DataFusion's skipped partial
+    /// aggregation when groups are nearly as many as rows.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let mut one = SummaryGroups::new(&self.types.0, &self.types.1)?;
+        let n = values.first().map_or(0, |v| v.len());
+        let rows: Vec<usize> = (0..n).collect();
+        one.update_batch(values, &rows, opt_filter, n)?;
+        if one.calibration_end.is_none() {
+            one.calibration_end = self.calibration_end;
+        }
+        one.state(EmitTo::All)
+    }
+
+    fn size(&self) -> usize {
+        self.line_bytes
+            + self.groups.capacity() * std::mem::size_of::<Vec<Line>>()
+            + self.keys.1.size()
+            + self.order_interned.as_ref().map_or(0, |(_, i)| i.size())
+    }
+}
+
+/// The ungrouped form (no GROUP BY): one group.
+#[derive(Debug)]
+struct SummaryOne(SummaryGroups);
+
+impl Accumulator for SummaryOne {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let n = values.first().map_or(0, |v| v.len());
+        self.0.update_batch(values, &vec![0; n], None, 1)
+    }
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.0.groups.is_empty() {
+            self.0.groups.push(Vec::new());
+        }
+        ScalarValue::try_from_array(&self.0.evaluate(EmitTo::All)?, 0)
+    }
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.0.size()
+    }
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        if self.0.groups.is_empty() {
+            self.0.groups.push(Vec::new());
+        }
+        self.0
+            .state(EmitTo::All)?
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
+    }
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let n = states.first().map_or(0, |v| v.len());
+        self.0.merge_batch(states, &vec![0; n], 1)
+    }
+}
+
+/// `customer_summary(order_ts, order_id, amount, margin, value, line_key, calibration_end)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CustomerSummary {
+    signature: Signature,
+}
+
+impl AggregateUDFImpl for CustomerSummary {
+    fn name(&self) -> &str {
+        NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() != ARGS.len() {
+            return plan_err!(
+                "{NAME} takes {} arguments ({}), got {}",
+                ARGS.len(),
+                ARGS.join(", "),
+                arg_types.len()
+            );
+        }
+        let date = |i: usize| match &arg_types[i] {
+            DataType::Date32 | DataType::Null => Ok(DataType::Date32),
+            other => plan_err!("{NAME}: argument {} must be a DATE, got {other}", ARGS[i]),
+        };
+        let number = |i: usize| match &arg_types[i] {
+            DataType::Null => Ok(DataType::Float64),
+            t if t.is_numeric() => Ok(DataType::Float64),
+            other => plan_err!("{NAME}: argument {} must be numeric, got {other}", ARGS[i]),
+        };
+        let order = match &arg_types[1] {
+            t if is_integer(t) => DataType::Int64,
+            t => t.clone(),
+        };
+        Ok(vec![
+            date(0)?,
+            order,
+            number(2)?,
+            number(3)?,
+            number(4)?,
+            arg_types[5].clone(),
+            date(6)?,
+        ])
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Struct(summary_fields()))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![
+            Arc::new(Field::new_list(
+                format!("{}_lines", args.name),
+                Field::new_list_field(DataType::Struct(line_fields()), false),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}_calibration_end", args.name),
+                DataType::Date32,
+                true,
+            )),
+        ])
+    }
+    fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(SummaryOne(groups_for(&acc_args)?)))
+    }
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(groups_for(&args)?))
+    }
+}
+
+fn groups_for(args: &AccumulatorArgs) -> Result<SummaryGroups> {
+    if args.is_distinct {
+        return plan_err!("{NAME} does not take DISTINCT");
+    }
+    let t = |i: usize| -> Result<DataType> {
+        match args.expr_fields.get(i) {
+            Some(f) => Ok(f.data_type().clone()),
+            None => plan_err!("{NAME}: argument {} is missing", ARGS[i]),
+        }
+    };
+    SummaryGroups::new(&t(1)?, &t(5)?)
+}
+
+pub fn functions() -> Vec<Function> {
+    vec![Function {
+        name: NAME,
+        signature: "customer_summary(order_ts, order_id, amount, margin, value, line_key, calibration_end)",
+        description: "per-customer facts for RFM: lines (exact repeats within an order dropped), orders, revenue, purchase days (net amount >= 0), first/last purchase day, repeat value, calibration counts",
+        udf: Udf::Aggregate(Arc::new(AggregateUDF::from(CustomerSummary {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }))),
+    }]
+}
+
+/// A physical optimizer rule: a grouped `customer_summary` runs in one phase.
+///
+/// DataFusion plans every grouped aggregate over several partitions as a
+/// partial aggregate, a hash repartition of its states and a final one. A
+/// partial `customer_summary` reduces nothing (it keeps every line), so that
+/// plan buffers each line twice and ships it as a list state: at 20M rows
+/// 6.8 s on 2 cores against 4.8 s on one. Repartitioning the input rows by
+/// the group key instead and aggregating once per partition
+/// (`SinglePartitioned`, which DataFusion itself plans when the input is
+/// already partitioned that way) keeps both cores and buffers each line once.
+/// With one target partition, a coalesce in between becomes a `Single` mode.
+#[derive(Debug, Default)]
+pub struct SinglePhaseSummary;
+
+impl datafusion::physical_optimizer::PhysicalOptimizerRule for SinglePhaseSummary {
+    fn optimize(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+        use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+        use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+        use datafusion::physical_plan::repartition::RepartitionExec;
+        use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+        plan.transform_down(|node: Arc<dyn ExecutionPlan>| {
+            let Some(fin) = node.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            // Final <- coalesce <- Partial (one target partition, several
+            // input partitions) or FinalPartitioned <- hash repartition <- Partial.
+            let (mode, between) = match fin.mode() {
+                AggregateMode::Final => (AggregateMode::Single, fin.input()),
+                AggregateMode::FinalPartitioned => (AggregateMode::SinglePartitioned, fin.input()),
+                _ => return Ok(Transformed::no(node)),
+            };
+            let Some(partial) = between
+                .children()
+                .first()
+                .and_then(|c| c.downcast_ref::<AggregateExec>())
+            else {
+                return Ok(Transformed::no(node));
+            };
+            let ours = partial.aggr_expr().iter().any(|a| a.fun().name() == NAME);
+            if *partial.mode() != AggregateMode::Partial
+                || !ours
+                || partial.group_expr().is_empty()
+                || partial.group_expr().has_grouping_set()
+            {
+                return Ok(Transformed::no(node));
+            }
+            let rows: Arc<dyn ExecutionPlan> =
+                if let Some(rep) = between.downcast_ref::<RepartitionExec>() {
+                    let &Partitioning::Hash(_, n) = rep.partitioning() else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let keys = partial.group_expr().input_exprs();
+                    Arc::new(RepartitionExec::try_new(
+                        Arc::clone(partial.input()),
+                        Partitioning::Hash(keys, n),
+                    )?)
+                } else if between.downcast_ref::<CoalescePartitionsExec>().is_some() {
+                    Arc::new(CoalescePartitionsExec::new(Arc::clone(partial.input())))
+                } else {
+                    return Ok(Transformed::no(node));
+                };
+            let single = AggregateExec::try_new(
+                mode,
+                partial.group_expr().clone(),
+                partial.aggr_expr().to_vec(),
+                partial.filter_expr().to_vec(),
+                rows,
+                partial.input_schema(),
+            )?;
+            Ok(Transformed::yes(Arc::new(single) as Arc<dyn ExecutionPlan>))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "SinglePhaseSummary"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{StringArray, StructArray};
+
+    fn line(day: i32, order: Option<u64>, amount: f64, key: u32) -> Line {
+        Line {
+            day,
+            flags: if order.is_none() { ORDER_NULL } else { 0 },
+            key,
+            order: order.unwrap_or(0),
+            amount,
+            margin: amount / 4.0,
+            value: amount,
+        }
+    }
+
+    #[test]
+    fn repeats_within_an_order_count_once_and_lines_without_order_all_count() {
+        // Hand-computed: day 10 has order 1 twice (an export repeat), order 1
+        // with another line key, and two identical lines without an order id.
+        let mut lines = vec![
+            line(10, Some(1), 5.0, 0),
+            line(10, Some(1), 5.0, 0),
+            line(10, Some(1), 5.0, 1),
+            line(10, None, 2.0, 0),
+            line(10, None, 2.0, 0),
+        ];
+        let s = summarise(&mut lines, None).expect("lines");
+        assert_eq!((s.lines, s.duplicate_lines), (4, 1));
+        // Order 1 once, plus two lines without an order id.
+        assert_eq!(s.orders, 3);
+        assert_eq!(s.revenue, 14.0);
+        assert_eq!(s.margin, Some(3.5));
+        assert_eq!(
+            (s.purchase_days, s.first_day, s.last_day),
+            (1, Some(10), Some(10))
+        );
+        assert_eq!(s.repeat_value, Some(0.0));
+    }
+
+    #[test]
+    fn returns_net_within_the_day_and_a_net_negative_day_is_no_purchase() {
+        // Day 1: 100; day 3: 40 bought, 60 returned (net -20, a return day);
+        // day 5: 30 and a 10 return (net 20). Hand-computed.
+        let mut lines = vec![
+            line(5, Some(4), -10.0, 0),
+            line(3, Some(2), 40.0, 0),
+            line(1, Some(1), 100.0, 0),
+            line(3, Some(3), -60.0, 0),
+            line(5, Some(5), 30.0, 0),
+        ];
+        let s = summarise(&mut lines, Some(4)).expect("lines");
+        assert_eq!(s.purchase_days, 2);
+        assert_eq!((s.first_day, s.last_day), (Some(1), Some(5)));
+        assert_eq!(s.revenue, 100.0);
+        assert_eq!(s.orders, 5);
+        // Repeat value: day 5's net 20 (the return day is not a purchase).
+        assert_eq!(s.repeat_value, Some(20.0));
+        // Calibration end day 4: day 1 inside, day 5 in the holdout.
+        assert_eq!(s.cal_purchase_days, Some(1));
+        assert_eq!(s.cal_last_day, Some(1));
+        assert_eq!(s.holdout_purchases, Some(1));
+    }
+
+    #[test]
+    fn an_order_on_two_days_counts_on_each_and_null_values_stay_null() {
+        let mut a = line(1, Some(7), 10.0, 0);
+        a.flags |= MARGIN_NULL | VALUE_NULL;
+        let mut b = line(2, Some(7), 10.0, 0);
+        b.flags |= MARGIN_NULL;
+        let mut lines = vec![a, b];
+        let s = summarise(&mut lines, None).expect("lines");
+        assert_eq!(s.orders, 2);
+        assert_eq!(s.margin, None);
+        assert_eq!(s.value_total, Some(10.0));
+        // The first purchase day's value is NULL, so is the repeat value (as
+        // SQL's sum - first_value would be).
+        assert_eq!(s.repeat_value, None);
+        assert_eq!(s.cal_purchase_days, None);
+        assert!(summarise(&mut [], None).is_none());
+    }
+
+    /// Arguments of update_batch for rows (customer, day, order id, amount, category).
+    fn args(rows: &[(i32, Option<&str>, f64, &str)]) -> Vec<ArrayRef> {
+        let cat: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3)));
+        let key = StructArray::try_new(
+            Fields::from(vec![Field::new("category", DataType::Utf8, true)]),
+            vec![cat],
+            None,
+        )
+        .expect("struct");
+        let n = rows.len();
+        vec![
+            Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Float64Array::from(vec![None::<f64>; n])),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(key),
+            Arc::new(Date32Array::from(vec![Some(3); n])),
+        ]
+    }
+
+    fn new_groups() -> SummaryGroups {
+        let key_type = DataType::Struct(Fields::from(vec![Field::new(
+            "category",
+            DataType::Utf8,
+            true,
+        )]));
+        SummaryGroups::new(&DataType::Utf8, &key_type).expect("groups")
+    }
+
+    #[test]
+    fn partial_states_merge_to_the_single_pass_result() {
+        // Two customers; customer 0's repeat of order "a" arrives in another
+        // partition than its first copy, so only the merge can drop it.
+        let rows = [
+            (1, Some("a"), 10.0, "x"),
+            (1, Some("a"), 10.0, "x"),
+            (2, None, 5.0, "y"),
+            (4, Some("b"), -3.0, "x"),
+            (1, Some("c"), 7.0, "y"),
+            (5, Some("d"), 2.0, "y"),
+        ];
+        let groups = [0usize, 0, 0, 1, 1, 0];
+        let mut direct = new_groups();
+        direct
+            .update_batch(&args(&rows), &groups, None, 2)
+            .expect("update");
+        let want = direct.evaluate(EmitTo::All).expect("evaluate");
+
+        let (mut p1, mut p2, mut fin) = (new_groups(), new_groups(), new_groups());
+        p1.update_batch(&args(&rows[..1]), &groups[..1], None, 1)
+            .expect("p1");
+        p2.update_batch(&args(&rows[1..]), &groups[1..], None, 2)
+            .expect("p2");
+        let s1 = p1.state(EmitTo::All).expect("state 1");
+        let s2 = p2.state(EmitTo::All).expect("state 2");
+        fin.merge_batch(&s2, &[0, 1], 2).expect("merge 2");
+        fin.merge_batch(&s1, &[0], 2).expect("merge 1");
+        let got = fin.evaluate(EmitTo::All).expect("evaluate");
+        assert_eq!(got.as_ref(), want.as_ref());
+
+        let s = got.as_struct();
+        let col = |n: &str| s.column_by_name(n).expect(n).clone();
+        // Customer 0: lines 10 (a), 5 (no order), 2 (d); the repeat dropped.
+        assert_eq!(col("lines").as_primitive::<Int64Type>().values(), &[3, 2]);
+        assert_eq!(
+            col("duplicate_lines").as_primitive::<Int64Type>().values(),
+            &[1, 0]
+        );
+        assert_eq!(
+            col("revenue").as_primitive::<Float64Type>().values(),
+            &[17.0, 4.0]
+        );
+        // Customer 1: day 4 nets -3 (no purchase), day 1 is its only purchase.
+        assert_eq!(
+            col("purchase_days").as_primitive::<Int64Type>().values(),
+            &[3, 1]
+        );
+        assert_eq!(
+            col("holdout_purchases")
+                .as_primitive::<Int64Type>()
+                .values(),
+            &[1, 0]
+        );
+        assert!(col("margin").is_null(0));
+    }
+
+    #[test]
+    fn emitting_the_first_groups_keeps_the_rest() {
+        let rows = [
+            (1, Some("a"), 1.0, "x"),
+            (2, Some("b"), 2.0, "x"),
+            (3, None, 3.0, "x"),
+        ];
+        let mut g = new_groups();
+        g.update_batch(&args(&rows), &[0, 1, 2], None, 3)
+            .expect("update");
+        let first = g.evaluate(EmitTo::First(2)).expect("first two");
+        assert_eq!(first.len(), 2);
+        let rest = g.evaluate(EmitTo::All).expect("rest");
+        let rev = rest
+            .as_struct()
+            .column_by_name("revenue")
+            .expect("revenue")
+            .clone();
+        assert_eq!(rev.as_primitive::<Float64Type>().values(), &[3.0]);
+    }
+
+    #[test]
+    fn a_changing_calibration_end_is_an_error_naming_both_dates() {
+        let mut a = args(&[(1, Some("a"), 1.0, "x"), (2, Some("b"), 1.0, "x")]);
+        a[6] = Arc::new(Date32Array::from(vec![Some(3), Some(4)]));
+        let err = new_groups().update_batch(&a, &[0, 0], None, 1).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("customer_summary")
+                && msg.contains("1970-01-04")
+                && msg.contains("1970-01-05"),
+            "{msg}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use datafusion::arrow::array::{
+        Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    };
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::displayable;
+    use std::sync::Arc;
+
+    use crate::engine::{session, EngineOptions};
+
+    /// 4 partitions of 200,000 rows over 200,000 customers; every 7th row
+    /// repeated (an export duplicate), every 11th a return.
+    fn table() -> MemTable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Int64, false),
+            Field::new("order_ts", DataType::Date32, false),
+            Field::new("order_id", DataType::Int64, true),
+            Field::new("amount", DataType::Float64, false),
+            Field::new("category", DataType::Utf8, true),
+        ]));
+        let parts = (0..4)
+            .map(|p| {
+                let rows: Vec<i64> = (0..200_000).map(|i| p * 200_000 + i).collect();
+                let src = |i: i64| if i % 7 == 0 && i > 0 { i - 1 } else { i };
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(
+                            rows.iter().map(|&i| src(i).rem_euclid(200_000)),
+                        )),
+                        Arc::new(Date32Array::from_iter_values(
+                            rows.iter().map(|&i| 19_000 + (src(i) % 365) as i32),
+                        )),
+                        Arc::new(Int64Array::from_iter(
+                            rows.iter().map(|&i| (i % 5 != 0).then_some(src(i) / 2)),
+                        )),
+                        Arc::new(Float64Array::from_iter_values(rows.iter().map(|&i| {
+                            if src(i) % 11 == 0 {
+                                -3.0
+                            } else {
+                                (src(i) % 97) as f64
+                            }
+                        }))),
+                        Arc::new(StringArray::from_iter_values(
+                            rows.iter().map(|&i| ["a", "b", "c"][(src(i) % 3) as usize]),
+                        )),
+                    ],
+                )
+                .expect("batch");
+                // Batches of the size a scan yields.
+                (0..batch.num_rows())
+                    .step_by(4096)
+                    .map(|o| batch.slice(o, 4096.min(batch.num_rows() - o)))
+                    .collect()
+            })
+            .collect();
+        MemTable::try_new(schema, parts).expect("table")
+    }
+
+    const QUERY: &str =
+        "SELECT customer_id, customer_summary(order_ts, order_id, amount, amount, amount, \
+        category, DATE '2022-01-01') AS x FROM t GROUP BY customer_id";
+
+    /// The physical plan's text, the result rows as sorted text, and how
+    /// often the aggregate spilled.
+    async fn run(opts: &EngineOptions) -> (String, Vec<String>, usize) {
+        use datafusion::physical_plan::ExecutionPlan;
+        let ctx = session(opts).expect("session");
+        ctx.register_table("t", Arc::new(table()))
+            .expect("register");
+        let df = ctx.sql(QUERY).await.expect("plan");
+        let plan = df.create_physical_plan().await.expect("physical");
+        let text = displayable(plan.as_ref()).indent(true).to_string();
+        let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+            .await
+            .expect("collect");
+        fn spills(p: &Arc<dyn ExecutionPlan>) -> usize {
+            let own = if p.name() == "AggregateExec" {
+                p.metrics().and_then(|m| m.spill_count()).unwrap_or(0)
+            } else {
+                0
+            };
+            own + p.children().iter().map(|c| spills(c)).sum::<usize>()
+        }
+        let n = spills(&plan);
+        let table = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        let mut rows: Vec<String> = table
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .map(String::from)
+            .collect();
+        rows.sort();
+        (text, rows, n)
+    }
+
+    #[tokio::test]
+    async fn runs_in_one_phase_and_spills_to_the_same_result() {
+        let base = EngineOptions {
+            target_partitions: 4,
+            ..EngineOptions::default()
+        };
+        let (plan, want, spilled) = run(&base).await;
+        assert_eq!(spilled, 0);
+        // The rule replaced Partial -> repartition -> FinalPartitioned.
+        assert!(plan.contains("mode=SinglePartitioned"), "{plan}");
+        assert!(!plan.contains("mode=Partial"), "{plan}");
+        // 200,000 customers, each with rows.
+        assert_eq!(want.len(), 200_000 + 1);
+        // A pool far below the ~10 MB of lines makes the aggregate spill its
+        // states and merge them back: the result must not change.
+        let small = EngineOptions {
+            memory_limit: 24 * 1024 * 1024,
+            ..base.clone()
+        };
+        let (_, got, spilled) = run(&small).await;
+        assert!(spilled > 0);
+        assert_eq!(got, want);
+        // One target partition over several input partitions: Single too.
+        let one = EngineOptions {
+            target_partitions: 1,
+            ..base
+        };
+        let (plan, got, _) = run(&one).await;
+        assert!(plan.contains("mode=Single,"), "{plan}");
+        assert!(!plan.contains("mode=Partial"), "{plan}");
+        assert_eq!(got, want);
+    }
+}
