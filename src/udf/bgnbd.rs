@@ -343,11 +343,39 @@ fn bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
 
 /// E[Y(h) | x, tx, T]: expected repeat purchases in (T, T + h] (eq. 10).
 pub fn expected_purchases(p: &BgNbdParams, h: f64, x: f64, tx: f64, t: f64) -> f64 {
+    memo_bracket(p, h, x, t) * p_alive(p, x, tx, t)
+}
+
+/// [`conditional_bracket`] memoized per thread: customers share few (x, T)
+/// pairs, and each costs a hypergeometric series. Dropped at 2^16 entries.
+fn memo_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
+    type Memo = std::collections::HashMap<[u64; 7], f64, foldhash::fast::FixedState>;
+    thread_local! {
+        static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::default());
+    }
+    let key = [p.r, p.alpha, p.a, p.b, h, x, t].map(f64::to_bits);
+    if let Some(v) = MEMO.with(|m| m.borrow().get(&key).copied()) {
+        return v;
+    }
+    let v = conditional_bracket(p, h, x, t);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= 1 << 16 {
+            m.clear();
+        }
+        m.insert(key, v);
+    });
+    v
+}
+
+/// E[Y(h) | x, tx, T] / P(alive): the factor of eq. 10 that does not depend
+/// on recency, so customers with the same (x, T) share it.
+pub fn conditional_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
     if h <= 0.0 {
         return 0.0;
     }
     // The a = 1 singularity is removable: average the two sides.
-    let num = if (p.a - 1.0).abs() < 1e-6 {
+    if (p.a - 1.0).abs() < 1e-6 {
         let lo = BgNbdParams {
             a: 1.0 - 1e-6,
             ..*p
@@ -359,8 +387,7 @@ pub fn expected_purchases(p: &BgNbdParams, h: f64, x: f64, tx: f64, t: f64) -> f
         0.5 * (bracket(&lo, h, x, t) + bracket(&hi, h, x, t))
     } else {
         bracket(p, h, x, t)
-    };
-    num * p_alive(p, x, tx, t)
+    }
 }
 
 /// E[X(t)] for a customer who just made a first purchase (eq. 7).

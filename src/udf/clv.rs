@@ -3,6 +3,8 @@
 //! Gamma-Gamma expected spend, discounted per month; then the SQL function
 //! `clv`; then tests.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
@@ -14,6 +16,9 @@ use super::{Function, Udf};
 
 /// Sum over months m = 1..=horizon of value * (E[Y(m u)] - E[Y((m-1) u)]) / (1 + d)^m,
 /// u = time units per month (30 days or 4.345 weeks). Never negative.
+/// E[Y] is P(alive) times a factor of (x, T) alone (eq. 10), so this is
+/// value * P(alive) * S(x, T), and S is shared by every customer with the
+/// same (x, T): at 20M rows 1.5M customers have about 20,000 such pairs.
 #[allow(clippy::too_many_arguments)]
 pub fn clv(
     bg: &BgNbdParams,
@@ -28,14 +33,61 @@ pub fn clv(
     if !expected_value.is_finite() {
         return f64::NAN;
     }
+    let s = discounted_sum(
+        bg,
+        x,
+        t,
+        horizon_months,
+        monthly_discount_rate,
+        time_units_per_month,
+    );
+    (expected_value * bgnbd::p_alive(bg, x, tx, t) * s).max(0.0)
+}
+
+/// S(x, T) = sum over months of the discounted increments of
+/// E[Y] / P(alive), memoized per thread (a pure function of its arguments;
+/// the memo is dropped when it reaches 2^16 entries).
+fn discounted_sum(
+    bg: &BgNbdParams,
+    x: f64,
+    t: f64,
+    horizon: u32,
+    rate: f64,
+    per_month: f64,
+) -> f64 {
+    type Memo = HashMap<[u64; 9], f64, foldhash::fast::FixedState>;
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    }
+    let key = [
+        bg.r.to_bits(),
+        bg.alpha.to_bits(),
+        bg.a.to_bits(),
+        bg.b.to_bits(),
+        x.to_bits(),
+        t.to_bits(),
+        u64::from(horizon),
+        rate.to_bits(),
+        per_month.to_bits(),
+    ];
+    if let Some(s) = MEMO.with(|m| m.borrow().get(&key).copied()) {
+        return s;
+    }
     let mut total = 0.0;
     let mut prev = 0.0;
-    for m in 1..=horizon_months {
-        let e = bgnbd::expected_purchases(bg, m as f64 * time_units_per_month, x, tx, t);
-        total += expected_value * (e - prev) / (1.0 + monthly_discount_rate).powi(m as i32);
+    for m in 1..=horizon {
+        let e = bgnbd::conditional_bracket(bg, m as f64 * per_month, x, t);
+        total += (e - prev) / (1.0 + rate).powi(m as i32);
         prev = e;
     }
-    total.max(0.0)
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= 1 << 16 {
+            m.clear();
+        }
+        m.insert(key, total);
+    });
+    total
 }
 
 fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
@@ -114,6 +166,26 @@ mod tests {
         let c = clv(&BG, 30.0, 2.0, 30.43, 38.86, 12, 0.0, 4.345);
         let e = bgnbd::expected_purchases(&BG, 12.0 * 4.345, 2.0, 30.43, 38.86);
         assert!((c - 30.0 * e).abs() < 1e-9, "{c} vs {}", 30.0 * e);
+    }
+
+    #[test]
+    fn factored_and_memoized_clv_equals_the_monthly_sum() {
+        // lifetimes' definition, term by term, against the factored form
+        // value * P(alive) * S(x, T); called twice so the second call reads
+        // the memo. 1e-12 relative.
+        for (x, tx, t) in [(2.0, 30.43, 38.86), (0.0, 0.0, 38.86), (7.0, 35.0, 38.0)] {
+            let mut want = 0.0;
+            let mut prev = 0.0;
+            for m in 1..=12 {
+                let e = bgnbd::expected_purchases(&BG, m as f64 * 4.345, x, tx, t);
+                want += 30.0 * (e - prev) / 1.01f64.powi(m);
+                prev = e;
+            }
+            for _ in 0..2 {
+                let got = clv(&BG, 30.0, x, tx, t, 12, 0.01, 4.345);
+                assert!((got / want - 1.0).abs() < 1e-12, "x={x}: {got} vs {want}");
+            }
+        }
     }
 
     #[test]
