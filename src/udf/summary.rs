@@ -15,15 +15,15 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Date32Array, Date32Builder,
-    Float64Array, Float64Builder, Int64Array, Int64Builder, ListArray, StructArray,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Date32Array, Date32Builder,
+    Float64Array, Float64Builder, Int64Builder, ListArray, StructArray,
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Field, FieldRef, Fields, Float64Type, Int64Type,
 };
-use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -48,15 +48,16 @@ const ARGS: [&str; 7] = [
 const ORDER_NULL: u8 = 1;
 const MARGIN_NULL: u8 = 2;
 const VALUE_NULL: u8 = 4;
+const KEY_NULL: u8 = 8;
 
 /// One transaction line. `order` is the integer order id, or the id the
-/// accumulator interned a non-integer one under; `key` the interned line key
+/// accumulator interned a non-integer one under; `key` the line key's ids
 /// (the remaining columns that tell two lines of one order apart).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Line {
     pub day: i32,
     pub flags: u8,
-    pub key: u32,
+    pub key: u64,
     pub order: u64,
     pub amount: f64,
     pub margin: f64,
@@ -67,7 +68,7 @@ impl Line {
     /// Sort key: day, then order (NULL orders first), then the rest, so that
     /// a day's lines of one order, and exact repeats, are adjacent. Floats
     /// compare by bits: only equality matters here, not numeric order.
-    fn sort_key(&self) -> (i32, u8, u64, u64, u8, u64, u8, u64, u32) {
+    fn sort_key(&self) -> (i32, u8, u64, u64, u8, u64, u8, u64, u8, u64) {
         let bits = |null: u8, x: f64| {
             if self.flags & null != 0 {
                 0
@@ -84,6 +85,7 @@ impl Line {
             bits(MARGIN_NULL, self.margin),
             self.flags & VALUE_NULL,
             bits(VALUE_NULL, self.value),
+            self.flags & KEY_NULL,
             self.key,
         )
     }
@@ -246,6 +248,196 @@ fn is_integer(t: &DataType) -> bool {
     )
 }
 
+/// Exact ids for the values of one column: text by its bytes, any other
+/// type by its arrow row encoding (equal bytes if and only if equal values).
+#[derive(Debug)]
+struct ColumnIds {
+    rows: Option<RowConverter>,
+    interner: Interner,
+}
+
+impl ColumnIds {
+    fn new(t: &DataType) -> Result<Self> {
+        let text = matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        Ok(ColumnIds {
+            rows: if text {
+                None
+            } else {
+                Some(RowConverter::new(vec![SortField::new(t.clone())])?)
+            },
+            interner: Interner::default(),
+        })
+    }
+
+    /// The id of every value of `a` (None for NULL), appended to `out`.
+    fn ids(&mut self, a: &ArrayRef, out: &mut Vec<Option<u32>>) -> Result<()> {
+        let interner = &mut self.interner;
+        let mut push = |v: Option<&[u8]>| -> Result<()> {
+            out.push(match v {
+                Some(b) => Some(interner.intern(b)?),
+                None => None,
+            });
+            Ok(())
+        };
+        match (&self.rows, a.data_type()) {
+            (None, DataType::Utf8) => a
+                .as_string::<i32>()
+                .iter()
+                .try_for_each(|v| push(v.map(str::as_bytes))),
+            (None, DataType::LargeUtf8) => a
+                .as_string::<i64>()
+                .iter()
+                .try_for_each(|v| push(v.map(str::as_bytes))),
+            (None, DataType::Utf8View) => a
+                .as_string_view()
+                .iter()
+                .try_for_each(|v| push(v.map(str::as_bytes))),
+            (Some(conv), _) => {
+                let rows = conv.convert_columns(std::slice::from_ref(a))?;
+                let nulls = a.logical_nulls();
+                (0..a.len()).try_for_each(|i| {
+                    push(if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                        None
+                    } else {
+                        Some(rows.row(i).data())
+                    })
+                })
+            }
+            (None, other) => exec_err!("{NAME}: unexpected type {other} for a text column"),
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.interner.size()
+    }
+}
+
+/// The line key as a u64: the ids of its struct fields (or of the value,
+/// when it is not a struct), packed when there are one or two, interned
+/// as a tuple otherwise. None is a NULL struct.
+#[derive(Debug)]
+struct LineKeys {
+    parts: Vec<ColumnIds>,
+    is_struct: bool,
+    tuples: Interner,
+}
+
+const NULL_ID: u32 = u32::MAX;
+
+impl LineKeys {
+    fn new(t: &DataType) -> Result<Self> {
+        let (parts, is_struct) = match t {
+            DataType::Struct(fields) if !fields.is_empty() => (
+                fields
+                    .iter()
+                    .map(|f| ColumnIds::new(f.data_type()))
+                    .collect::<Result<_>>()?,
+                true,
+            ),
+            t => (vec![ColumnIds::new(t)?], false),
+        };
+        Ok(LineKeys {
+            parts,
+            is_struct,
+            tuples: Interner::default(),
+        })
+    }
+
+    fn pack(&mut self, ids: &[u32]) -> Result<u64> {
+        Ok(match ids {
+            [a] => u64::from(*a),
+            [a, b] => (u64::from(*a) << 32) | u64::from(*b),
+            many => {
+                let bytes: Vec<u8> = many.iter().flat_map(|i| i.to_le_bytes()).collect();
+                u64::from(self.tuples.intern(&bytes)?)
+            }
+        })
+    }
+
+    fn unpack(&self, key: u64) -> Vec<u32> {
+        match self.parts.len() {
+            1 => vec![key as u32],
+            2 => vec![(key >> 32) as u32, key as u32],
+            _ => self
+                .tuples
+                .get(key as u32)
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        }
+    }
+
+    /// Keys of the rows of a line_key argument.
+    fn keys(&mut self, a: &ArrayRef) -> Result<Vec<Option<u64>>> {
+        let columns: Vec<ArrayRef> = if self.is_struct {
+            a.as_struct().columns().to_vec()
+        } else {
+            vec![a.clone()]
+        };
+        let mut ids: Vec<Vec<Option<u32>>> = Vec::with_capacity(columns.len());
+        for (part, col) in self.parts.iter_mut().zip(&columns) {
+            let mut v = Vec::with_capacity(a.len());
+            part.ids(col, &mut v)?;
+            ids.push(v);
+        }
+        let mut row = vec![0u32; ids.len()];
+        (0..a.len())
+            .map(|i| {
+                if self.is_struct && a.is_null(i) {
+                    return Ok(None);
+                }
+                for (k, v) in ids.iter().enumerate() {
+                    row[k] = v[i].unwrap_or(NULL_ID);
+                }
+                self.pack(&row).map(Some)
+            })
+            .collect()
+    }
+
+    /// The portable form of a key for a partial state: each field as a
+    /// NULL marker or its length-prefixed bytes.
+    fn to_bytes(&self, key: u64, out: &mut Vec<u8>) {
+        out.clear();
+        for (part, id) in self.parts.iter().zip(self.unpack(key)) {
+            if id == NULL_ID {
+                out.push(0);
+            } else {
+                let b = part.interner.get(id);
+                out.push(1);
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+
+    /// The key of [`LineKeys::to_bytes`]'s output, from another accumulator.
+    fn from_bytes(&mut self, mut b: &[u8]) -> Result<u64> {
+        let mut ids = Vec::with_capacity(self.parts.len());
+        for part in self.parts.iter_mut() {
+            match b.split_first() {
+                Some((0, rest)) => {
+                    ids.push(NULL_ID);
+                    b = rest;
+                }
+                Some((1, rest)) if rest.len() >= 4 => {
+                    let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                    let Some(value) = rest.get(4..4 + n) else {
+                        return exec_err!("{NAME}: a truncated line key in a partial state");
+                    };
+                    ids.push(part.interner.intern(value)?);
+                    b = &rest[4 + n..];
+                }
+                _ => return exec_err!("{NAME}: a malformed line key in a partial state"),
+            }
+        }
+        self.pack(&ids)
+    }
+
+    fn size(&self) -> usize {
+        self.parts.iter().map(ColumnIds::size).sum::<usize>() + self.tuples.size()
+    }
+}
+
 /// The grouped accumulator: each group's lines, unsorted, until it is emitted.
 #[derive(Debug)]
 struct SummaryGroups {
@@ -253,30 +445,24 @@ struct SummaryGroups {
     /// Some(d) once seen; it must be the same on every row.
     calibration_end: Option<Option<i32>>,
     /// Integer order ids are stored as they are; others are interned.
-    order_interned: Option<(RowConverter, Interner)>,
-    keys: (RowConverter, Interner),
+    order_ids: Option<ColumnIds>,
+    keys: LineKeys,
     line_bytes: usize,
     types: (DataType, DataType),
 }
 
 impl SummaryGroups {
     fn new(order_type: &DataType, key_type: &DataType) -> Result<Self> {
-        let order_interned = if is_integer(order_type) || order_type == &DataType::Null {
+        let order_ids = if is_integer(order_type) || order_type == &DataType::Null {
             None
         } else {
-            Some((
-                RowConverter::new(vec![SortField::new(order_type.clone())])?,
-                Interner::default(),
-            ))
+            Some(ColumnIds::new(order_type)?)
         };
         Ok(SummaryGroups {
             groups: Vec::new(),
             calibration_end: None,
-            order_interned,
-            keys: (
-                RowConverter::new(vec![SortField::new(key_type.clone())])?,
-                Interner::default(),
-            ),
+            order_ids,
+            keys: LineKeys::new(key_type)?,
             line_bytes: 0,
             types: (order_type.clone(), key_type.clone()),
         })
@@ -317,19 +503,39 @@ impl SummaryGroups {
         self.set_calibration_end(first)
     }
 
-    /// Lines from update_batch's arguments (or a state's flattened columns),
-    /// in row order: None for rows a filter or a NULL day or amount leaves out.
+    /// Order keys of an order_id argument: integers as they are, anything
+    /// else interned. None is NULL.
+    fn order_keys(&mut self, a: &ArrayRef) -> Result<Vec<Option<u64>>> {
+        match &mut self.order_ids {
+            None => {
+                let ints = cast(a, &DataType::Int64)?;
+                Ok(ints
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| v.map(|v| v as u64))
+                    .collect())
+            }
+            Some(ids) => {
+                let mut out = Vec::with_capacity(a.len());
+                ids.ids(a, &mut out)?;
+                Ok(out.into_iter().map(|v| v.map(u64::from)).collect())
+            }
+        }
+    }
+
+    /// Append lines, in row order; `group_of` is None for rows a filter
+    /// leaves out, and rows with a NULL day or amount are skipped.
     #[allow(clippy::too_many_arguments)]
     fn push_lines(
         &mut self,
         group_of: impl Fn(usize) -> Option<usize>,
         total_groups: usize,
         day: &Date32Array,
-        order: OrderColumn<'_>,
+        orders: &[Option<u64>],
         amount: &Float64Array,
         margin: &Float64Array,
         value: &Float64Array,
-        keys: KeyColumn<'_>,
+        keys: &[Option<u64>],
     ) -> Result<()> {
         if self.groups.len() < total_groups {
             self.groups.resize_with(total_groups, Vec::new);
@@ -340,34 +546,14 @@ impl SummaryGroups {
                 continue;
             }
             let mut flags = 0;
-            let order = match &order {
-                OrderColumn::Int(a) if a.is_null(row) => {
-                    flags |= ORDER_NULL;
-                    0
-                }
-                OrderColumn::Int(a) => a.value(row) as u64,
-                OrderColumn::Rows(nulls, rows) => {
-                    if nulls.is_some_and(|n| n.is_null(row)) {
-                        flags |= ORDER_NULL;
-                        0
-                    } else {
-                        let (_, interner) = self.order_interned_mut()?;
-                        interner.intern(rows.row(row).as_ref())? as u64
-                    }
-                }
-                OrderColumn::Bytes(a) if a.is_null(row) => {
-                    flags |= ORDER_NULL;
-                    0
-                }
-                OrderColumn::Bytes(a) => {
-                    let (_, interner) = self.order_interned_mut()?;
-                    interner.intern(a.value(row))? as u64
-                }
-            };
-            let key = match &keys {
-                KeyColumn::Rows(rows) => self.keys.1.intern(rows.row(row).as_ref())?,
-                KeyColumn::Bytes(a) => self.keys.1.intern(a.value(row))?,
-            };
+            let order = orders[row].unwrap_or_else(|| {
+                flags |= ORDER_NULL;
+                0
+            });
+            let key = keys[row].unwrap_or_else(|| {
+                flags |= KEY_NULL;
+                0
+            });
             let margin_v = if margin.is_null(row) {
                 flags |= MARGIN_NULL;
                 0.0
@@ -399,13 +585,6 @@ impl SummaryGroups {
         Ok(())
     }
 
-    fn order_interned_mut(&mut self) -> Result<&mut (RowConverter, Interner)> {
-        match self.order_interned.as_mut() {
-            Some(o) => Ok(o),
-            None => exec_err!("{NAME}: an interned order id without an interner"),
-        }
-    }
-
     fn take(&mut self, emit_to: EmitTo) -> Vec<Vec<Line>> {
         let taken = emit_to.take_needed(&mut self.groups);
         let freed: usize = taken.iter().map(|g| g.capacity()).sum();
@@ -414,17 +593,6 @@ impl SummaryGroups {
             .saturating_sub(freed * std::mem::size_of::<Line>());
         taken
     }
-}
-
-enum OrderColumn<'a> {
-    Int(&'a Int64Array),
-    Rows(Option<&'a NullBuffer>, &'a Rows),
-    Bytes(&'a BinaryArray),
-}
-
-enum KeyColumn<'a> {
-    Rows(&'a Rows),
-    Bytes(&'a BinaryArray),
 }
 
 fn show_day(d: Option<i32>) -> String {
@@ -533,7 +701,7 @@ fn line_fields() -> Fields {
         Field::new("amount", DataType::Float64, false),
         Field::new("margin", DataType::Float64, true),
         Field::new("value", DataType::Float64, true),
-        Field::new("key", DataType::Binary, false),
+        Field::new("key", DataType::Binary, true),
     ])
 }
 
@@ -552,18 +720,8 @@ impl GroupsAccumulator for SummaryGroups {
             f64_column(&values[3])?,
             f64_column(&values[4])?,
         );
-        let key_rows = self.keys.0.convert_columns(&[values[5].clone()])?;
-        // Row-encoded NULL order ids still encode: test for NULL on the array.
-        let order_nulls = values[1].logical_nulls();
-        let order_int;
-        let order_rows;
-        let order = if let Some((conv, _)) = &self.order_interned {
-            order_rows = conv.convert_columns(&[values[1].clone()])?;
-            OrderColumn::Rows(order_nulls.as_ref(), &order_rows)
-        } else {
-            order_int = cast(&values[1], &DataType::Int64)?;
-            OrderColumn::Int(order_int.as_primitive::<Int64Type>())
-        };
+        let orders = self.order_keys(&values[1])?;
+        let keys = self.keys.keys(&values[5])?;
         let group_of = |row: usize| -> Option<usize> {
             match opt_filter {
                 Some(f) if !(f.is_valid(row) && f.value(row)) => None,
@@ -574,11 +732,11 @@ impl GroupsAccumulator for SummaryGroups {
             group_of,
             total_num_groups,
             &day,
-            order,
+            &orders,
             &amount,
             &margin,
             &value,
-            KeyColumn::Rows(&key_rows),
+            &keys,
         )
     }
 
@@ -605,10 +763,11 @@ impl GroupsAccumulator for SummaryGroups {
         let mut value = Float64Builder::with_capacity(n_lines);
         let mut key = BinaryBuilder::new();
         let mut total = 0i32;
+        let mut key_bytes = Vec::new();
         for lines in groups {
             for l in &lines {
                 day.append_value(l.day);
-                match (&self.order_interned, l.has_order()) {
+                match (&self.order_ids, l.has_order()) {
                     (_, false) => {
                         order_int.append_null();
                         order_bytes.append_null();
@@ -617,15 +776,20 @@ impl GroupsAccumulator for SummaryGroups {
                         order_int.append_value(l.order as i64);
                         order_bytes.append_null();
                     }
-                    (Some((_, interner)), true) => {
+                    (Some(ids), true) => {
                         order_int.append_null();
-                        order_bytes.append_value(interner.get(l.order as u32));
+                        order_bytes.append_value(ids.interner.get(l.order as u32));
                     }
                 }
                 amount.append_value(l.amount);
                 margin.append_option((l.flags & MARGIN_NULL == 0).then_some(l.margin));
                 value.append_option((l.flags & VALUE_NULL == 0).then_some(l.value));
-                key.append_value(self.keys.1.get(l.key));
+                if l.flags & KEY_NULL != 0 {
+                    key.append_null();
+                } else {
+                    self.keys.to_bytes(l.key, &mut key_bytes);
+                    key.append_value(&key_bytes);
+                }
             }
             total = i32::try_from(total as usize + lines.len()).map_err(|_| {
                 datafusion::error::DataFusionError::Execution(format!(
@@ -686,23 +850,32 @@ impl GroupsAccumulator for SummaryGroups {
         let s = lines.as_struct();
         let col = |i: usize| s.column(i).clone();
         let day = col(0).as_primitive::<Date32Type>().clone();
-        let order_int = col(1);
-        let order_bytes = col(2);
-        let order = if self.order_interned.is_some() {
-            OrderColumn::Bytes(order_bytes.as_binary::<i32>())
-        } else {
-            OrderColumn::Int(order_int.as_primitive::<Int64Type>())
+        let orders: Vec<Option<u64>> = match &mut self.order_ids {
+            None => col(1)
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(|v| v as u64))
+                .collect(),
+            Some(ids) => col(2)
+                .as_binary::<i32>()
+                .iter()
+                .map(|b| b.map(|b| ids.interner.intern(b).map(u64::from)).transpose())
+                .collect::<Result<_>>()?,
         };
-        let key = col(6);
+        let keys: Vec<Option<u64>> = col(6)
+            .as_binary::<i32>()
+            .iter()
+            .map(|b| b.map(|b| self.keys.from_bytes(b)).transpose())
+            .collect::<Result<_>>()?;
         self.push_lines(
             |r| (owner[r] != usize::MAX).then_some(owner[r]),
             total_num_groups,
             &day,
-            order,
+            &orders,
             col(3).as_primitive::<Float64Type>(),
             col(4).as_primitive::<Float64Type>(),
             col(5).as_primitive::<Float64Type>(),
-            KeyColumn::Bytes(key.as_binary::<i32>()),
+            &keys,
         )
     }
 
@@ -726,8 +899,8 @@ impl GroupsAccumulator for SummaryGroups {
     fn size(&self) -> usize {
         self.line_bytes
             + self.groups.capacity() * std::mem::size_of::<Vec<Line>>()
-            + self.keys.1.size()
-            + self.order_interned.as_ref().map_or(0, |(_, i)| i.size())
+            + self.keys.size()
+            + self.order_ids.as_ref().map_or(0, ColumnIds::size)
     }
 }
 
@@ -958,7 +1131,7 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{StringArray, StructArray};
 
-    fn line(day: i32, order: Option<u64>, amount: f64, key: u32) -> Line {
+    fn line(day: i32, order: Option<u64>, amount: f64, key: u64) -> Line {
         Line {
             day,
             flags: if order.is_none() { ORDER_NULL } else { 0 },
@@ -1121,6 +1294,55 @@ mod tests {
             &[1, 0]
         );
         assert!(col("margin").is_null(0));
+    }
+
+    #[test]
+    fn wide_line_keys_of_any_type_survive_the_partial_state() {
+        // A three-field key (text, integer, text with NULLs): ids are packed
+        // as a tuple, the integer goes through the row format. Rows 0 and 1
+        // are exact repeats (NULL equals NULL, as in DISTINCT); row 2 differs
+        // only in the integer field, row 3 only by a NULL struct.
+        let fields = Fields::from(vec![
+            Field::new("category", DataType::Utf8, true),
+            Field::new("size", DataType::Int64, true),
+            Field::new("peer_group", DataType::Utf8View, true),
+        ]);
+        let key = StructArray::try_new(
+            fields.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["x", "x", "x", "x"])),
+                Arc::new(datafusion::arrow::array::Int64Array::from(vec![1, 1, 2, 1])),
+                Arc::new(datafusion::arrow::array::StringViewArray::from(vec![
+                    None,
+                    None,
+                    None,
+                    Some("a rather long peer group name"),
+                ])),
+            ],
+            Some(NullBuffer::from(vec![true, true, true, false])),
+        )
+        .expect("key");
+        let mut a = args(&[(1, Some("o"), 5.0, ""); 4]);
+        a[5] = Arc::new(key);
+        let key_type = DataType::Struct(fields);
+        let fresh = || SummaryGroups::new(&DataType::Utf8, &key_type).expect("groups");
+        let mut direct = fresh();
+        direct.update_batch(&a, &[0, 0, 0, 0], None, 1).expect("update");
+        let want = direct.evaluate(EmitTo::All).expect("evaluate");
+        let lines = want.as_struct().column_by_name("lines").expect("lines").clone();
+        assert_eq!(lines.as_primitive::<Int64Type>().values(), &[3]);
+
+        let mut p = fresh();
+        p.update_batch(&a, &[0, 0, 0, 0], None, 1).expect("update");
+        let state = p.state(EmitTo::All).expect("state");
+        let mut fin = fresh();
+        fin.merge_batch(&state, &[0], 1).expect("merge");
+        fin.merge_batch(&state, &[0], 1).expect("merge again");
+        // The same rows twice: every copy of the second batch is a repeat.
+        let got = fin.evaluate(EmitTo::All).expect("evaluate");
+        let s = got.as_struct();
+        let col = |n: &str| s.column_by_name(n).expect(n).as_primitive::<Int64Type>().value(0);
+        assert_eq!((col("lines"), col("duplicate_lines")), (3, 5));
     }
 
     #[test]
