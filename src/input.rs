@@ -582,8 +582,10 @@ async fn transactions_view_sql(
     // partially sorted aggregate whose emits copy all groups again each time
     // (31 of 43 s of the nightly job at 6.6M rows; 1.2 s without). NULLIF of a
     // column with itself is NULL too, and the optimizer does not fold it.
+    // NULLIF on the source column itself, cast afterwards: casting an
+    // integer id to text on every row first cost 1.5% of the CLV job.
     let null = match col_type("customer_id") {
-        Some((c, _)) => format!("NULLIF(CAST({c} AS VARCHAR), CAST({c} AS VARCHAR))"),
+        Some((c, _)) => format!("NULLIF({c}, {c})"),
         None => "NULL".into(),
     };
     let mut select = Vec::new();
