@@ -316,6 +316,19 @@ def fits_section(a, cv, say, dataset):
         say()
 
 
+def clv_agreement(outdir, as_of, lifetimes_parquet):
+    """How far custval's published CLV is from lifetimes', customer by customer."""
+    import pandas as pd
+    part = outdir / "customer_clv" / f"as_of={as_of}"
+    c = pd.concat([pd.read_parquet(f) for f in sorted(part.glob("*.parquet"))]).set_index("customer_id")
+    lt = pd.read_parquet(lifetimes_parquet)
+    j = c[["clv"]].join(lt.rename(columns={"clv": "lifetimes_clv"}), how="inner")
+    rel = (j["clv"] - j["lifetimes_clv"]).abs() / j["lifetimes_clv"].abs().clip(lower=1e-9)
+    return (f"Per-customer CLV against lifetimes' on the {len(j):,} customers both report "
+            f"({len(c):,} in custval, {len(lt):,} in lifetimes): max relative difference {rel.max():.1e}, "
+            f"99th percentile {rel.quantile(0.99):.1e}; totals {j['clv'].sum():,.0f} and {j['lifetimes_clv'].sum():,.0f}.")
+
+
 def clv_section(a, cv, say, dataset, work):
     say("## Transactions to per-customer CLV (custval run vs lifetimes + pandas)")
     say()
@@ -350,6 +363,8 @@ clv.to_frame('clv').to_parquet('{work / 'lifetimes_clv.parquet'}')
         say("| rows | custval jobs/clv.toml | lifetimes + pandas | speed-up | custval peak RSS | lifetimes peak RSS |")
         say("|---|---|---|---|---|---|")
         say(f"| {rows:,} | {c_secs:.1f} | {l_secs:.1f} | {l_secs / c_secs:.1f}x | {c_rss:.0f} MiB | {l_rss:.0f} MiB |")
+        say()
+        say(clv_agreement(outdir, truth["end"], work / "lifetimes_clv.parquet"))
     except SystemExit as e:
         say(f"lifetimes failed on {rows:,} rows: {str(e)[-500:]}")
         say(f"custval: {c_secs:.1f} s, peak RSS {c_rss:.0f} MiB")
