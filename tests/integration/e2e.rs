@@ -224,6 +224,105 @@ fn fixture_run(dir: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `value = margin`: CLV, concentration and tiers measure profit. Hand
+/// computed: c1 nets 100 - 30 on 2024-01-05 (margin 30 - 9), repeats o3 once
+/// (an export duplicate) and has a row without margin; c2 buys twice.
+#[test]
+fn value_margin_measures_profit_and_skips_missing_margins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("tx.csv");
+    std::fs::write(
+        &input,
+        "customer_id,order_ts,amount,order_id,margin
+c1,2024-01-05,100.0,o1,30.0
+c1,2024-01-05,-30.0,o2,-9.0
+c1,2024-02-10,50.0,o3,10.0
+c1,2024-02-10,50.0,o3,10.0
+c1,2024-03-01,20.0,o4,
+c2,2024-01-20,20.0,o5,5.0
+c2,2024-03-01,40.0,o6,12.0
+",
+    )
+    .unwrap();
+    // value = margin needs the margin column mapped in the job: the nightly
+    // job with that mapping, beside a copy of the SQL it names.
+    let jobs = tmp.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let nightly = std::fs::read_to_string("jobs/nightly.toml")
+        .unwrap()
+        .replacen(
+            "[inputs.transactions.columns]\n",
+            "[inputs.transactions.columns]\nmargin = \"margin\"\n",
+            1,
+        );
+    std::fs::write(jobs.join("nightly.toml"), nightly).unwrap();
+    let sql = tmp.path().join("sql");
+    std::fs::create_dir_all(&sql).unwrap();
+    for f in std::fs::read_dir("sql").unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, sql.join(f.file_name().unwrap())).unwrap();
+    }
+    let out = bin()
+        .arg("run")
+        .arg(jobs.join("nightly.toml"))
+        .args(["--as-of", "2024-03-31", "--output"])
+        .arg(tmp.path().join("out"))
+        .arg("--input")
+        .arg(format!("transactions={}", input.display()))
+        .args(["--set", "value=margin", "--set", "allow_unconverged=true"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out_dir = tmp.path().join("out");
+    let tiers = read_table(
+        &out_dir,
+        "customer_tiers",
+        "2024-03-31",
+        "SELECT customer_id, revenue, margin, value_total, frequency, monetary_value, orders FROM t ORDER BY customer_id",
+    );
+    let row = |i: usize, c: &str| tiers[i][c].clone();
+    // c1: revenue 70 + 50 + 20; margin 21 + 10 (+ NULL); repeat days 02-10
+    // (10) and 03-01 (no margin): monetary (31 - 21) / 2.
+    assert_eq!(
+        [
+            "revenue",
+            "margin",
+            "value_total",
+            "frequency",
+            "monetary_value",
+            "orders"
+        ]
+        .map(|c| row(0, c)),
+        ["140.0", "31.0", "31.0", "2.0", "5.0", "4"].map(String::from)
+    );
+    assert_eq!(
+        [
+            "revenue",
+            "margin",
+            "value_total",
+            "frequency",
+            "monetary_value"
+        ]
+        .map(|c| row(1, c)),
+        ["60.0", "17.0", "17.0", "1.0", "12.0"].map(String::from)
+    );
+    let conc = read_table(
+        &out_dir,
+        "concentration",
+        "2024-03-31",
+        "SELECT measure, total FROM t ORDER BY measure",
+    );
+    assert!(
+        conc.iter()
+            .any(|r| r["measure"] == "margin" && r["total"] == "48.0"),
+        "{conc:?}"
+    );
+}
+
 #[test]
 fn data_quality_rules_reject_count_and_net() {
     let tmp = tempfile::tempdir().unwrap();
