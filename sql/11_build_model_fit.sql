@@ -6,21 +6,28 @@
 --         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
 --         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged))
 -- Params: $time_unit ('day' or 'week': the unit of alpha, recency and t), $holdout_days
--- Average ranks: rank() plus half the ties beyond the first, the ties counted
--- by a RANGE frame over the same order (a streaming window; PARTITION BY
--- alone would buffer all customers into one batch).
+-- Average ranks from the distinct values: a value's rank is the count of
+-- smaller values plus (its count + 1) / 2. Holdout purchases are a few small
+-- integers shared by millions of customers; a RANGE frame over such ties
+-- costs the tie group per row (19 s at 1.5M customers), a running sum over
+-- the distinct values does not.
 WITH h AS (
-  SELECT
-    holdout_predicted AS pred,
-    CAST(holdout_purchases AS DOUBLE) AS actual,
-    (rank() OVER (ORDER BY holdout_predicted)
-      + count(*) OVER (ORDER BY holdout_predicted RANGE BETWEEN CURRENT ROW AND CURRENT ROW) * 0.5
-      - 0.5) AS pred_rank,
-    (rank() OVER (ORDER BY holdout_purchases)
-      + count(*) OVER (ORDER BY holdout_purchases RANGE BETWEEN CURRENT ROW AND CURRENT ROW) * 0.5
-      - 0.5) AS actual_rank
+  SELECT holdout_predicted AS pred, CAST(holdout_purchases AS DOUBLE) AS actual
   FROM customer_scores
   WHERE holdout_predicted IS NOT NULL
+), pred_ranks AS (
+  SELECT pred,
+         sum(count(*)) OVER (ORDER BY pred ROWS UNBOUNDED PRECEDING) - (count(*) - 1) * 0.5 AS pred_rank
+  FROM h GROUP BY pred
+), actual_ranks AS (
+  SELECT actual,
+         sum(count(*)) OVER (ORDER BY actual ROWS UNBOUNDED PRECEDING) - (count(*) - 1) * 0.5 AS actual_rank
+  FROM h GROUP BY actual
+), ranked AS (
+  SELECT h.pred, h.actual, p.pred_rank, a.actual_rank
+  FROM h
+  JOIN pred_ranks p ON h.pred = p.pred
+  JOIN actual_ranks a ON h.actual = a.actual
 ), holdout AS (
   SELECT
     count(*) AS customers,
@@ -28,7 +35,7 @@ WITH h AS (
     sum(actual) AS actual,
     avg(abs(pred - actual)) AS mae,
     corr(pred_rank, actual_rank) AS rank_correlation
-  FROM h
+  FROM ranked
 )
 SELECT
   'bgnbd' AS model,

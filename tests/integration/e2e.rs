@@ -764,6 +764,74 @@ fn holdout_reports_predicted_beside_actual_repeat_purchases() {
     let mae: f64 = row["holdout_mae"].parse().unwrap();
     let rho: f64 = row["holdout_rank_correlation"].parse().unwrap();
     assert!(mae > 0.0 && (0.0..=1.0).contains(&rho), "{row:?}");
+    // The MAE and Spearman's rho (Pearson's r of average ranks) recomputed
+    // here from the per-customer predictions jobs/clv.toml publishes; 1e-9.
+    let clv_out = tmp.path().join("clv");
+    run_ok(&[
+        "run",
+        "jobs/clv.toml",
+        "--as-of",
+        "1998-06-30",
+        "--set",
+        "holdout_days=273",
+        "--output",
+        clv_out.to_str().unwrap(),
+        "--input",
+        &format!("transactions={}", data("cdnow_sample.csv")),
+    ]);
+    let per_customer = read_table(
+        &clv_out,
+        "customer_clv",
+        "1998-06-30",
+        "SELECT holdout_predicted, holdout_purchases FROM t WHERE holdout_predicted IS NOT NULL",
+    );
+    let pred: Vec<f64> = per_customer
+        .iter()
+        .map(|r| r["holdout_predicted"].parse().unwrap())
+        .collect();
+    let actual: Vec<f64> = per_customer
+        .iter()
+        .map(|r| r["holdout_purchases"].parse().unwrap())
+        .collect();
+    assert_eq!(pred.len(), 2357);
+    let want_mae = pred
+        .iter()
+        .zip(&actual)
+        .map(|(p, a)| (p - a).abs())
+        .sum::<f64>()
+        / pred.len() as f64;
+    let want_rho = pearson(&average_ranks(&pred), &average_ranks(&actual));
+    assert!((mae - want_mae).abs() < 1e-9, "{mae} vs {want_mae}");
+    assert!((rho - want_rho).abs() < 1e-9, "{rho} vs {want_rho}");
+}
+
+/// Ranks 1..n, tied values sharing the average of their ranks.
+fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut ranks = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            ranks[k] = avg;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    cov / (vx * vy).sqrt()
 }
 
 fn json_rows(dir: &Path, table: &str, as_of: &str, query: &str) -> Vec<serde_json::Value> {
