@@ -222,8 +222,14 @@ impl Interner {
         if let Some(&id) = self.table.find(h, |&id| self.get(id) == b) {
             return Ok(id);
         }
-        let Ok(id) = u32::try_from(self.ends.len()) else {
-            return exec_err!("{NAME}: more than 2^32 distinct order ids or line keys");
+        // u32::MAX is the NULL id of a line key field.
+        let id = match u32::try_from(self.ends.len()) {
+            Ok(id) if id < NULL_ID => id,
+            _ => {
+                return exec_err!(
+                    "{NAME}: more than 2^32 - 1 distinct order ids or line key values"
+                )
+            }
         };
         self.bytes.extend_from_slice(b);
         self.ends.push(self.bytes.len());
