@@ -98,9 +98,22 @@ pub async fn stage(
     partition: &Location,
     run_id: &str,
 ) -> Result<Staged> {
+    stage_with(table, df, store, partition, run_id, writer_props()?).await
+}
+
+/// [`stage`] with other writer properties (the run's local spill files).
+/// The writers hold at most a row group each and take nothing from the
+/// query engine's memory pool.
+pub async fn stage_with(
+    table: &str,
+    df: DataFrame,
+    store: Arc<dyn ObjectStore>,
+    partition: &Location,
+    run_id: &str,
+    props: WriterProperties,
+) -> Result<Staged> {
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let streams = df.execute_stream_partitioned().await?;
-    let props = writer_props()?;
     let mut tasks = Vec::with_capacity(streams.len());
     for (i, mut stream) in streams.into_iter().enumerate() {
         let store = store.clone();

@@ -12,6 +12,8 @@ use chrono::{Duration, NaiveDate, Utc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::scalar::ScalarValue;
 use object_store::ObjectStoreExt;
@@ -741,6 +743,24 @@ async fn materialize(
     // Spill files live for one run and are read whole: fast LZ4 instead of
     // the zstd of published files, and no dictionaries or page statistics
     // (building them was about a tenth of writing a 20M-row spill).
+    if let Scratch::Local(_) = scratch {
+        // Locally, written by our own writers, outside the memory pool:
+        // DataFusion's Parquet sink reserves from the pool, and an aggregate
+        // that keeps its share until its output is done (customer_summary
+        // under --memory-limit 384MiB at 20M rows) left it nothing.
+        let props = WriterProperties::builder()
+            .set_compression(Compression::LZ4_RAW)
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_max_row_group_row_count(Some(1 << 17))
+            .build();
+        let loc = Location::parse(&folder, true)?;
+        let store = engine::register_store(ctx, &loc)?;
+        let staged = publish::stage_with(name, df, store, &loc, "spill", props).await?;
+        let opts = ParquetReadOptions::default().schema(&schema);
+        ctx.register_parquet(name, &folder, opts).await?;
+        return Ok(staged.rows);
+    }
     let mut spill_opts = datafusion::config::TableParquetOptions::default();
     spill_opts.global.compression = Some("lz4_raw".into());
     spill_opts.global.dictionary_enabled = Some(false);
