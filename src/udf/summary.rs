@@ -1718,7 +1718,7 @@ mod plan_tests {
         assert!(!plan.contains("mode=Partial"), "{plan}");
         // 200,000 customers, each with rows.
         assert_eq!(want.len(), 200_000 + 1);
-        // A pool far below the ~10 MB of lines makes the aggregate spill its
+        // A 24 MiB pool, below the ~40 MB of lines, makes the aggregate spill its
         // states and merge them back: the result must not change.
         let small = EngineOptions {
             memory_limit: 24 * 1024 * 1024,
