@@ -27,10 +27,12 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
 };
 use foldhash::fast::FixedState;
 
+use super::args::to_f64_array;
 use super::{Function, Udf};
 
 const NAME: &str = "customer_summary";
@@ -506,7 +508,7 @@ struct LineStore {
     next: Vec<u32>,
     groups: Vec<Chain>,
     /// Lines of the groups still held (the rest of the chunks is garbage
-    /// after an early emit, until [`LineStore::compact`]).
+    /// after an early emit, until [`LineStore::release`] compacts).
     live: usize,
 }
 
@@ -766,13 +768,10 @@ fn show_day(d: Option<i32>) -> String {
     }
 }
 
+/// A numeric argument column as Float64 (the shared helper of the model
+/// functions).
 fn f64_column(a: &ArrayRef) -> Result<Float64Array> {
-    let a = if a.data_type() == &DataType::Float64 {
-        a.clone()
-    } else {
-        cast(a, &DataType::Float64)?
-    };
-    Ok(a.as_primitive::<Float64Type>().clone())
+    to_f64_array(&ColumnarValue::Array(Arc::clone(a)), a.len())
 }
 
 fn summary_fields() -> Fields {
@@ -862,9 +861,9 @@ impl SummaryBuilder {
     }
 }
 
-/// The partial state: each group's lines as a list of structs, order ids
-/// and line keys as their row-format bytes (integer order ids as integers),
-/// and the calibration end.
+/// The partial state: each group's lines as a list of structs (integer
+/// order ids as integers, others as their interned bytes, line keys in the
+/// portable form of [`LineKeys::to_bytes`]), and the calibration end.
 fn line_fields() -> Fields {
     Fields::from(vec![
         Field::new("day", DataType::Date32, false),
@@ -1240,11 +1239,12 @@ impl datafusion::physical_optimizer::PhysicalOptimizerRule for SinglePhaseSummar
             };
             // Final <- coalesce <- Partial (one target partition, several
             // input partitions) or FinalPartitioned <- hash repartition <- Partial.
-            let (mode, between) = match fin.mode() {
-                AggregateMode::Final => (AggregateMode::Single, fin.input()),
-                AggregateMode::FinalPartitioned => (AggregateMode::SinglePartitioned, fin.input()),
+            let mode = match fin.mode() {
+                AggregateMode::Final => AggregateMode::Single,
+                AggregateMode::FinalPartitioned => AggregateMode::SinglePartitioned,
                 _ => return Ok(Transformed::no(node)),
             };
+            let between = fin.input();
             let Some(partial) = between
                 .children()
                 .first()
