@@ -16,6 +16,7 @@ use super::args::{
     fit_type, null_struct, struct_scalar, Collector, FitAggregate, ModelScalar, Weighted,
 };
 use super::{Function, Udf};
+use crate::numeric::memo;
 use crate::numeric::optim::{stage_sample_size, staged, systematic_sample, Options};
 use crate::numeric::special::{digamma, hyp2f1, ln_gamma, log_sum_exp};
 
@@ -349,23 +350,11 @@ pub fn expected_purchases(p: &BgNbdParams, h: f64, x: f64, tx: f64, t: f64) -> f
 /// [`conditional_bracket`] memoized per thread: customers share few (x, T)
 /// pairs, and each costs a hypergeometric series. Dropped at 2^16 entries.
 fn memo_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
-    type Memo = std::collections::HashMap<[u64; 7], f64, foldhash::fast::FixedState>;
     thread_local! {
-        static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::default());
+        static MEMO: memo::Memo<7> = memo::Memo::default();
     }
     let key = [p.r, p.alpha, p.a, p.b, h, x, t].map(f64::to_bits);
-    if let Some(v) = MEMO.with(|m| m.borrow().get(&key).copied()) {
-        return v;
-    }
-    let v = conditional_bracket(p, h, x, t);
-    MEMO.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= 1 << 16 {
-            m.clear();
-        }
-        m.insert(key, v);
-    });
-    v
+    memo::memoized(&MEMO, key, || conditional_bracket(p, h, x, t))
 }
 
 /// E[Y(h) | x, tx, T] / P(alive): the factor of eq. 10 that does not depend

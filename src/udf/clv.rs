@@ -3,8 +3,6 @@
 //! Gamma-Gamma expected spend, discounted per month; then the SQL function
 //! `clv`; then tests.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
@@ -13,6 +11,7 @@ use super::args::ModelScalar;
 use super::bgnbd::{self, BgNbdParams};
 use super::gamma_gamma::{self, GammaGammaParams};
 use super::{Function, Udf};
+use crate::numeric::memo;
 
 /// Sum over months m = 1..=horizon of value * (E[Y(m u)] - E[Y((m-1) u)]) / (1 + d)^m,
 /// u = time units per month (30 days or 4.345 weeks). Never negative.
@@ -55,9 +54,8 @@ fn discounted_sum(
     rate: f64,
     per_month: f64,
 ) -> f64 {
-    type Memo = HashMap<[u64; 9], f64, foldhash::fast::FixedState>;
     thread_local! {
-        static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+        static MEMO: memo::Memo<9> = memo::Memo::default();
     }
     let key = [
         bg.r.to_bits(),
@@ -70,24 +68,16 @@ fn discounted_sum(
         rate.to_bits(),
         per_month.to_bits(),
     ];
-    if let Some(s) = MEMO.with(|m| m.borrow().get(&key).copied()) {
-        return s;
-    }
-    let mut total = 0.0;
-    let mut prev = 0.0;
-    for m in 1..=horizon {
-        let e = bgnbd::conditional_bracket(bg, m as f64 * per_month, x, t);
-        total += (e - prev) / (1.0 + rate).powi(m as i32);
-        prev = e;
-    }
-    MEMO.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= 1 << 16 {
-            m.clear();
+    memo::memoized(&MEMO, key, || {
+        let mut total = 0.0;
+        let mut prev = 0.0;
+        for m in 1..=horizon {
+            let e = bgnbd::conditional_bracket(bg, m as f64 * per_month, x, t);
+            total += (e - prev) / (1.0 + rate).powi(m as i32);
+            prev = e;
         }
-        m.insert(key, total);
-    });
-    total
+        total
+    })
 }
 
 fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
