@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::{parse_size, EngineOptions, Location};
+use crate::engine::{parse_size, EngineOptions};
 use crate::error::{Error, Result};
 use crate::job::{parse_date, parse_key_value, Job};
 use crate::runner::{self, RunOptions};
+use crate::storage::Location;
 use crate::table::OutputFormat;
 
 #[derive(Debug, Parser)]

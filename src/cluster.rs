@@ -22,8 +22,8 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::engine::{configure, EngineOptions, EnvStores};
 use crate::error::{Error, Result};
+use crate::storage::EnvStores;
 
 /// Where a scheduler listens.
 #[derive(Debug, Clone)]
@@ -178,14 +178,16 @@ async fn reachable(host: &str, port: u16) -> Result<()> {
     })
 }
 
-/// A client session on the cluster at `url`, with custval's functions.
-pub async fn connect(url: &str, opts: &EngineOptions) -> Result<SessionContext> {
+/// A client session on the cluster at `url`, with custval's functions;
+/// `config` holds the engine's settings, Ballista's are added here.
+pub async fn connect(url: &str, config: SessionConfig) -> Result<SessionContext> {
     let (host, port) = scheduler_address(url)?;
     reachable(&host, port).await?;
     // The static distributed planner: Ballista 55's adaptive planner spent
     // minutes of scheduler CPU per job on custval's many-stage plans (its
     // `AdaptiveExecutionGraph::revive` runs on every task status update).
-    let config = configure(SessionConfig::new_with_ballista(), opts)
+    let config = config
+        .upgrade_for_ballista()
         .with_ballista_job_name("custval")
         .with_ballista_adaptive_query_planner(false);
     let state = SessionStateBuilder::new()

@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::engine::Location;
 use crate::error::{Error, Result};
 use crate::generate::{generate, GenerateOptions};
 use crate::job::Job;
 use crate::runner::{self, RunOptions};
+use crate::storage::Location;
 
 /// The nightly job as shipped.
 pub const NIGHTLY_TOML: &str = include_str!("../jobs/nightly.toml");

@@ -25,8 +25,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 use serde::Serialize;
 
-use crate::engine::{build_store, Location};
 use crate::error::{Error, Result};
+use crate::storage::{build_store, Location};
 
 /// What to generate.
 #[derive(Debug, Clone, Serialize)]

@@ -19,10 +19,10 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
-use crate::engine::{register_store, Location};
 use crate::error::{Error, Result};
 use crate::job::{Format, InputKind, InputSpec};
 use crate::publish;
+use crate::storage::{register_store, Location};
 
 /// What a run read: enough to tell later whether the inputs changed.
 #[derive(Debug, Clone, Serialize)]

@@ -25,6 +25,7 @@ pub mod report;
 pub mod runner;
 pub mod scratch;
 pub mod sql;
+pub mod storage;
 pub mod table;
 pub mod udf;
 

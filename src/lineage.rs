@@ -6,7 +6,7 @@
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::engine::Location;
+use crate::storage::Location;
 
 const PRODUCER: &str = concat!(
     "https://github.com/custval/custval/tree/v",

@@ -16,8 +16,8 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Location;
 use crate::error::{Error, Result};
+use crate::storage::Location;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LockBody {

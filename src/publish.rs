@@ -21,8 +21,8 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Location;
 use crate::error::{Error, Result};
+use crate::storage::Location;
 
 /// Name of the manifest inside a partition folder.
 pub const MANIFEST: &str = "_manifest.json";

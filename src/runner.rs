@@ -20,13 +20,14 @@ use object_store::ObjectStoreExt;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::engine::{self, EngineOptions, Location};
+use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
 use crate::input::{self, InputReport};
 use crate::job::{Job, Param};
 use crate::lineage::Lineage;
 use crate::lock::RunLock;
 use crate::publish::{self, Manifest, Staged};
+use crate::storage::{self, Location};
 use crate::table;
 
 /// What `run` and `check` take besides the job.
@@ -225,7 +226,7 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
     let output = output_location(job, opts)?;
     let ctx = engine::open(&opts.engine).await?;
     // Build the output store first: a bad URL or credentials fail before any query.
-    engine::register_store(&ctx, &output)?;
+    storage::register_store(&ctx, &output)?;
     let run_id = format!(
         "{}-{:08x}",
         Utc::now().format("%Y%m%dT%H%M%SZ"),
@@ -278,7 +279,7 @@ async fn register_previous(
     as_of: NaiveDate,
     scratch: &Scratch,
 ) -> Result<()> {
-    let store = engine::register_store(ctx, output)?;
+    let store = storage::register_store(ctx, output)?;
     let table_dir = output.join(&format!("{table}/"))?;
     let mut found = None;
     for date in publish::list_partitions(&store, &table_dir)
@@ -496,7 +497,7 @@ async fn run_prepared(
             .collect();
         l.emit("START", Some(&run_id), &inputs, &[], None).await;
     }
-    let store = engine::register_store(&p.ctx, &p.output)?;
+    let store = storage::register_store(&p.ctx, &p.output)?;
     let lock = RunLock::acquire(
         store.clone(),
         &p.output,
@@ -755,7 +756,7 @@ async fn materialize(
             .set_max_row_group_row_count(Some(1 << 17))
             .build();
         let loc = Location::parse(&folder, true)?;
-        let store = engine::register_store(ctx, &loc)?;
+        let store = storage::register_store(ctx, &loc)?;
         let staged = publish::stage_with(name, df, store, &loc, "spill", props).await?;
         let opts = ParquetReadOptions::default().schema(&schema);
         ctx.register_parquet(name, &folder, opts).await?;

@@ -15,8 +15,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::engine::{self, Location};
 use crate::error::{Error, Result};
+use crate::storage::{self, Location};
 
 /// The scratch space of one run.
 pub enum Scratch {
@@ -39,7 +39,7 @@ impl Scratch {
     ) -> Result<Scratch> {
         if clustered {
             let location = output.join(&format!("_work/{run_id}/"))?;
-            let store = engine::register_store(ctx, &location)?;
+            let store = storage::register_store(ctx, &location)?;
             Ok(Scratch::Shared { store, location })
         } else {
             let dir = tempfile::Builder::new()

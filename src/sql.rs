@@ -10,8 +10,9 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
-use crate::engine::{self, EngineOptions, Location};
+use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
+use crate::storage::{self, Location};
 use crate::table::{self, OutputFormat};
 
 /// Register `--table NAME=URL` pairs. A folder of `key=value` partition
@@ -31,7 +32,7 @@ pub async fn register_tables(ctx: &SessionContext, tables: &[(String, String)]) 
 /// Hive-style partitions below `loc`, if its children are all `key=value`
 /// folders with one key; registers `name` as their union and returns true.
 async fn register_partitioned(ctx: &SessionContext, name: &str, loc: &Location) -> Result<bool> {
-    let store = engine::register_store(ctx, loc)?;
+    let store = storage::register_store(ctx, loc)?;
     let listing = store
         .list_with_delimiter(Some(&loc.path()))
         .await
@@ -148,7 +149,7 @@ pub async fn execute_to(
                 table::write(out, &batches, *format)?;
             }
             Sink::Parquet(loc) => {
-                engine::register_store(ctx, loc)?;
+                storage::register_store(ctx, loc)?;
                 df.write_parquet(loc.url().as_str(), DataFrameWriteOptions::new(), None)
                     .await?;
                 writeln!(out, "written to {loc}").map_err(|e| Error::io("<stdout>", e))?;
