@@ -28,21 +28,28 @@ use crate::storage::EnvStores;
 /// Where a scheduler listens.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
+    /// Address to listen on (e.g. `0.0.0.0`).
     pub bind_host: String,
     /// The host executors and clients reach this scheduler at.
     pub external_host: String,
+    /// gRPC port.
     pub port: u16,
 }
 
 /// An executor's ports, scheduler, working folder and capacity.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
+    /// Address to listen on.
     pub bind_host: String,
+    /// The host the scheduler, clients and other executors reach this one at.
     pub external_host: String,
     /// Arrow Flight port: clients and other executors fetch results here.
     pub port: u16,
+    /// gRPC port: tasks from the scheduler.
     pub grpc_port: u16,
+    /// Host of the scheduler.
     pub scheduler_host: String,
+    /// Port of the scheduler.
     pub scheduler_port: u16,
     /// Shuffle files and spills.
     pub work_dir: std::path::PathBuf,
@@ -55,7 +62,7 @@ pub struct ExecutorOptions {
 /// The `host:port` of a `ballista://` (or `df://`) engine URL.
 pub fn scheduler_address(url: &str) -> Result<(String, u16)> {
     let bad = || {
-        Error::Usage(format!(
+        Error::Argument(format!(
             "--engine {url:?}: expected ballista://HOST:PORT (or `local`)"
         ))
     };
@@ -102,7 +109,7 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
     let address = format!("{}:{}", opts.bind_host, opts.port);
     let addr: SocketAddr = address
         .parse()
-        .map_err(|e| Error::Usage(format!("scheduler address {address}: {e}")))?;
+        .map_err(|e| Error::Argument(format!("scheduler address {address}: {e}")))?;
     let config = SchedulerConfig {
         bind_host: opts.bind_host.clone(),
         external_host: opts.external_host.clone(),

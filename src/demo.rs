@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::generate::{generate, GenerateOptions};
 use crate::job::Job;
+use crate::publish::OutputLayout;
 use crate::runner::{self, RunOptions};
 use crate::storage::Location;
 
@@ -148,28 +149,22 @@ pub async fn run(dir: &Path, customers: u64) -> Result<String> {
         let _ = writeln!(s, "  {:<26} {:>8} rows", t.table, t.rows);
     }
     let ctx = crate::engine::session(&Default::default())?;
-    let tiers = out.join(format!("customer_tiers/as_of={}/", report.as_of));
-    let conc = out.join(format!("concentration/as_of={}/", report.as_of));
-    let rates = out.join(format!("retention_rates/as_of={}/", report.as_of));
-    let fit = out.join(format!("model_fit/as_of={}/", report.as_of));
-    let tables = vec![
-        (
-            "tiers".to_string(),
-            format!("{}/", tiers.to_string_lossy().trim_end_matches('/')),
-        ),
-        (
-            "conc".to_string(),
-            format!("{}/", conc.to_string_lossy().trim_end_matches('/')),
-        ),
-        (
-            "rates".to_string(),
-            format!("{}/", rates.to_string_lossy().trim_end_matches('/')),
-        ),
-        (
-            "fit".to_string(),
-            format!("{}/", fit.to_string_lossy().trim_end_matches('/')),
-        ),
-    ];
+    // The published partitions of this run, by short names for the queries.
+    let layout = OutputLayout::new(Location::parse(&out.to_string_lossy(), true)?);
+    let tables = [
+        ("tiers", "customer_tiers"),
+        ("conc", "concentration"),
+        ("rates", "retention_rates"),
+        ("fit", "model_fit"),
+    ]
+    .into_iter()
+    .map(|(name, table)| {
+        Ok((
+            name.to_string(),
+            layout.partition(table, gen.end)?.url().to_string(),
+        ))
+    })
+    .collect::<Result<Vec<_>>>()?;
     crate::sql::register_tables(&ctx, &tables).await?;
     let mut buf: Vec<u8> = Vec::new();
     let queries = [

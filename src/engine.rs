@@ -62,18 +62,18 @@ pub fn parse_size(raw: &str) -> Result<usize> {
     let (num, unit) = s.split_at(digits_end);
     let num: f64 = num
         .parse()
-        .map_err(|_| Error::Usage(format!("invalid size {raw:?} (e.g. 4GiB, 512MiB)")))?;
+        .map_err(|_| Error::Argument(format!("invalid size {raw:?} (e.g. 4GiB, 512MiB)")))?;
     let mult: f64 = match unit.trim() {
         "" | "b" => 1.0,
         "k" | "kb" | "kib" => 1024.0,
         "m" | "mb" | "mib" => 1024.0 * 1024.0,
         "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
         "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(Error::Usage(format!("invalid size unit in {raw:?}"))),
+        _ => return Err(Error::Argument(format!("invalid size unit in {raw:?}"))),
     };
     let bytes = num * mult;
     if !(bytes.is_finite() && bytes >= 1024.0 * 1024.0) {
-        return Err(Error::Usage(format!("size {raw:?} is below 1MiB")));
+        return Err(Error::Argument(format!("size {raw:?} is below 1MiB")));
     }
     Ok(bytes as usize)
 }
@@ -114,7 +114,7 @@ pub async fn open(opts: &EngineOptions) -> Result<SessionContext> {
         #[cfg(feature = "cluster")]
         Some(url) => crate::cluster::connect(url, configure(SessionConfig::new(), opts)).await,
         #[cfg(not(feature = "cluster"))]
-        Some(url) => Err(Error::Usage(format!(
+        Some(url) => Err(Error::Argument(format!(
             "--engine {url}: this custval was built without the `cluster` feature"
         ))),
     }

@@ -8,16 +8,34 @@ use datafusion::error::DataFusionError;
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can stop a custval command.
+/// Everything that can stop a custval command. Each variant is named by
+/// what is wrong, carries what it is about, and alone decides the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Bad command-line arguments (exit 2).
+    /// A command-line flag or its value is invalid (exit 2).
     #[error("invalid argument: {0}")]
-    Usage(String),
+    Argument(String),
+
+    /// A query given to `custval sql` does not parse or may not run (exit 2).
+    #[error("invalid query: {0}")]
+    Query(String),
+
+    /// A job parameter has a value it may not take (exit 2). `message` shows
+    /// the value as written, e.g. `must be day or week, got "month"`.
+    #[error("parameter {name}: {message}")]
+    Param { name: String, message: String },
 
     /// The job file is unreadable or invalid (exit 2).
     #[error("job file {path}: {message}")]
-    Job { path: PathBuf, message: String },
+    JobFile { path: PathBuf, message: String },
+
+    /// A URL or path that custval cannot use (exit 2). `url` is redacted.
+    #[error("{url}: {message}")]
+    Url { url: String, message: String },
+
+    /// An environment variable custval reads has an unusable value (exit 2).
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
 
     /// An input's schema does not fit the job (exit 2).
     #[error("input {input} ({url}): {message}")]
@@ -27,7 +45,26 @@ pub enum Error {
         message: String,
     },
 
-    /// A SQL step does not parse or plan (exit 2 from `check`, exit 1 at run time).
+    /// An input's rows cannot be read: malformed CSV or Parquet found while
+    /// reading past the sample the schema came from (exit 2). `file` is the
+    /// input's redacted URL.
+    #[error("input {input} ({file}): unreadable data: {message}")]
+    InputData {
+        input: String,
+        file: String,
+        message: String,
+    },
+
+    /// A SQL step or gate does not parse or plan, found by `check` (exit 2).
+    #[error("step {step} ({file}): {source}")]
+    InvalidStep {
+        step: String,
+        file: String,
+        #[source]
+        source: Box<DataFusionError>,
+    },
+
+    /// A SQL step failed while the job ran (exit 1).
     #[error("step {step} ({file}): {source}")]
     Step {
         step: String,
@@ -64,9 +101,13 @@ pub enum Error {
     #[error("cluster {address}: {message}")]
     Cluster { address: String, message: String },
 
-    /// Engine failure (exit 1).
+    /// Engine failure (exit 1, or the code of a custval error inside it).
     #[error(transparent)]
     DataFusion(Box<DataFusionError>),
+
+    /// A report, manifest or row could not be turned into JSON (exit 1).
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
 
     /// A bug or an impossible state (exit 1).
     #[error("internal error: {0}")]
@@ -74,23 +115,54 @@ pub enum Error {
 }
 
 impl Error {
-    /// Exit code of SPEC.md: 1 run failed, 2 invalid arguments/job/schema, 3 gate.
+    /// Exit code of SPEC.md: 1 run failed, 2 invalid arguments, job, parameters,
+    /// SQL or input data, 3 gate. Decided by the variant alone.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Job { .. } | Error::InputSchema { .. } => 2,
+            Error::Argument(_)
+            | Error::Query(_)
+            | Error::Param { .. }
+            | Error::JobFile { .. }
+            | Error::Url { .. }
+            | Error::Env { .. }
+            | Error::InputSchema { .. }
+            | Error::InputData { .. }
+            | Error::InvalidStep { .. } => 2,
             Error::Gate { .. } => 3,
             Error::DataFusion(e) => match find_custval_error(e) {
                 Some(inner) => inner.exit_code(),
                 None => 1,
             },
-            _ => 1,
+            Error::Step { .. }
+            | Error::Io { .. }
+            | Error::Storage { .. }
+            | Error::Conflict { .. }
+            | Error::Cluster { .. }
+            | Error::Json(_)
+            | Error::Internal(_) => 1,
         }
     }
 
     /// Shorthand for a job-file error.
     pub fn job(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Job {
+        Error::JobFile {
             path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for an invalid parameter value.
+    pub fn param(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Param {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for a URL or path custval cannot use; `url` must be redacted.
+    pub fn url(url: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Url {
+            url: url.into(),
             message: message.into(),
         }
     }
@@ -120,6 +192,37 @@ fn find_custval_error(e: &DataFusionError) -> Option<&Error> {
         DataFusionError::Context(_, inner) => find_custval_error(inner),
         DataFusionError::Shared(inner) => find_custval_error(inner),
         _ => None,
+    }
+}
+
+/// Whether an engine error came from decoding a file: the CSV and Parquet
+/// readers' own error types, wherever DataFusion wrapped them.
+pub fn is_read_fault(e: &DataFusionError) -> bool {
+    use datafusion::arrow::error::ArrowError;
+    fn arrow(e: &ArrowError) -> bool {
+        match e {
+            ArrowError::CsvError(_) | ArrowError::ParquetError(_) => true,
+            ArrowError::ExternalError(inner) => external(inner.as_ref()),
+            _ => false,
+        }
+    }
+    fn external(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+        if let Some(a) = e.downcast_ref::<ArrowError>() {
+            return arrow(a);
+        }
+        if let Some(d) = e.downcast_ref::<DataFusionError>() {
+            return is_read_fault(d);
+        }
+        e.is::<datafusion::parquet::errors::ParquetError>()
+    }
+    match e {
+        DataFusionError::ArrowError(a, _) => arrow(a),
+        DataFusionError::ParquetError(_) => true,
+        DataFusionError::External(inner) => external(inner.as_ref()),
+        DataFusionError::Context(_, inner) => is_read_fault(inner),
+        DataFusionError::Shared(inner) => is_read_fault(inner),
+        DataFusionError::Collection(all) => all.iter().any(is_read_fault),
+        _ => false,
     }
 }
 
@@ -154,21 +257,102 @@ impl From<datafusion::parquet::errors::ParquetError> for Error {
 mod tests {
     use super::*;
 
+    fn df() -> Box<DataFusionError> {
+        Box::new(DataFusionError::Plan("no such column".into()))
+    }
+
     #[test]
     fn exit_codes_follow_the_spec() {
-        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
-        assert_eq!(Error::job("a.toml", "bad").exit_code(), 2);
-        let gate = Error::Gate {
-            gate: "g".into(),
-            message: "m".into(),
-        };
-        assert_eq!(gate.exit_code(), 3);
-        assert_eq!(Error::Internal("x".into()).exit_code(), 1);
+        let s = || String::from("x");
+        let cases: Vec<(Error, i32)> = vec![
+            (Error::Argument(s()), 2),
+            (Error::Query(s()), 2),
+            (Error::param("time_unit", "must be day or week"), 2),
+            (Error::job("a.toml", "bad"), 2),
+            (Error::url("ftp://x/", "unsupported"), 2),
+            (
+                Error::Env {
+                    var: s(),
+                    message: s(),
+                },
+                2,
+            ),
+            (
+                Error::InputSchema {
+                    input: s(),
+                    url: s(),
+                    message: s(),
+                },
+                2,
+            ),
+            (
+                Error::InputData {
+                    input: s(),
+                    file: s(),
+                    message: s(),
+                },
+                2,
+            ),
+            (
+                Error::InvalidStep {
+                    step: s(),
+                    file: s(),
+                    source: df(),
+                },
+                2,
+            ),
+            (
+                Error::Step {
+                    step: s(),
+                    file: s(),
+                    source: df(),
+                },
+                1,
+            ),
+            (
+                Error::Gate {
+                    gate: s(),
+                    message: s(),
+                },
+                3,
+            ),
+            (Error::io("p", std::io::Error::other("x")), 1),
+            (
+                Error::storage(
+                    "s3://b/",
+                    object_store::Error::Generic {
+                        store: "S3",
+                        source: Box::new(std::io::Error::other("x")),
+                    },
+                ),
+                1,
+            ),
+            (
+                Error::Conflict {
+                    url: s(),
+                    message: s(),
+                },
+                1,
+            ),
+            (
+                Error::Cluster {
+                    address: s(),
+                    message: s(),
+                },
+                1,
+            ),
+            (Error::DataFusion(df()), 1),
+            (Error::Json(serde_json::from_str::<u8>("x").unwrap_err()), 1),
+            (Error::Internal(s()), 1),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit_code(), code, "{e:?}");
+        }
     }
 
     #[test]
     fn custval_error_survives_a_trip_through_datafusion() {
-        let df: DataFusionError = Error::Usage("bad value".into()).into();
+        let df: DataFusionError = Error::Argument("bad value".into()).into();
         let back: Error = df.into();
         assert_eq!(back.exit_code(), 2);
         assert!(back.to_string().contains("bad value"));

@@ -31,18 +31,27 @@ use crate::storage::{build_store, Location};
 /// What to generate.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateOptions {
+    /// Customers to draw.
     pub customers: u64,
+    /// Seed of the random draws.
     pub seed: u64,
+    /// First day of the data.
     pub start: NaiveDate,
+    /// Last day of the data.
     pub end: NaiveDate,
     /// BG/NBD parameters (weeks).
     pub r: f64,
+    /// BG/NBD alpha (weeks).
     pub alpha: f64,
+    /// BG/NBD a.
     pub a: f64,
+    /// BG/NBD b.
     pub b: f64,
     /// Gamma-Gamma parameters.
     pub p: f64,
+    /// Gamma-Gamma q.
     pub q: f64,
+    /// Gamma-Gamma v.
     pub v: f64,
     /// Customers are acquired over this many days from `start`.
     pub acquisition_days: i64,
@@ -75,9 +84,13 @@ impl Default for GenerateOptions {
 /// What was written.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateSummary {
+    /// Customers drawn.
     pub customers: u64,
+    /// Transaction rows written.
     pub rows: u64,
+    /// URLs of the data files.
     pub files: Vec<String>,
+    /// URL of `truth.json`, the parameters drawn from.
     pub truth: String,
 }
 
@@ -117,19 +130,19 @@ impl GenerateOptions {
         ];
         for (n, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::Usage(format!(
+                return Err(Error::Argument(format!(
                     "--{n} must be a positive number, got {v}"
                 )));
             }
         }
         if self.end <= self.start {
-            return Err(Error::Usage(format!(
+            return Err(Error::Argument(format!(
                 "--end {} must be after --start {}",
                 self.end, self.start
             )));
         }
         if self.customers == 0 {
-            return Err(Error::Usage("--customers must be at least 1".into()));
+            return Err(Error::Argument("--customers must be at least 1".into()));
         }
         Ok(())
     }
@@ -172,7 +185,7 @@ impl Batcher {
 }
 
 fn dist_err(e: impl std::fmt::Display) -> Error {
-    Error::Usage(format!("invalid generation parameter: {e}"))
+    Error::Argument(format!("invalid generation parameter: {e}"))
 }
 
 /// Draw all customers, sending batches to `tx`. Runs on a blocking thread.
@@ -305,7 +318,7 @@ pub async fn generate(out: &Location, opts: &GenerateOptions) -> Result<Generate
         "acquisition_days": opts.acquisition_days,
     });
     let truth_loc = out.join("truth.json")?;
-    let body = serde_json::to_vec_pretty(&truth).map_err(|e| Error::Internal(e.to_string()))?;
+    let body = serde_json::to_vec_pretty(&truth)?;
     store
         .put(&truth_loc.path(), PutPayload::from(body))
         .await

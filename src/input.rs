@@ -335,7 +335,7 @@ pub async fn register_inputs(
     for name in overrides.keys() {
         if !inputs.contains_key(name) {
             let known: Vec<_> = inputs.keys().cloned().collect();
-            return Err(Error::Usage(format!(
+            return Err(Error::Argument(format!(
                 "--input {name}: the job has no input {name} (inputs: {})",
                 known.join(", ")
             )));
@@ -354,7 +354,7 @@ pub async fn register_inputs(
                 locations.insert(name.clone(), Some(Location::parse(&r, r.ends_with('/'))?));
             }
             None if spec.required => {
-                return Err(Error::Usage(format!(
+                return Err(Error::Argument(format!(
                     "input {name} has no URL: pass --input {name}=URL"
                 )))
             }
@@ -528,7 +528,7 @@ fn sql_type(t: &str) -> Result<DataType> {
         "date" => DataType::Date32,
         "boolean" | "bool" => DataType::Boolean,
         other => {
-            return Err(Error::Usage(format!(
+            return Err(Error::Argument(format!(
                 "unsupported column type {other:?} in an input schema"
             )))
         }

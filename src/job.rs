@@ -1,11 +1,12 @@
 //! Job files: the TOML spec (unknown fields rejected), parameters and their
-//! overrides, and the checks that run before the first query.
+//! overrides, and binding a job to an as-of date ([`Job::bind`]): the checked,
+//! typed parameters its SQL sees, with the ones custval derives.
 //!
 //! A job names its inputs (URL, format, column mapping), typed parameters,
 //! ordered SQL steps and the tables it publishes. Paths in a job file are
 //! relative to the file itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -18,20 +19,26 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// The job's name: in lock, report and manifest paths and in lineage.
     pub name: String,
+    /// Free text for people.
     #[serde(default)]
     pub description: Option<String>,
     /// Default output URL; `--output` overrides it.
     #[serde(default)]
     pub output: Option<String>,
+    /// Inputs by name; each becomes a table the steps read.
     #[serde(default)]
     pub inputs: BTreeMap<String, InputSpec>,
     /// Parameter defaults; the type of the default is the parameter's type.
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+    /// SQL steps, run in order; each defines a logical table.
     pub steps: Vec<StepSpec>,
+    /// Data-quality gates (exit 3 when one finds violations).
     #[serde(default)]
     pub gates: Vec<GateSpec>,
+    /// Tables to publish.
     #[serde(default)]
     pub outputs: Vec<OutputSpec>,
 }
@@ -51,13 +58,17 @@ pub enum InputKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
+    /// Apache Parquet.
     Parquet,
+    /// CSV with a header line.
     Csv,
 }
 
+/// One input: where it is, its format and its column mapping.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
+    /// What the input holds.
     pub kind: InputKind,
     /// Default URL; `--input NAME=URL` overrides it.
     #[serde(default)]
@@ -82,6 +93,7 @@ fn yes() -> bool {
     true
 }
 
+/// One SQL step.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
@@ -95,9 +107,11 @@ pub struct StepSpec {
     pub materialize: bool,
 }
 
+/// A data-quality gate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateSpec {
+    /// The gate's name, in its failure message.
     pub name: String,
     /// A query returning one row per violation, with a column `message`.
     pub sql: String,
@@ -107,10 +121,12 @@ pub struct GateSpec {
     pub after: Option<String>,
 }
 
+/// One published table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
-    /// Published table name: `OUTPUT/<table>/as_of=YYYY-MM-DD/`.
+    /// Published table name: one partition per as-of date below
+    /// `OUTPUT/<table>/` ([`crate::publish::OutputLayout::partition`]).
     pub table: String,
     /// The step (logical table) whose rows are published.
     pub from: String,
@@ -123,38 +139,58 @@ pub struct OutputSpec {
 /// A job loaded from disk, with its SQL files read and parameters typed.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// The job file; SQL files and relative URLs are relative to it.
     pub path: PathBuf,
+    /// The parsed job file.
     pub spec: JobSpec,
     /// SQL text of each step and gate, keyed by file as written in the job.
     pub sql: BTreeMap<String, String>,
+    /// The job's parameters, typed by their defaults, after `--set`.
     pub params: BTreeMap<String, Param>,
 }
 
 /// A typed parameter value. Reaches SQL as a placeholder `$name` bound to a
-/// typed literal, never pasted into the SQL text.
+/// typed literal, never pasted into the SQL text. Displays as written in a
+/// job file: `6`, `0.01`, `true`, `2024-01-31`, `"week"`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
+    /// A TOML integer: SQL BIGINT.
     Int(i64),
+    /// A TOML float: SQL DOUBLE.
     Float(f64),
+    /// A TOML boolean.
     Bool(bool),
+    /// A TOML date: SQL DATE.
     Date(NaiveDate),
+    /// A TOML string: SQL VARCHAR.
     Str(String),
 }
 
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Param::Int(v) => write!(f, "{v}"),
+            Param::Float(v) => write!(f, "{v}"),
+            Param::Bool(v) => write!(f, "{v}"),
+            Param::Date(d) => write!(f, "{d}"),
+            Param::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
 impl Param {
+    /// The typed SQL literal: Int64, Float64, Boolean, Date32 or Utf8.
     pub fn to_scalar(&self) -> ScalarValue {
         match self {
             Param::Int(v) => ScalarValue::Int64(Some(*v)),
             Param::Float(v) => ScalarValue::Float64(Some(*v)),
             Param::Bool(v) => ScalarValue::Boolean(Some(*v)),
-            Param::Date(d) => {
-                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-                ScalarValue::Date32(Some((*d - epoch).num_days() as i32))
-            }
+            Param::Date(d) => ScalarValue::Date32(Some(epoch_day(*d) as i32)),
             Param::Str(s) => ScalarValue::Utf8(Some(s.clone())),
         }
     }
 
+    /// The value in the run report and manifests (dates as `YYYY-MM-DD`).
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Param::Int(v) => (*v).into(),
@@ -165,6 +201,7 @@ impl Param {
         }
     }
 
+    /// A number (integer or float) as `f64`; `None` for other types.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Param::Int(v) => Some(*v as f64),
@@ -173,6 +210,7 @@ impl Param {
         }
     }
 
+    /// A string parameter's text; `None` for other types.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Param::Str(s) => Some(s),
@@ -180,6 +218,7 @@ impl Param {
         }
     }
 
+    /// A boolean parameter's value; `None` for other types.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Param::Bool(b) => Some(*b),
@@ -229,6 +268,113 @@ impl Param {
 pub fn parse_date(raw: &str) -> std::result::Result<NaiveDate, String> {
     NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
         .map_err(|_| format!("expected a date YYYY-MM-DD, got {raw:?}"))
+}
+
+/// Days since 1970-01-01: how dates reach SQL as numbers (`$as_of_day`).
+pub fn epoch_day(date: NaiveDate) -> i64 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (date - epoch).num_days()
+}
+
+/// The unit of recency, t and the BG/NBD alpha (parameter `time_unit`): the
+/// one place that says how long a unit is and how many make a month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// One day; a month is 30 of them.
+    Day,
+    /// Seven days; a month is 4.345 of them (lifetimes' convention, SPEC.md).
+    Week,
+}
+
+impl TimeUnit {
+    /// `day` or `week`, as a job writes it.
+    pub fn parse(raw: &str) -> Option<TimeUnit> {
+        match raw {
+            "day" => Some(TimeUnit::Day),
+            "week" => Some(TimeUnit::Week),
+            _ => None,
+        }
+    }
+
+    /// Days in one unit (`$time_unit_days`): 1 or 7.
+    pub fn days(self) -> f64 {
+        match self {
+            TimeUnit::Day => 1.0,
+            TimeUnit::Week => 7.0,
+        }
+    }
+
+    /// Units in one month (`$time_units_per_month`): 30 days or 4.345 weeks.
+    pub fn per_month(self) -> f64 {
+        match self {
+            TimeUnit::Day => 30.0,
+            TimeUnit::Week => 4.345,
+        }
+    }
+}
+
+/// Parameters that must be numbers in a range: name, lowest, highest.
+const RANGES: &[(&str, f64, f64)] = &[
+    ("max_rejected_fraction", 0.0, 1.0),
+    ("monthly_discount_rate", 0.0, 1.0),
+    ("wallet_quantile", 0.0, 1.0),
+    ("platinum_fraction", 0.0, 1.0),
+    ("gold_fraction", 0.0, 1.0),
+    ("silver_fraction", 0.0, 1.0),
+    ("pareto_a", 0.0, 1.0),
+    ("pareto_b", 0.0, 1.0),
+    ("at_risk_p_alive", 0.0, 1.0),
+    ("horizon_months", 0.0, 1200.0),
+];
+
+/// A job's parameters bound to an as-of date: checked, typed, with the ones
+/// custval derives (see [`BUILTIN_PARAMS`]).
+#[derive(Debug, Clone)]
+pub struct BoundParams {
+    /// Last day of data the run uses.
+    pub as_of: NaiveDate,
+    /// `as_of` less `holdout_days`: the end of the models' calibration period.
+    pub calibration_end: NaiveDate,
+    /// The job's `time_unit`, when it declares one.
+    pub time_unit: Option<TimeUnit>,
+    /// The job's own parameters, after `--set`.
+    declared: BTreeMap<String, Param>,
+}
+
+impl BoundParams {
+    /// Every parameter as a typed SQL value, keyed by name without the `$`.
+    pub fn sql_values(&self) -> HashMap<String, ScalarValue> {
+        let mut out: HashMap<String, ScalarValue> = self
+            .declared
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_scalar()))
+            .collect();
+        let day = |d: NaiveDate| ScalarValue::Int64(Some(epoch_day(d)));
+        out.insert("as_of".into(), Param::Date(self.as_of).to_scalar());
+        out.insert("as_of_day".into(), day(self.as_of));
+        if let Some(unit) = self.time_unit {
+            let f = |v: f64| ScalarValue::Float64(Some(v));
+            out.insert("time_unit_days".into(), f(unit.days()));
+            out.insert("time_units_per_month".into(), f(unit.per_month()));
+        }
+        out.insert(
+            "calibration_end".into(),
+            Param::Date(self.calibration_end).to_scalar(),
+        );
+        out.insert("calibration_end_day".into(), day(self.calibration_end));
+        out
+    }
+
+    /// The job's parameters and the as-of date, for reports and manifests.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m: serde_json::Map<String, serde_json::Value> = self
+            .declared
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
+        m.insert("as_of".into(), self.as_of.to_string().into());
+        serde_json::Value::Object(m)
+    }
 }
 
 /// Parameter names the runner sets itself; a job may not declare them.
@@ -338,17 +484,82 @@ impl Job {
         for (key, raw) in sets {
             let current = self.params.get(key).ok_or_else(|| {
                 let known: Vec<_> = self.params.keys().cloned().collect();
-                Error::Usage(format!(
+                Error::Argument(format!(
                     "--set {key}: the job declares no parameter {key} (known: {})",
                     known.join(", ")
                 ))
             })?;
             let value = current
                 .parse_like(raw)
-                .map_err(|m| Error::Usage(format!("--set {key}={raw}: {m}")))?;
+                .map_err(|m| Error::param(key, format!("--set {key}={raw}: {m}")))?;
             self.params.insert(key.clone(), value);
         }
         Ok(())
+    }
+
+    /// Bind the job to `as_of`: check every parameter custval knows the
+    /// meaning of and derive the built-in ones. Errors are [`Error::Param`]
+    /// and show the value as written (`got "month"`).
+    pub fn bind(&self, as_of: NaiveDate) -> Result<BoundParams> {
+        let time_unit = match self.params.get("time_unit") {
+            None => None,
+            Some(p) => Some(p.as_str().and_then(TimeUnit::parse).ok_or_else(|| {
+                Error::param("time_unit", format!("must be day or week, got {p}"))
+            })?),
+        };
+        let holdout = match self.params.get("holdout_days") {
+            Some(Param::Int(d)) if *d >= 0 => *d,
+            Some(other) => {
+                return Err(Error::param(
+                    "holdout_days",
+                    format!("must be a whole number >= 0, got {other}"),
+                ))
+            }
+            None => 0,
+        };
+        for (k, lo, hi) in RANGES {
+            if let Some(p) = self.params.get(*k) {
+                if !p.as_f64().is_some_and(|v| (*lo..=*hi).contains(&v)) {
+                    let m = format!("must be a number in [{lo}, {hi}], got {p}");
+                    return Err(Error::param(*k, m));
+                }
+            }
+        }
+        self.check_value_param()?;
+        Ok(BoundParams {
+            as_of,
+            calibration_end: as_of - chrono::Duration::days(holdout),
+            time_unit,
+            declared: self.params.clone(),
+        })
+    }
+
+    /// `value` is revenue, or margin when a transactions input maps one.
+    fn check_value_param(&self) -> Result<()> {
+        let Some(v) = self.params.get("value") else {
+            return Ok(());
+        };
+        match v.as_str() {
+            Some("revenue") => Ok(()),
+            Some("margin") => {
+                let mapped =
+                    self.spec.inputs.values().any(|i| {
+                        i.kind == InputKind::Transactions && i.columns.contains_key("margin")
+                    });
+                if mapped {
+                    Ok(())
+                } else {
+                    Err(Error::param(
+                        "value",
+                        "is margin, but no transactions input maps a margin column",
+                    ))
+                }
+            }
+            _ => Err(Error::param(
+                "value",
+                format!("must be revenue or margin, got {v}"),
+            )),
+        }
     }
 }
 
@@ -372,7 +583,7 @@ fn check_identifier(path: &Path, what: &str, name: &str) -> Result<()> {
 pub fn parse_key_value(flag: &str, raw: &str) -> Result<(String, String)> {
     match raw.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(Error::Usage(format!(
+        _ => Err(Error::Argument(format!(
             "{flag} expects NAME=VALUE, got {raw:?}"
         ))),
     }
@@ -428,6 +639,38 @@ from = "a"
         let text = MINIMAL.replace("from = \"a\"", "from = \"b\"");
         let err = parse(&text).unwrap_err();
         assert!(err.to_string().contains("step b"), "{err}");
+    }
+
+    #[test]
+    fn binding_derives_the_time_unit_and_calibration_end() {
+        let job = parse(&MINIMAL.replace("rate = 0.01", "holdout_days = 28")).unwrap();
+        let as_of = NaiveDate::from_ymd_opt(2024, 3, 31).unwrap();
+        let b = job.bind(as_of).unwrap();
+        assert_eq!(b.time_unit, Some(TimeUnit::Week));
+        assert_eq!(
+            b.calibration_end,
+            NaiveDate::from_ymd_opt(2024, 3, 3).unwrap()
+        );
+        let v = b.sql_values();
+        assert_eq!(v["time_unit_days"], ScalarValue::Float64(Some(7.0)));
+        assert_eq!(v["time_units_per_month"], ScalarValue::Float64(Some(4.345)));
+        assert_eq!(v["as_of_day"], ScalarValue::Int64(Some(epoch_day(as_of))));
+        assert_eq!(b.to_json()["as_of"], "2024-03-31");
+    }
+
+    #[test]
+    fn parameter_errors_show_values_as_written() {
+        let as_of = NaiveDate::from_ymd_opt(2024, 3, 31).unwrap();
+        let job = parse(&MINIMAL.replace("\"week\"", "\"month\"")).unwrap();
+        let err = job.bind(as_of).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(r#"got "month""#), "{err}");
+        let job = parse(&MINIMAL.replace("horizon_months = 12", "horizon_months = 5000")).unwrap();
+        let err = job.bind(as_of).unwrap_err().to_string();
+        assert!(
+            err.contains("horizon_months") && err.ends_with("got 5000"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub mod error;
 pub mod generate;
 pub mod input;
 pub mod job;
+#[cfg(test)]
+mod layering;
 pub mod lineage;
 pub mod lock;
 pub mod numeric;
@@ -25,6 +27,7 @@ pub mod report;
 pub mod runner;
 pub mod scratch;
 pub mod sql;
+pub mod steps;
 pub mod storage;
 pub mod table;
 pub mod udf;

@@ -33,6 +33,7 @@ pub fn dataset(loc: &Location) -> Value {
 }
 
 impl Lineage {
+    /// Events of one new run of `job`, sent to `target` (an http(s) URL, or a file to append JSON lines to).
     pub fn new(target: &str, job: &str) -> Lineage {
         // A random version-4 UUID, as OpenLineage requires for runId.
         let mut b: [u8; 16] = rand::random();

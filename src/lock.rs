@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::storage::Location;
+use crate::publish::OutputLayout;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LockBody {
@@ -85,19 +85,19 @@ fn is_stale(b: &LockBody) -> bool {
 }
 
 impl RunLock {
-    /// Take the lock for `job` and `as_of` below `output`, or fail with a
+    /// Take the lock for `job` and `as_of` in `output`, or fail with a
     /// message naming the run that holds it.
     pub async fn acquire(
         store: Arc<dyn ObjectStore>,
-        output: &Location,
+        output: &OutputLayout,
         job: &str,
-        as_of: &str,
+        as_of: NaiveDate,
         run_id: &str,
     ) -> Result<RunLock> {
-        let loc = output.join(&format!("_locks/{job}/as_of={as_of}.json"))?;
+        let loc = output.lock(job, as_of)?;
         let path = loc.path();
         let shown = loc.to_string();
-        let json = |b: &LockBody| serde_json::to_vec(b).map_err(|e| Error::Internal(e.to_string()));
+        let json = |b: &LockBody| serde_json::to_vec(b).map_err(Error::from);
         let mut transport_failures = 0u32;
         let mut conflicts = 0u32;
         while conflicts < 3 {
@@ -234,18 +234,15 @@ mod tests {
     use super::*;
     use object_store::memory::InMemory;
 
-    fn setup() -> (Arc<dyn ObjectStore>, Location) {
-        (
-            Arc::new(InMemory::new()),
-            Location::parse("s3://bucket/out/", true).unwrap(),
-        )
+    const DAY: NaiveDate = NaiveDate::from_ymd_opt(1997, 9, 30).unwrap();
+
+    fn setup() -> (Arc<dyn ObjectStore>, OutputLayout) {
+        let root = crate::storage::Location::parse("s3://bucket/out/", true).unwrap();
+        (Arc::new(InMemory::new()), OutputLayout::new(root))
     }
 
-    async fn plant(store: &Arc<dyn ObjectStore>, out: &Location, b: &LockBody) {
-        let path = out
-            .join("_locks/nightly/as_of=1997-09-30.json")
-            .unwrap()
-            .path();
+    async fn plant(store: &Arc<dyn ObjectStore>, out: &OutputLayout, b: &LockBody) {
+        let path = out.lock("nightly", DAY).unwrap().path();
         store
             .put(&path, PutPayload::from(serde_json::to_vec(b).unwrap()))
             .await
@@ -255,10 +252,10 @@ mod tests {
     #[tokio::test]
     async fn a_live_lock_refuses_a_second_run() {
         let (store, out) = setup();
-        let held = RunLock::acquire(store.clone(), &out, "nightly", "1997-09-30", "run-a")
+        let held = RunLock::acquire(store.clone(), &out, "nightly", DAY, "run-a")
             .await
             .unwrap();
-        let second = RunLock::acquire(store.clone(), &out, "nightly", "1997-09-30", "run-b").await;
+        let second = RunLock::acquire(store.clone(), &out, "nightly", DAY, "run-b").await;
         let err = second
             .err()
             .expect("second run must be refused")
@@ -268,7 +265,7 @@ mod tests {
             "{err}"
         );
         held.release().await;
-        RunLock::acquire(store, &out, "nightly", "1997-09-30", "run-b")
+        RunLock::acquire(store, &out, "nightly", DAY, "run-b")
             .await
             .expect("free again after release")
             .release()
@@ -281,7 +278,7 @@ mod tests {
     async fn a_lock_left_by_our_own_lost_attempt_is_ours() {
         let (store, out) = setup();
         plant(&store, &out, &body("run-a")).await;
-        let lock = RunLock::acquire(store.clone(), &out, "nightly", "1997-09-30", "run-a")
+        let lock = RunLock::acquire(store.clone(), &out, "nightly", DAY, "run-a")
             .await
             .expect("our own lock");
         lock.verify().await.unwrap();
@@ -295,7 +292,7 @@ mod tests {
         // PID 0 is never a user process; /proc/0 does not exist.
         dead.pid = 0;
         plant(&store, &out, &dead).await;
-        let lock = RunLock::acquire(store.clone(), &out, "nightly", "1997-09-30", "run-b")
+        let lock = RunLock::acquire(store.clone(), &out, "nightly", DAY, "run-b")
             .await
             .expect("stale lock replaced");
         lock.verify().await.unwrap();

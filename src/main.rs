@@ -1,5 +1,6 @@
 //! The `custval` binary: parse arguments, set up logging, call the library,
-//! map the error to an exit code (0 ok, 1 run failed, 2 invalid input, 3 gate).
+//! print an error once and map it to an exit code (0 ok, 1 run failed,
+//! 2 invalid input, 3 gate).
 
 use std::io::IsTerminal;
 
@@ -56,8 +57,9 @@ fn main() {
         {
             0
         }
+        // One line, once: the log stream may be JSON for machines, but the
+        // error is for whoever ran the command.
         Err(e) => {
-            tracing::error!(error = %e, "custval failed");
             eprintln!("custval: error: {e}");
             e.exit_code()
         }

@@ -1,5 +1,6 @@
-//! Publishing: Parquet files written straight from the plan's streams,
-//! one writer per partition, then `_manifest.json` written last.
+//! Publishing: the layout of everything under OUTPUT ([`OutputLayout`]),
+//! Parquet files written straight from the plan's streams, one writer per
+//! partition, then `_manifest.json` ([`RunRecord::manifest`]) written last.
 //!
 //! A partition `OUTPUT/<table>/as_of=YYYY-MM-DD/` is published when its
 //! manifest exists. Data files carry the run id in their names, so a new run
@@ -10,6 +11,7 @@
 
 use std::sync::Arc;
 
+use chrono::NaiveDate;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::dataframe::DataFrame;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
@@ -27,20 +29,172 @@ use crate::storage::Location;
 /// Name of the manifest inside a partition folder.
 pub const MANIFEST: &str = "_manifest.json";
 
+/// Version tag of the manifest format, in every manifest's `format`.
+pub const MANIFEST_FORMAT: &str = "custval-manifest/1";
+
+/// Every path custval reads or writes below an output location: the one
+/// place that spells `as_of=`.
+///
+/// ```text
+/// OUTPUT/<table>/as_of=YYYY-MM-DD/            a published partition
+/// OUTPUT/_locks/<job>/as_of=YYYY-MM-DD.json   the run lock
+/// OUTPUT/_reports/<job>/as_of=YYYY-MM-DD/report.html
+/// OUTPUT/_work/<run_id>/                      a cluster run's scratch space
+/// ```
+#[derive(Debug, Clone)]
+pub struct OutputLayout {
+    root: Location,
+}
+
+impl OutputLayout {
+    /// The layout below `root`, a folder location.
+    pub fn new(root: Location) -> OutputLayout {
+        OutputLayout { root }
+    }
+
+    /// The output location itself.
+    pub fn root(&self) -> &Location {
+        &self.root
+    }
+
+    /// `OUTPUT/<table>/`: the folder of a table's partitions.
+    pub fn table(&self, table: &str) -> Result<Location> {
+        self.root.join(&format!("{table}/"))
+    }
+
+    /// `OUTPUT/<table>/as_of=<date>/`: one published partition.
+    pub fn partition(&self, table: &str, as_of: NaiveDate) -> Result<Location> {
+        self.table(table)?.join(&partition_folder(as_of))
+    }
+
+    /// `OUTPUT/_locks/<job>/as_of=<date>.json`: the lock of a run.
+    pub fn lock(&self, job: &str, as_of: NaiveDate) -> Result<Location> {
+        self.root.join(&format!("_locks/{job}/as_of={as_of}.json"))
+    }
+
+    /// `OUTPUT/_reports/<job>/as_of=<date>/report.html`: a run's visual report.
+    pub fn report(&self, job: &str, as_of: NaiveDate) -> Result<Location> {
+        let folder = partition_folder(as_of);
+        self.root
+            .join(&format!("_reports/{job}/{folder}report.html"))
+    }
+
+    /// `OUTPUT/_work/<run_id>/`: scratch space every cluster process reaches.
+    pub fn scratch(&self, run_id: &str) -> Result<Location> {
+        self.root.join(&format!("_work/{run_id}/"))
+    }
+
+    /// The dates of a table's partition folders, oldest first (published or
+    /// not: a folder is published when it has a manifest).
+    pub async fn partition_dates(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        table: &str,
+    ) -> Result<Vec<NaiveDate>> {
+        let dir = self.table(table)?;
+        let listing = store
+            .list_with_delimiter(Some(&dir.path()))
+            .await
+            .map_err(|e| Error::storage(dir.to_string(), e))?;
+        let mut dates: Vec<NaiveDate> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename())
+            .filter_map(|n| n.strip_prefix("as_of="))
+            .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .collect();
+        dates.sort();
+        Ok(dates)
+    }
+
+    /// The latest published partition of `table` before `as_of`: what a
+    /// job's `previous` columns are read from.
+    pub async fn previous(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        table: &str,
+        as_of: NaiveDate,
+    ) -> Result<Option<Location>> {
+        for date in self.partition_dates(store, table).await?.into_iter().rev() {
+            if date >= as_of {
+                continue;
+            }
+            let part = self.partition(table, date)?;
+            if read_manifest(store, &part).await?.is_some() {
+                return Ok(Some(part));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn partition_folder(as_of: NaiveDate) -> String {
+    format!("as_of={as_of}/")
+}
+
+/// What every manifest of one run shares; [`RunRecord::manifest`] adds the
+/// table's own files, rows and schema.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The job's name.
+    pub job: String,
+    /// The run's id (also in its data file names).
+    pub run_id: String,
+    /// The as-of date the run is bound to.
+    pub as_of: NaiveDate,
+    /// Bound parameters ([`crate::job::BoundParams::to_json`]).
+    pub parameters: serde_json::Value,
+    /// The inputs read: names, redacted URLs, file fingerprints.
+    pub inputs: serde_json::Value,
+    /// The `quality` step's row, or null.
+    pub quality: serde_json::Value,
+    /// The `model_fit` step's rows, or null.
+    pub model_fit: serde_json::Value,
+    /// Per-step name, file, rows and seconds.
+    pub steps: serde_json::Value,
+}
+
+impl RunRecord {
+    /// The manifest of one staged table of this run, stamped now.
+    pub fn manifest(&self, s: &Staged) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT.into(),
+            table: s.table.clone(),
+            as_of: self.as_of.to_string(),
+            run_id: self.run_id.clone(),
+            job: self.job.clone(),
+            custval_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            rows: s.rows,
+            files: s.files.clone(),
+            schema: schema_entries(&s.schema),
+            parameters: self.parameters.clone(),
+            inputs: self.inputs.clone(),
+            quality: self.quality.clone(),
+            model_fit: self.model_fit.clone(),
+            steps: self.steps.clone(),
+        }
+    }
+}
+
 /// One data file of a partition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileEntry {
     /// File name relative to the partition folder.
     pub path: String,
+    /// Rows in the file.
     pub rows: u64,
 }
 
 /// One column of the published schema.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ColumnEntry {
+    /// Column name.
     pub name: String,
+    /// Arrow type, as Arrow prints it (e.g. `Float64`).
     #[serde(rename = "type")]
     pub data_type: String,
+    /// Whether the column may hold nulls.
     pub nullable: bool,
 }
 
@@ -48,18 +202,31 @@ pub struct ColumnEntry {
 /// operator needs to know where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
     pub format: String,
+    /// Table name.
     pub table: String,
+    /// As-of date of the partition, `YYYY-MM-DD`.
     pub as_of: String,
+    /// The run that published it.
     pub run_id: String,
+    /// The job that published it.
     pub job: String,
+    /// The custval that published it.
     pub custval_version: String,
+    /// When the manifest was written (RFC 3339, UTC).
     pub created_at: String,
+    /// Rows in all files.
     pub rows: u64,
+    /// The partition's data files: only these are the table.
     pub files: Vec<FileEntry>,
+    /// The columns.
     pub schema: Vec<ColumnEntry>,
+    /// The run's bound parameters.
     pub parameters: serde_json::Value,
+    /// The inputs read, with file fingerprints.
     pub inputs: serde_json::Value,
+    /// The run's data-quality counts.
     pub quality: serde_json::Value,
     /// Model fits of the run (the `model_fit` step), when the job has one.
     #[serde(default)]
@@ -72,10 +239,15 @@ pub struct Manifest {
 /// A table whose files are written but not yet published.
 #[derive(Debug, Clone)]
 pub struct Staged {
+    /// Table name.
     pub table: String,
+    /// The partition folder the files are in.
     pub partition: Location,
+    /// The files written.
     pub files: Vec<FileEntry>,
+    /// Rows in all files.
     pub rows: u64,
+    /// Their schema.
     pub schema: SchemaRef,
 }
 
@@ -217,7 +389,7 @@ pub async fn commit(
     manifest: &Manifest,
     partition: &Location,
 ) -> Result<()> {
-    let body = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    let body = serde_json::to_vec_pretty(manifest)?;
     let path = child(&partition.path(), MANIFEST);
     store
         .put(&path, PutPayload::from(body))
@@ -282,26 +454,6 @@ pub async fn read_manifest(
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(Error::storage(partition.to_string(), e)),
     }
-}
-
-/// The published `as_of=` partitions of a table folder, oldest first.
-pub async fn list_partitions(
-    store: &Arc<dyn ObjectStore>,
-    table_dir: &Location,
-) -> Result<Vec<String>> {
-    let listing = store
-        .list_with_delimiter(Some(&table_dir.path()))
-        .await
-        .map_err(|e| Error::storage(table_dir.to_string(), e))?;
-    let mut dates: Vec<String> = listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename())
-        .filter_map(|n| n.strip_prefix("as_of="))
-        .map(|d| d.to_string())
-        .collect();
-    dates.sort();
-    Ok(dates)
 }
 
 /// Schema as manifest entries.

@@ -225,6 +225,25 @@ pub async fn render(
     if !ctx.table_exist("customer_tiers")? {
         return Ok(None);
     }
+    let mut charts = value_charts(ctx).await?;
+    if let Some(holdout) = holdout_chart(ctx).await? {
+        charts.push(holdout);
+    }
+    let headline = headline(ctx).await?;
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>custval {job} {as_of}</title>\
+<style>body{{font-family:sans-serif;margin:24px;color:#222}}figure{{display:inline-block;margin:8px;vertical-align:top}}figcaption{{font-weight:bold;margin-bottom:4px}}</style></head>\
+<body><h1>custval: {job}, as of {as_of}</h1><p>run {run_id}</p><ul>{headline}</ul>{}</body></html>",
+        charts.join("\n"),
+        job = esc(job),
+        as_of = esc(as_of),
+        run_id = esc(run_id),
+    );
+    Ok(Some(html))
+}
+
+/// The Lorenz curve, cohort heatmap, tier sizes and CLV distribution.
+async fn value_charts(ctx: &SessionContext) -> Result<Vec<String>> {
     let mut charts = Vec::new();
     let lz = rows(
         ctx,
@@ -283,7 +302,11 @@ pub async fn render(
         "CLV",
         &clv_bars,
     ));
-    let mut headline = String::new();
+    Ok(charts)
+}
+
+/// Predicted against actual holdout purchases, when the run had a holdout.
+async fn holdout_chart(ctx: &SessionContext) -> Result<Option<String>> {
     if ctx.table_exist("customer_scores")? {
         let has_holdout = rows(
             ctx,
@@ -297,9 +320,15 @@ pub async fn render(
                  FROM customer_scores WHERE holdout_predicted IS NOT NULL GROUP BY 1 ORDER BY 1",
             )
             .await?;
-            charts.push(holdout_svg(&h));
+            return Ok(Some(holdout_svg(&h)));
         }
     }
+    Ok(None)
+}
+
+/// One line per model fit and per concentration measure.
+async fn headline(ctx: &SessionContext) -> Result<String> {
+    let mut headline = String::new();
     if ctx.table_exist("model_fit")? {
         for r in rows(ctx, "SELECT * FROM model_fit ORDER BY model").await? {
             let params: Vec<String> = ["r", "alpha", "a", "b", "p", "q", "v"]
@@ -327,14 +356,5 @@ pub async fn render(
             );
         }
     }
-    let html = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>custval {job} {as_of}</title>\
-<style>body{{font-family:sans-serif;margin:24px;color:#222}}figure{{display:inline-block;margin:8px;vertical-align:top}}figcaption{{font-weight:bold;margin-bottom:4px}}</style></head>\
-<body><h1>custval: {job}, as of {as_of}</h1><p>run {run_id}</p><ul>{headline}</ul>{}</body></html>",
-        charts.join("\n"),
-        job = esc(job),
-        as_of = esc(as_of),
-        run_id = esc(run_id),
-    );
-    Ok(Some(html))
+    Ok(headline)
 }

@@ -1,80 +1,87 @@
-//! Running and checking a job: parameters into typed SQL values, inputs
-//! registered, steps planned in order (views, or materialized to local spill
-//! files), gates evaluated, outputs staged and then published together.
+//! Running and checking a job: the order of the phases. Parameters bound
+//! ([`Job::bind`]), inputs registered, steps computed in order with their
+//! gates ([`crate::steps`]), outputs staged and then published together
+//! under the run lock ([`crate::publish`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::scratch::Scratch;
 use chrono::{Duration, NaiveDate, Utc};
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::parquet::basic::Compression;
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use datafusion::scalar::ScalarValue;
-use object_store::ObjectStoreExt;
+use datafusion::prelude::SessionContext;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
-use tracing::Instrument;
 
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
 use crate::input::{self, InputReport};
-use crate::job::{Job, Param};
+use crate::job::{BoundParams, Job};
 use crate::lineage::Lineage;
 use crate::lock::RunLock;
-use crate::publish::{self, Manifest, Staged};
+use crate::publish::{self, OutputLayout, RunRecord, Staged};
+use crate::scratch::Scratch;
+use crate::steps::{self, SqlParams, StepReport};
 use crate::storage::{self, Location};
 use crate::table;
 
 /// What `run` and `check` take besides the job.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// Last day of data to use; yesterday (UTC) when absent.
     pub as_of: Option<NaiveDate>,
+    /// `--input NAME=URL` overrides of the job's input URLs.
     pub inputs: BTreeMap<String, String>,
+    /// `--set KEY=VALUE` overrides, already applied to the job's parameters.
     pub sets: Vec<(String, String)>,
+    /// `--output URL`, overriding the job's output.
     pub output: Option<String>,
+    /// The session's settings.
     pub engine: EngineOptions,
     /// OpenLineage target: an http(s) endpoint or a file of JSON lines.
     pub lineage: Option<String>,
 }
 
-/// One step's outcome, for the run report.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    pub name: String,
-    pub file: String,
-    pub materialized: bool,
-    pub rows: Option<u64>,
-    pub seconds: f64,
-}
-
 /// One published table.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
+    /// Table name.
     pub table: String,
+    /// Rows published.
     pub rows: u64,
+    /// The partition's redacted URL.
     pub location: String,
+    /// Data files written.
     pub files: usize,
 }
 
 /// The result of a run: what the report file and the demo summary show.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
+    /// The custval that ran.
     pub custval_version: String,
+    /// The job's name.
     pub job: String,
+    /// The run's id.
     pub run_id: String,
+    /// The as-of date, `YYYY-MM-DD`.
     pub as_of: String,
+    /// `success` (failed runs have no report but the error one of `cli`).
     pub status: String,
+    /// Wall-clock seconds of the whole run.
     pub seconds: f64,
+    /// Bound parameters.
     pub parameters: serde_json::Value,
+    /// The inputs read.
     pub inputs: Vec<InputReport>,
+    /// Every step, in order.
     pub steps: Vec<StepReport>,
+    /// Every published table.
     pub tables: Vec<TableReport>,
+    /// The `quality` step's row, or null.
     pub quality: serde_json::Value,
+    /// The `model_fit` step's rows, or null.
     pub model_fit: serde_json::Value,
     /// The visual report, when the job has tables to chart.
     pub report_html: Option<String>,
@@ -85,135 +92,33 @@ pub fn default_as_of() -> NaiveDate {
     (Utc::now() - Duration::days(1)).date_naive()
 }
 
-fn epoch() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
-}
-
-/// Parameters as SQL values: the job's, plus the ones custval derives.
-fn sql_params(job: &Job, as_of: NaiveDate) -> Result<HashMap<String, ScalarValue>> {
-    let bad = |k: &str, m: String| Error::Usage(format!("parameter {k}: {m}"));
-    let mut out: HashMap<String, ScalarValue> = job
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_scalar()))
-        .collect();
-    out.insert("as_of".into(), Param::Date(as_of).to_scalar());
-    out.insert(
-        "as_of_day".into(),
-        ScalarValue::Int64(Some((as_of - epoch()).num_days())),
-    );
-    if let Some(unit) = job.params.get("time_unit") {
-        let (days, per_month) = match unit.as_str() {
-            Some("day") => (1.0, 30.0),
-            Some("week") => (7.0, 30.0 / 7.0),
-            _ => {
-                return Err(bad(
-                    "time_unit",
-                    format!("must be day or week, got {unit:?}"),
-                ))
-            }
-        };
-        // lifetimes uses 4.345 weeks a month; SPEC.md: a month is 30 days (4.345 weeks).
-        let per_month = if days == 7.0 { 4.345 } else { per_month };
-        out.insert("time_unit_days".into(), ScalarValue::Float64(Some(days)));
-        out.insert(
-            "time_units_per_month".into(),
-            ScalarValue::Float64(Some(per_month)),
-        );
-    }
-    let holdout = match job.params.get("holdout_days") {
-        Some(Param::Int(d)) if *d >= 0 => *d,
-        Some(other) => {
-            return Err(bad(
-                "holdout_days",
-                format!("must be a whole number >= 0, got {other:?}"),
-            ))
-        }
-        None => 0,
-    };
-    let cal = as_of - Duration::days(holdout);
-    out.insert("calibration_end".into(), Param::Date(cal).to_scalar());
-    out.insert(
-        "calibration_end_day".into(),
-        ScalarValue::Int64(Some((cal - epoch()).num_days())),
-    );
-    for (k, lo, hi) in [
-        ("max_rejected_fraction", 0.0, 1.0),
-        ("monthly_discount_rate", 0.0, 1.0),
-        ("wallet_quantile", 0.0, 1.0),
-        ("platinum_fraction", 0.0, 1.0),
-        ("gold_fraction", 0.0, 1.0),
-        ("silver_fraction", 0.0, 1.0),
-        ("pareto_a", 0.0, 1.0),
-        ("pareto_b", 0.0, 1.0),
-        ("at_risk_p_alive", 0.0, 1.0),
-        ("horizon_months", 0.0, 1200.0),
-    ] {
-        if let Some(p) = job.params.get(k) {
-            match p.as_f64() {
-                Some(v) if (lo..=hi).contains(&v) => {}
-                _ => {
-                    return Err(bad(
-                        k,
-                        format!("must be a number in [{lo}, {hi}], got {p:?}"),
-                    ))
-                }
-            }
-        }
-    }
-    if let Some(v) = job.params.get("value") {
-        if !matches!(v.as_str(), Some("revenue") | Some("margin")) {
-            return Err(bad(
-                "value",
-                format!("must be revenue or margin, got {v:?}"),
-            ));
-        }
-        if v.as_str() == Some("margin") {
-            let mapped = job.spec.inputs.values().any(|i| {
-                i.kind == crate::job::InputKind::Transactions && i.columns.contains_key("margin")
-            });
-            if !mapped {
-                return Err(bad(
-                    "value",
-                    "is margin, but no transactions input maps a margin column".into(),
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn params_json(job: &Job, as_of: NaiveDate) -> serde_json::Value {
-    let mut m: serde_json::Map<String, serde_json::Value> = job
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_json()))
-        .collect();
-    m.insert("as_of".into(), as_of.to_string().into());
-    serde_json::Value::Object(m)
-}
-
-fn output_location(job: &Job, opts: &RunOptions) -> Result<Location> {
-    let base = job
-        .path
+fn job_dir(job: &Job) -> PathBuf {
+    job.path
         .parent()
         .map(|p| p.to_path_buf())
-        .unwrap_or_else(|| PathBuf::from("."));
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn output_layout(job: &Job, opts: &RunOptions) -> Result<OutputLayout> {
     let raw = match (&opts.output, &job.spec.output) {
         (Some(o), _) => o.clone(),
-        (None, Some(o)) => input::resolve_relative(&base, o),
-        (None, None) => return Err(Error::Usage("no output location: pass --output URL".into())),
+        (None, Some(o)) => input::resolve_relative(&job_dir(job), o),
+        (None, None) => {
+            return Err(Error::Argument(
+                "no output location: pass --output URL".into(),
+            ))
+        }
     };
-    Location::parse(&raw, true)
+    Ok(OutputLayout::new(Location::parse(&raw, true)?))
 }
 
 /// A session with the job's inputs registered and every URL checked.
 struct Prepared {
     ctx: SessionContext,
-    params: HashMap<String, ScalarValue>,
+    params: BoundParams,
+    sql_params: SqlParams,
     inputs: Vec<InputReport>,
-    output: Location,
-    as_of: NaiveDate,
+    output: OutputLayout,
     /// Names the run's files, lock and scratch space.
     run_id: String,
 }
@@ -221,12 +126,11 @@ struct Prepared {
 /// A session with the job's inputs registered, and the run's scratch space
 /// (which the caller removes). Nothing is left behind when this fails.
 async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
-    let as_of = opts.as_of.unwrap_or_else(default_as_of);
-    let params = sql_params(job, as_of)?;
-    let output = output_location(job, opts)?;
+    let params = job.bind(opts.as_of.unwrap_or_else(default_as_of))?;
+    let output = output_layout(job, opts)?;
     let ctx = engine::open(&opts.engine).await?;
     // Build the output store first: a bad URL or credentials fail before any query.
-    storage::register_store(&ctx, &output)?;
+    storage::register_store(&ctx, output.root())?;
     let run_id = format!(
         "{}-{:08x}",
         Utc::now().format("%Y%m%dT%H%M%SZ"),
@@ -234,17 +138,25 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
     );
     let scratch = Scratch::new(&ctx, opts.engine.cluster.is_some(), &output, &run_id)?;
     let registered = async {
-        let base = job
-            .path
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_else(|| PathBuf::from("."));
-        let inputs =
-            input::register_inputs(&ctx, &job.spec.inputs, &opts.inputs, &base, &scratch).await?;
+        let inputs = input::register_inputs(
+            &ctx,
+            &job.spec.inputs,
+            &opts.inputs,
+            &job_dir(job),
+            &scratch,
+        )
+        .await?;
         for out in &job.spec.outputs {
             if !out.previous.is_empty() {
-                register_previous(&ctx, &output, &out.table, &out.previous, as_of, &scratch)
-                    .await?;
+                register_previous(
+                    &ctx,
+                    &output,
+                    &out.table,
+                    &out.previous,
+                    params.as_of,
+                    &scratch,
+                )
+                .await?;
             }
         }
         Ok::<_, Error>(inputs)
@@ -254,10 +166,10 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
         Ok(inputs) => Ok((
             Prepared {
                 ctx,
+                sql_params: params.sql_values(),
                 params,
                 inputs,
                 output,
-                as_of,
                 run_id,
             },
             scratch,
@@ -273,31 +185,15 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
 /// published before `as_of`, as text; empty when there is none.
 async fn register_previous(
     ctx: &SessionContext,
-    output: &Location,
+    output: &OutputLayout,
     table: &str,
     columns: &[String],
     as_of: NaiveDate,
     scratch: &Scratch,
 ) -> Result<()> {
-    let store = storage::register_store(ctx, output)?;
-    let table_dir = output.join(&format!("{table}/"))?;
-    let mut found = None;
-    for date in publish::list_partitions(&store, &table_dir)
-        .await?
-        .into_iter()
-        .rev()
-    {
-        if date.as_str() >= as_of.to_string().as_str() {
-            continue;
-        }
-        let part = table_dir.join(&format!("as_of={date}/"))?;
-        if publish::read_manifest(&store, &part).await?.is_some() {
-            found = Some(part);
-            break;
-        }
-    }
+    let store = storage::register_store(ctx, output.root())?;
     let name = format!("previous_{table}");
-    match found {
+    match output.previous(&store, table, as_of).await? {
         Some(part) => {
             let raw = format!("__raw_{name}");
             input::register_source(ctx, &raw, &part, Some(crate::job::Format::Parquet), false)
@@ -324,124 +220,12 @@ async fn register_previous(
     Ok(())
 }
 
-/// Plan one SQL text with the parameters bound as typed values.
-async fn plan(
-    ctx: &SessionContext,
-    sql: &str,
-    params: &HashMap<String, ScalarValue>,
-) -> datafusion::error::Result<datafusion::dataframe::DataFrame> {
-    // A job's SQL reads and computes; only custval publishes. DDL, DML and
-    // COPY could write outside the output location: refuse them before
-    // anything runs (DataFusion executes DDL as soon as it is planned).
-    let plan = ctx.state().create_logical_plan(sql).await?;
-    if matches!(
-        plan,
-        datafusion::logical_expr::LogicalPlan::Dml(_)
-            | datafusion::logical_expr::LogicalPlan::Ddl(_)
-            | datafusion::logical_expr::LogicalPlan::Copy(_)
-            | datafusion::logical_expr::LogicalPlan::Statement(_)
-    ) {
-        return datafusion::common::plan_err!(
-            "a job step must be a query (SELECT or WITH ... SELECT); DDL, DML and COPY are not allowed"
-        );
-    }
-    ctx.execute_logical_plan(plan)
-        .await?
-        .with_param_values(params.clone())
-}
-
-fn step_error(step: &str, file: &str, e: Error) -> Error {
-    match e {
-        Error::DataFusion(inner) => Error::Step {
-            step: step.to_string(),
-            file: file.to_string(),
-            source: inner,
-        },
-        other => other,
-    }
-}
-
 /// `custval check`: parse and plan every step against the real inputs.
 pub async fn check(job: &Job, opts: &RunOptions) -> Result<Vec<String>> {
     let (p, scratch) = prepare(job, opts).await?;
-    let result = check_prepared(job, &p).await;
+    let result = steps::check(&p.ctx, job, &p.sql_params).await;
     scratch.remove().await;
     result
-}
-
-async fn check_prepared(job: &Job, p: &Prepared) -> Result<Vec<String>> {
-    let mut planned = Vec::new();
-    for step in &job.spec.steps {
-        let sql = job
-            .sql
-            .get(&step.sql)
-            .map(|s| s.as_str())
-            .unwrap_or_default();
-        let df = plan(&p.ctx, sql, &p.params)
-            .await
-            .map_err(|e| step_error(&step.name, &step.sql, e.into()))?;
-        // Create the physical plan too: catches what only planning finds.
-        df.clone()
-            .create_physical_plan()
-            .await
-            .map_err(|e| step_error(&step.name, &step.sql, e.into()))?;
-        p.ctx.register_table(step.name.as_str(), df.into_view())?;
-        planned.push(step.name.clone());
-    }
-    for gate in &job.spec.gates {
-        let sql = job
-            .sql
-            .get(&gate.sql)
-            .map(|s| s.as_str())
-            .unwrap_or_default();
-        let df = plan(&p.ctx, sql, &p.params)
-            .await
-            .map_err(|e| step_error(&gate.name, &gate.sql, e.into()))?;
-        if df.schema().field_with_unqualified_name("message").is_err() {
-            return Err(Error::job(
-                &job.path,
-                format!("gate {} must return a column named message", gate.name),
-            ));
-        }
-    }
-    Ok(planned)
-}
-
-async fn run_gate(
-    ctx: &SessionContext,
-    job: &Job,
-    gate: &crate::job::GateSpec,
-    params: &HashMap<String, ScalarValue>,
-) -> Result<()> {
-    let sql = job
-        .sql
-        .get(&gate.sql)
-        .map(|s| s.as_str())
-        .unwrap_or_default();
-    let df = plan(ctx, sql, params)
-        .await
-        .map_err(|e| step_error(&gate.name, &gate.sql, e.into()))?;
-    let batches = df
-        .select_columns(&["message"])?
-        .limit(0, Some(20))?
-        .collect()
-        .await?;
-    let rows = table::to_json_rows(&batches)?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let messages: Vec<String> = rows
-        .iter()
-        .map(|r| match r.get("message") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-            None => String::new(),
-        })
-        .collect();
-    Err(Error::Gate {
-        gate: gate.name.clone(),
-        message: messages.join("; "),
-    })
 }
 
 /// `custval run`: compute every step, check the gates, publish the outputs.
@@ -451,7 +235,15 @@ pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
         .lineage
         .as_deref()
         .map(|t| Lineage::new(t, &job.spec.name));
-    let result = run_inner(job, opts, lineage.as_ref()).await;
+    let started = Instant::now();
+    let result = match prepare(job, opts).await {
+        Ok((p, scratch)) => {
+            let r = run_prepared(job, p, lineage.as_ref(), started, &scratch).await;
+            scratch.remove().await;
+            r
+        }
+        Err(e) => Err(e),
+    };
     if let Some(l) = &lineage {
         match &result {
             Ok(r) => {
@@ -470,14 +262,6 @@ pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
     result
 }
 
-async fn run_inner(job: &Job, opts: &RunOptions, lineage: Option<&Lineage>) -> Result<RunReport> {
-    let started = Instant::now();
-    let (p, scratch) = prepare(job, opts).await?;
-    let result = run_prepared(job, p, lineage, started, &scratch).await;
-    scratch.remove().await;
-    result
-}
-
 async fn run_prepared(
     job: &Job,
     p: Prepared,
@@ -486,7 +270,8 @@ async fn run_prepared(
     scratch: &Scratch,
 ) -> Result<RunReport> {
     let run_id = p.run_id.clone();
-    tracing::info!(job = %job.spec.name, as_of = %p.as_of, run_id = %run_id, output = %p.output, "run started");
+    let as_of = p.params.as_of;
+    tracing::info!(job = %job.spec.name, %as_of, run_id = %run_id, output = %p.output.root(), "run started");
     if let Some(l) = lineage {
         let inputs: Vec<serde_json::Value> = p
             .inputs
@@ -497,166 +282,80 @@ async fn run_prepared(
             .collect();
         l.emit("START", Some(&run_id), &inputs, &[], None).await;
     }
-    let store = storage::register_store(&p.ctx, &p.output)?;
-    let lock = RunLock::acquire(
-        store.clone(),
-        &p.output,
-        &job.spec.name,
-        &p.as_of.to_string(),
-        &run_id,
-    )
-    .await?;
+    let store = storage::register_store(&p.ctx, p.output.root())?;
+    let lock = RunLock::acquire(store.clone(), &p.output, &job.spec.name, as_of, &run_id).await?;
     let inputs = p.inputs.clone();
-    let result = run_locked(job, p, &run_id, &lock, store, started, scratch).await;
+    let result = run_locked(job, p, &lock, store, started, scratch).await;
     lock.release().await;
-    result.map_err(|e| data_error(&inputs, e))
+    result.map_err(|e| name_the_inputs(&inputs, e))
 }
 
-/// A malformed file found while reading rows (past the sample the schema
-/// was read from) is bad input, not a failed run: exit 2, naming the input.
-fn data_error(inputs: &[InputReport], e: Error) -> Error {
-    // A failed gate names the data it judged.
-    if let Error::Gate { gate, message } = e {
-        let read: Vec<String> = inputs
-            .iter()
-            .filter_map(|i| i.url.as_ref().map(|u| format!("{} = {u}", i.name)))
-            .collect();
-        return Error::Gate {
-            gate,
-            message: format!("{message} (input {})", read.join(", ")),
-        };
-    }
-    let text = e.to_string();
-    let markers = [
-        "Csv error",
-        "CSV file",
-        "Parquet error",
-        "invalid utf-8",
-        "UTF-8 error",
-    ];
-    if !markers.iter().any(|m| text.contains(m)) {
-        return e;
-    }
+/// Errors that are about the data read get the inputs' names: a failed gate
+/// names the data it judged, and a malformed file found while reading rows
+/// (past the sample the schema was read from) is bad input, not a failed
+/// run: [`Error::InputData`], exit 2.
+fn name_the_inputs(inputs: &[InputReport], e: Error) -> Error {
     let read: Vec<&InputReport> = inputs.iter().filter(|i| i.url.is_some()).collect();
     let names: Vec<&str> = read.iter().map(|i| i.name.as_str()).collect();
     let urls: Vec<&str> = read.iter().filter_map(|i| i.url.as_deref()).collect();
-    Error::InputSchema {
-        input: names.join(", "),
-        url: urls.join(", "),
-        message: format!("unreadable data: {}", text.replace('\n', ": ")),
+    match e {
+        Error::Gate { gate, message } => {
+            let read: Vec<String> = names
+                .iter()
+                .zip(&urls)
+                .map(|(n, u)| format!("{n} = {u}"))
+                .collect();
+            Error::Gate {
+                gate,
+                message: format!("{message} (input {})", read.join(", ")),
+            }
+        }
+        Error::Step { ref source, .. } if crate::error::is_read_fault(source) => Error::InputData {
+            input: names.join(", "),
+            file: urls.join(", "),
+            message: e.to_string().replace('\n', ": "),
+        },
+        Error::DataFusion(ref source) if crate::error::is_read_fault(source) => Error::InputData {
+            input: names.join(", "),
+            file: urls.join(", "),
+            message: e.to_string().replace('\n', ": "),
+        },
+        other => other,
     }
 }
 
 async fn run_locked(
     job: &Job,
     p: Prepared,
-    run_id: &str,
     lock: &RunLock,
-    store: Arc<dyn object_store::ObjectStore>,
+    store: Arc<dyn ObjectStore>,
     started: Instant,
-    spill: &Scratch,
+    scratch: &Scratch,
 ) -> Result<RunReport> {
-    let run_id = run_id.to_string();
-    let mut steps = Vec::new();
+    let mut step_reports = Vec::new();
     for step in &job.spec.steps {
-        let t0 = Instant::now();
-        let span = tracing::info_span!("step", step = %step.name, file = %step.sql);
-        let rows = async {
-            let sql = job.sql.get(&step.sql).map(|s| s.as_str()).unwrap_or_default();
-            let df = plan(&p.ctx, sql, &p.params)
-                .await
-                .map_err(|e| step_error(&step.name, &step.sql, e.into()))?;
-            let pb = crate::progress::step(&step.name);
-            let rows = if step.materialize {
-                Some(
-                    materialize(&p.ctx, &step.name, df, spill)
-                        .await
-                        .map_err(|e| step_error(&step.name, &step.sql, e))?,
-                )
-            } else {
-                p.ctx.register_table(step.name.as_str(), df.into_view())?;
-                None
-            };
-            pb.finish_and_clear();
-            let seconds = t0.elapsed().as_secs_f64();
-            // Views are planned here and computed by the steps that read them.
-            match rows {
-                Some(n) => tracing::info!(step = %step.name, rows_out = n, materialized = true, seconds, "step done"),
-                None => tracing::info!(step = %step.name, materialized = false, seconds, "step done"),
-            }
-            Ok::<_, Error>(rows)
-        }
-        .instrument(span)
-        .await?;
-        let seconds = t0.elapsed().as_secs_f64();
-        steps.push(StepReport {
-            name: step.name.clone(),
-            file: step.sql.clone(),
-            materialized: step.materialize,
-            rows,
-            seconds,
-        });
-        for gate in job
-            .spec
-            .gates
-            .iter()
-            .filter(|g| g.after.as_deref() == Some(step.name.as_str()))
-        {
-            run_gate(&p.ctx, job, gate, &p.params).await?;
-        }
+        step_reports.push(steps::run_step(&p.ctx, job, step, &p.sql_params, scratch).await?);
+        steps::run_gates(&p.ctx, job, Some(step.name.as_str()), &p.sql_params).await?;
     }
-    for gate in job.spec.gates.iter().filter(|g| g.after.is_none()) {
-        run_gate(&p.ctx, job, gate, &p.params).await?;
-    }
-    let quality = one_row_json(&p.ctx, "quality").await?;
-    let model_fit = all_rows_json(&p.ctx, "model_fit").await?;
-
-    // Stage every output, then publish them together.
-    let mut staged: Vec<Staged> = Vec::new();
-    for out in &job.spec.outputs {
-        let partition = p
-            .output
-            .join(&format!("{}/as_of={}/", out.table, p.as_of))?;
-        let df = p.ctx.table(out.from.as_str()).await?;
-        match publish::stage(&out.table, df, store.clone(), &partition, &run_id).await {
-            Ok(s) => {
-                tracing::info!(table = %out.table, rows = s.rows, files = s.files.len(), "table staged");
-                staged.push(s)
-            }
-            Err(e) => {
-                discard(&store, &staged).await;
-                return Err(e);
-            }
-        }
-    }
-    let parameters = params_json(job, p.as_of);
-    let inputs_json =
-        serde_json::to_value(&p.inputs).map_err(|e| Error::Internal(e.to_string()))?;
-    let steps_json = serde_json::to_value(&steps).map_err(|e| Error::Internal(e.to_string()))?;
+    steps::run_gates(&p.ctx, job, None, &p.sql_params).await?;
+    let record = RunRecord {
+        job: job.spec.name.clone(),
+        run_id: p.run_id.clone(),
+        as_of: p.params.as_of,
+        parameters: p.params.to_json(),
+        inputs: serde_json::to_value(&p.inputs)?,
+        quality: table::first_row_json(&p.ctx, "quality").await?,
+        model_fit: table::rows_json(&p.ctx, "model_fit").await?,
+        steps: serde_json::to_value(&step_reports)?,
+    };
+    let staged = stage_all(job, &p, &store).await?;
     if let Err(e) = lock.verify().await {
         discard(&store, &staged).await;
         return Err(e);
     }
     let mut tables = Vec::new();
     for s in &staged {
-        let manifest = Manifest {
-            format: "custval-manifest/1".into(),
-            table: s.table.clone(),
-            as_of: p.as_of.to_string(),
-            run_id: run_id.clone(),
-            job: job.spec.name.clone(),
-            custval_version: env!("CARGO_PKG_VERSION").into(),
-            created_at: Utc::now().to_rfc3339(),
-            rows: s.rows,
-            files: s.files.clone(),
-            schema: publish::schema_entries(&s.schema),
-            parameters: parameters.clone(),
-            inputs: inputs_json.clone(),
-            quality: quality.clone(),
-            model_fit: model_fit.clone(),
-            steps: steps_json.clone(),
-        };
-        publish::commit(&store, &manifest, &s.partition).await?;
+        publish::commit(&store, &record.manifest(s), &s.partition).await?;
         tracing::info!(table = %s.table, rows = s.rows, location = %s.partition, "table published");
         tables.push(TableReport {
             table: s.table.clone(),
@@ -665,34 +364,58 @@ async fn run_locked(
             files: s.files.len(),
         });
     }
-    let report_html = write_html_report(&p, job, &run_id, &store).await;
+    let report_html = write_html_report(&p, job, &store).await;
     Ok(RunReport {
         report_html,
         custval_version: env!("CARGO_PKG_VERSION").into(),
-        job: job.spec.name.clone(),
-        run_id,
-        as_of: p.as_of.to_string(),
+        job: record.job,
+        run_id: record.run_id,
+        as_of: record.as_of.to_string(),
         status: "success".into(),
         seconds: started.elapsed().as_secs_f64(),
-        parameters,
+        parameters: record.parameters,
         inputs: p.inputs,
-        steps,
+        steps: step_reports,
         tables,
-        quality,
-        model_fit,
+        quality: record.quality,
+        model_fit: record.model_fit,
     })
 }
 
-/// Render and write `OUTPUT/_reports/JOB/as_of=DATE/report.html`. The tables
-/// are already published: a report that cannot be written is a warning.
+/// Stage every output; on a failure remove what was staged.
+async fn stage_all(job: &Job, p: &Prepared, store: &Arc<dyn ObjectStore>) -> Result<Vec<Staged>> {
+    let mut staged: Vec<Staged> = Vec::new();
+    for out in &job.spec.outputs {
+        let staging = async {
+            let partition = p.output.partition(&out.table, p.params.as_of)?;
+            let df = p.ctx.table(out.from.as_str()).await?;
+            publish::stage(&out.table, df, store.clone(), &partition, &p.run_id).await
+        };
+        match staging.await {
+            Ok(s) => {
+                tracing::info!(table = %out.table, rows = s.rows, files = s.files.len(), "table staged");
+                staged.push(s)
+            }
+            Err(e) => {
+                discard(store, &staged).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(staged)
+}
+
+/// Render and write the run's `report.html` ([`OutputLayout::report`]). The
+/// tables are already published: a report that cannot be written is a warning.
 async fn write_html_report(
     p: &Prepared,
     job: &Job,
-    run_id: &str,
-    store: &Arc<dyn object_store::ObjectStore>,
+    store: &Arc<dyn ObjectStore>,
 ) -> Option<String> {
-    let as_of = p.as_of.to_string();
-    let html = match crate::report::render(&p.ctx, &job.spec.name, &as_of, run_id).await {
+    let as_of = p.params.as_of;
+    let rendered =
+        crate::report::render(&p.ctx, &job.spec.name, &as_of.to_string(), &p.run_id).await;
+    let html = match rendered {
         Ok(Some(h)) => h,
         Ok(None) => return None,
         Err(e) => {
@@ -700,20 +423,9 @@ async fn write_html_report(
             return None;
         }
     };
-    let loc = p
-        .output
-        .join(&format!(
-            "_reports/{}/as_of={as_of}/report.html",
-            job.spec.name
-        ))
-        .ok()?;
-    match store
-        .put(
-            &loc.path(),
-            object_store::PutPayload::from(html.into_bytes()),
-        )
-        .await
-    {
+    let loc = p.output.report(&job.spec.name, as_of).ok()?;
+    let payload = object_store::PutPayload::from(html.into_bytes());
+    match store.put(&loc.path(), payload).await {
         Ok(_) => {
             tracing::info!(location = %loc, "report written");
             Some(loc.to_string())
@@ -725,83 +437,9 @@ async fn write_html_report(
     }
 }
 
-async fn discard(store: &Arc<dyn object_store::ObjectStore>, staged: &[Staged]) {
+async fn discard(store: &Arc<dyn ObjectStore>, staged: &[Staged]) {
     for s in staged {
         let files: Vec<String> = s.files.iter().map(|f| f.path.clone()).collect();
         publish::discard_files(store, &s.partition, &files).await;
     }
-}
-
-/// Compute a step once into local Parquet spill files and register them.
-async fn materialize(
-    ctx: &SessionContext,
-    name: &str,
-    df: datafusion::dataframe::DataFrame,
-    scratch: &Scratch,
-) -> Result<u64> {
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let folder = scratch.folder(name)?;
-    // Spill files live for one run and are read whole: fast LZ4 instead of
-    // the zstd of published files, and no dictionaries or page statistics
-    // (building them was about a tenth of writing a 20M-row spill).
-    if let Scratch::Local(_) = scratch {
-        // Locally, written by our own writers, outside the memory pool:
-        // DataFusion's Parquet sink reserves from the pool, and an aggregate
-        // that keeps its share until its output is done (customer_summary
-        // under --memory-limit 384MiB at 20M rows) left it nothing.
-        let props = WriterProperties::builder()
-            .set_compression(Compression::LZ4_RAW)
-            .set_dictionary_enabled(false)
-            .set_statistics_enabled(EnabledStatistics::None)
-            .set_max_row_group_row_count(Some(1 << 17))
-            .build();
-        let loc = Location::parse(&folder, true)?;
-        let store = storage::register_store(ctx, &loc)?;
-        let staged = publish::stage_with(name, df, store, &loc, "spill", props).await?;
-        let opts = ParquetReadOptions::default().schema(&schema);
-        ctx.register_parquet(name, &folder, opts).await?;
-        return Ok(staged.rows);
-    }
-    let mut spill_opts = datafusion::config::TableParquetOptions::default();
-    spill_opts.global.compression = Some("lz4_raw".into());
-    spill_opts.global.dictionary_enabled = Some(false);
-    spill_opts.global.statistics_enabled = Some("none".into());
-    let counts: Vec<RecordBatch> = df
-        .write_parquet(&folder, DataFrameWriteOptions::new(), Some(spill_opts))
-        .await?;
-    let rows: u64 = table::to_json_rows(&counts)?
-        .iter()
-        .filter_map(|r| r.get("count").and_then(|v| v.as_u64()))
-        .sum();
-    if rows == 0 {
-        // No rows may mean no files: a folder with none has no schema to read.
-        scratch.register_empty(ctx, name, schema).await?;
-    } else {
-        let opts = ParquetReadOptions::default().schema(&schema);
-        ctx.register_parquet(name, &folder, opts).await?;
-    }
-    Ok(rows)
-}
-
-async fn one_row_json(ctx: &SessionContext, name: &str) -> Result<serde_json::Value> {
-    match all_rows_json(ctx, name).await? {
-        serde_json::Value::Array(mut rows) if !rows.is_empty() => Ok(rows.remove(0)),
-        _ => Ok(serde_json::Value::Null),
-    }
-}
-
-async fn all_rows_json(ctx: &SessionContext, name: &str) -> Result<serde_json::Value> {
-    if !ctx.table_exist(name)? {
-        return Ok(serde_json::Value::Null);
-    }
-    let batches = ctx
-        .table(name)
-        .await?
-        .limit(0, Some(100))?
-        .collect()
-        .await?;
-    let rows = table::to_json_rows(&batches)?;
-    Ok(serde_json::Value::Array(
-        rows.into_iter().map(serde_json::Value::Object).collect(),
-    ))
 }

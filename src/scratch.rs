@@ -1,5 +1,5 @@
-//! Scratch space for one run: where materialized steps and empty tables live
-//! until the run ends.
+//! Scratch space for one run: where materialized steps (written here by
+//! [`Scratch::materialize`]) and empty tables live until the run ends.
 //!
 //! Locally that is a temporary folder. On a Ballista cluster the executors
 //! must read what the steps wrote, and an in-memory table cannot travel in a
@@ -9,14 +9,20 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 use datafusion::datasource::MemTable;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Error, Result};
+use crate::publish::{self, OutputLayout};
 use crate::storage::{self, Location};
+use crate::table;
 
 /// The scratch space of one run.
 pub enum Scratch {
@@ -34,11 +40,11 @@ impl Scratch {
     pub fn new(
         ctx: &SessionContext,
         clustered: bool,
-        output: &Location,
+        output: &OutputLayout,
         run_id: &str,
     ) -> Result<Scratch> {
         if clustered {
-            let location = output.join(&format!("_work/{run_id}/"))?;
+            let location = output.scratch(run_id)?;
             let store = storage::register_store(ctx, &location)?;
             Ok(Scratch::Shared { store, location })
         } else {
@@ -90,6 +96,58 @@ impl Scratch {
             }
         }
         Ok(())
+    }
+
+    /// Compute a step once into Parquet spill files here, register them as
+    /// table `name`, and return the row count.
+    pub async fn materialize(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        df: DataFrame,
+    ) -> Result<u64> {
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let folder = self.folder(name)?;
+        // Spill files live for one run and are read whole: fast LZ4 instead of
+        // the zstd of published files, and no dictionaries or page statistics
+        // (building them was about a tenth of writing a 20M-row spill).
+        if let Scratch::Local(_) = self {
+            // Locally, written by our own writers, outside the memory pool:
+            // DataFusion's Parquet sink reserves from the pool, and an aggregate
+            // that keeps its share until its output is done (customer_summary
+            // under --memory-limit 384MiB at 20M rows) left it nothing.
+            let props = WriterProperties::builder()
+                .set_compression(Compression::LZ4_RAW)
+                .set_dictionary_enabled(false)
+                .set_statistics_enabled(EnabledStatistics::None)
+                .set_max_row_group_row_count(Some(1 << 17))
+                .build();
+            let loc = Location::parse(&folder, true)?;
+            let store = storage::register_store(ctx, &loc)?;
+            let staged = publish::stage_with(name, df, store, &loc, "spill", props).await?;
+            let opts = ParquetReadOptions::default().schema(&schema);
+            ctx.register_parquet(name, &folder, opts).await?;
+            return Ok(staged.rows);
+        }
+        let mut spill_opts = datafusion::config::TableParquetOptions::default();
+        spill_opts.global.compression = Some("lz4_raw".into());
+        spill_opts.global.dictionary_enabled = Some(false);
+        spill_opts.global.statistics_enabled = Some("none".into());
+        let counts: Vec<RecordBatch> = df
+            .write_parquet(&folder, DataFrameWriteOptions::new(), Some(spill_opts))
+            .await?;
+        let rows: u64 = table::to_json_rows(&counts)?
+            .iter()
+            .filter_map(|r| r.get("count").and_then(|v| v.as_u64()))
+            .sum();
+        if rows == 0 {
+            // No rows may mean no files: a folder with none has no schema to read.
+            self.register_empty(ctx, name, schema).await?;
+        } else {
+            let opts = ParquetReadOptions::default().schema(&schema);
+            ctx.register_parquet(name, &folder, opts).await?;
+        }
+        Ok(rows)
     }
 
     /// Remove everything the run left here (best effort: a failure is logged,

@@ -105,7 +105,9 @@ fn is_write(plan: &LogicalPlan) -> bool {
 /// Where results go: printed in a format, or written as Parquet to a URL.
 #[derive(Debug, Clone)]
 pub enum Sink {
+    /// Print results to stdout in this format.
     Print(OutputFormat),
+    /// Write results as Parquet at this location.
     Parquet(Location),
 }
 
@@ -130,14 +132,14 @@ pub async fn execute_to(
 ) -> Result<()> {
     // DataFusion's own parser: it knows COPY ... STORED AS, CREATE EXTERNAL TABLE.
     let statements = datafusion::sql::parser::DFParser::parse_sql(text)
-        .map_err(|e| Error::Usage(format!("SQL does not parse: {e}")))?;
+        .map_err(|e| Error::Query(format!("SQL does not parse: {e}")))?;
     if statements.is_empty() {
-        return Err(Error::Usage("no SQL statement given".into()));
+        return Err(Error::Query("no SQL statement given".into()));
     }
     for stmt in statements {
         let plan = ctx.state().statement_to_plan(stmt).await?;
         if is_write(&plan) && !allow_write {
-            return Err(Error::Usage(format!(
+            return Err(Error::Query(format!(
                 "custval sql is read-only: {} statements need --allow-write",
                 plan.display()
             )));
@@ -168,7 +170,7 @@ pub async fn run(
     engine_opts: &EngineOptions,
 ) -> Result<()> {
     if matches!(sink, Sink::Parquet(_)) && !allow_write {
-        return Err(Error::Usage(
+        return Err(Error::Argument(
             "--format parquet writes files: add --allow-write".into(),
         ));
     }
@@ -187,16 +189,22 @@ pub async fn run(
 /// State of the shell that meta commands change.
 #[derive(Debug, Clone)]
 pub struct Shell {
+    /// Where results go.
     pub sink: Sink,
+    /// Whether DDL, DML and writing are allowed.
     pub allow_write: bool,
+    /// Print each statement's time (`\timing`).
     pub timing: bool,
 }
 
 /// What a line of input asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Meta {
+    /// Leave the shell (`\q`).
     Quit,
+    /// A meta command that was carried out.
     Handled,
+    /// Not a meta command: SQL to run.
     NotMeta,
 }
 

@@ -81,7 +81,7 @@ impl Location {
     pub fn parse(raw: &str, dir: bool) -> Result<Location> {
         let raw = raw.trim();
         if raw.is_empty() {
-            return Err(Error::Usage("empty URL or path".into()));
+            return Err(Error::Argument("empty URL or path".into()));
         }
         let url = match Url::parse(raw) {
             Ok(u) if u.scheme().len() > 1 => u,
@@ -93,27 +93,25 @@ impl Location {
                 } else {
                     Url::from_file_path(&abs)
                 };
-                u.map_err(|_| Error::Usage(format!("not a usable path: {raw}")))?
+                u.map_err(|_| Error::url(raw, "not a usable path"))?
             }
         };
         match url.scheme() {
             "file" | "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "http" | "https" => {}
             other => {
-                return Err(Error::Usage(format!(
-                    "unsupported URL scheme {other:?} in {} (use a path, file://, s3://, gs://, az://, abfss:// or https://)",
-                    redact(&url)
-                )))
+                return Err(Error::url(
+                    redact(&url),
+                    format!("unsupported URL scheme {other:?} (use a path, file://, s3://, gs://, az://, abfss:// or https://)"),
+                ))
             }
         }
         if url.scheme() != "file" && url.host_str().unwrap_or("").is_empty() {
-            return Err(Error::Usage(format!(
-                "URL {} names no bucket or container",
-                redact(&url)
-            )));
+            return Err(Error::url(redact(&url), "names no bucket or container"));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::Usage(
-                "URLs must not carry credentials; use the cloud's environment variables".into(),
+            return Err(Error::url(
+                redact(&url),
+                "URLs must not carry credentials; use the cloud's environment variables",
             ));
         }
         let mut url = url;
@@ -127,7 +125,7 @@ impl Location {
     /// Decode the store path of a checked URL.
     fn from_url(url: Url) -> Result<Location> {
         let path = StorePath::from_url_path(url.path())
-            .map_err(|e| Error::Usage(format!("not a usable path in {}: {e}", redact(&url))))?;
+            .map_err(|e| Error::url(redact(&url), format!("not a usable path: {e}")))?;
         Ok(Location { url, path })
     }
 
@@ -158,12 +156,9 @@ impl Location {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let url = base.join(segment).map_err(|e| {
-            Error::Usage(format!(
-                "cannot join {segment:?} to {}: {e}",
-                redact(&self.url)
-            ))
-        })?;
+        let url = base
+            .join(segment)
+            .map_err(|e| Error::url(redact(&self.url), format!("cannot join {segment:?}: {e}")))?;
         Location::from_url(url)
     }
 
@@ -217,20 +212,25 @@ pub fn redact(url: &Url) -> String {
 /// (per request, 60), `CUSTVAL_STORE_CONNECT_TIMEOUT_SECS` (10).
 #[derive(Debug, Clone)]
 pub struct StoreTuning {
+    /// Retries of a failed request.
     pub max_retries: usize,
+    /// Give up retrying after this long.
     pub retry_timeout: Duration,
+    /// Timeout of one request.
     pub request_timeout: Duration,
+    /// Timeout of opening a connection.
     pub connect_timeout: Duration,
 }
 
 impl StoreTuning {
+    /// The settings from the environment; [`Error::Env`] for a value that is not a whole number.
     pub fn from_env() -> Result<StoreTuning> {
         fn var(name: &str, default: u64) -> Result<u64> {
             match std::env::var(name) {
-                Ok(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::Usage(format!("{name}={v:?} is not a whole number"))),
+                Ok(v) => v.trim().parse().map_err(|_| Error::Env {
+                    var: name.to_string(),
+                    message: format!("{v:?} is not a whole number"),
+                }),
                 Err(_) => Ok(default),
             }
         }
@@ -366,7 +366,7 @@ pub fn build_store(loc: &Location) -> Result<Arc<dyn ObjectStore>> {
                 .build()
                 .map_err(err)?,
         ),
-        other => return Err(Error::Usage(format!("unsupported URL scheme {other}"))),
+        other => return Err(Error::url(shown, format!("unsupported URL scheme {other}"))),
     };
     Ok(store)
 }

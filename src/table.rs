@@ -6,6 +6,7 @@ use std::io::Write;
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
 use crate::error::{Error, Result};
@@ -13,8 +14,11 @@ use crate::error::{Error, Result};
 /// Output formats of `custval sql`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
+    /// Aligned columns.
     Table,
+    /// CSV with a header line.
     Csv,
+    /// One JSON object per row.
     Json,
 }
 
@@ -111,8 +115,7 @@ pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: OutputFormat)
         }
         OutputFormat::Json => {
             for row in to_json_rows(batches)? {
-                let line =
-                    serde_json::to_string(&row).map_err(|e| Error::Internal(e.to_string()))?;
+                let line = serde_json::to_string(&row)?;
                 writeln!(out, "{line}").map_err(io)?;
             }
         }
@@ -150,4 +153,30 @@ fn flatten_for_csv(b: &RecordBatch) -> Result<RecordBatch> {
         }
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// The first row of table `name` as a JSON object; null when the table is
+/// absent or empty.
+pub async fn first_row_json(ctx: &SessionContext, name: &str) -> Result<serde_json::Value> {
+    match rows_json(ctx, name).await? {
+        serde_json::Value::Array(mut rows) if !rows.is_empty() => Ok(rows.remove(0)),
+        _ => Ok(serde_json::Value::Null),
+    }
+}
+
+/// Up to 100 rows of table `name` as a JSON array; null when it is absent.
+pub async fn rows_json(ctx: &SessionContext, name: &str) -> Result<serde_json::Value> {
+    if !ctx.table_exist(name)? {
+        return Ok(serde_json::Value::Null);
+    }
+    let batches = ctx
+        .table(name)
+        .await?
+        .limit(0, Some(100))?
+        .collect()
+        .await?;
+    let rows = to_json_rows(&batches)?;
+    Ok(serde_json::Value::Array(
+        rows.into_iter().map(serde_json::Value::Object).collect(),
+    ))
 }

@@ -23,16 +23,22 @@ pub use args::{FitAggregate, ModelScalar};
 /// A registered SQL function with its documentation.
 #[derive(Debug, Clone)]
 pub struct Function {
+    /// SQL name.
     pub name: &'static str,
+    /// Arguments and result, as `custval functions` prints them.
     pub signature: &'static str,
+    /// One line on what it computes.
     pub description: &'static str,
+    /// The DataFusion function.
     pub udf: Udf,
 }
 
 /// The DataFusion object behind a function.
 #[derive(Debug, Clone)]
 pub enum Udf {
+    /// A scalar function.
     Scalar(Arc<ScalarUDF>),
+    /// An aggregate function.
     Aggregate(Arc<AggregateUDF>),
 }
 

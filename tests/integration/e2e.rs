@@ -492,6 +492,34 @@ fn check_plans_every_step_and_writes_nothing() {
     assert!(walk(tmp.path()).is_empty());
 }
 
+/// SPEC: a broken step in `check` is invalid SQL, exit 2, and the error
+/// names the step and its file, printed once.
+#[test]
+fn check_exits_2_on_a_broken_sql_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.sql"), "SELECT no_such_column FROM t\n").unwrap();
+    std::fs::write(tmp.path().join("t.csv"), "x\n1\n").unwrap();
+    let job = tmp.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "name = \"broken\"\n[inputs.t]\nkind = \"table\"\nurl = \"t.csv\"\n\
+         [[steps]]\nname = \"a\"\nsql = \"a.sql\"\n",
+    )
+    .unwrap();
+    let out = bin().arg("check").arg(&job).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("step a (a.sql)") && err.contains("no_such_column"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("step a (a.sql)").count(),
+        1,
+        "printed once: {err}"
+    );
+}
+
 #[test]
 fn sql_is_read_only_unless_allowed() {
     let out = bin()

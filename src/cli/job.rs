@@ -1,0 +1,135 @@
+//! `custval run` and `custval check`: one setup (job loaded, overrides
+//! applied, options built), then run-and-publish or plan-only.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::{date_flag, inputs_map, key_values, say, EngineArgs};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::runner::{self, RunOptions, RunReport};
+
+/// The flags `run` and `check` share.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    /// Last day of data to use (default: yesterday, UTC); later rows are ignored.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Override an input's URL: NAME=URL (repeatable).
+    #[arg(long = "input", value_name = "NAME=URL")]
+    pub inputs: Vec<String>,
+    /// Override a parameter: KEY=VALUE (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// The query engine's settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// `custval run JOB ...`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job, its dates, inputs, parameters and engine.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Where tables are published (overrides the job's output).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Write a JSON run report to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Send OpenLineage events to an http(s) endpoint or append them to a file.
+    #[arg(long)]
+    pub lineage: Option<String>,
+}
+
+/// `custval check JOB ...`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The job, its dates, inputs, parameters and engine.
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// The job with its `--set` overrides applied, and the run options.
+fn setup(args: &JobArgs) -> Result<(Job, RunOptions)> {
+    let mut job = Job::load(&args.job)?;
+    let sets = key_values("--set", &args.sets)?;
+    job.apply_overrides(&sets)?;
+    let opts = RunOptions {
+        as_of: args
+            .as_of
+            .as_deref()
+            .map(|d| date_flag("--as-of", d))
+            .transpose()?,
+        inputs: inputs_map(&args.inputs)?,
+        sets,
+        output: None,
+        engine: args.engine.options()?,
+        lineage: None,
+    };
+    Ok((job, opts))
+}
+
+/// `custval run`: run the job, write the report file if asked, list the tables.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let (job, mut opts) = setup(&args.job)?;
+    opts.output = args.output;
+    opts.lineage = args.lineage;
+    let result = runner::run(&job, &opts).await;
+    if let Some(path) = &args.report {
+        write_report(path, &job, &opts, &result)?;
+    }
+    for t in &result?.tables {
+        say(format_args!(
+            "{:<26} {:>10} rows  {}\n",
+            t.table, t.rows, t.location
+        ))?;
+    }
+    Ok(())
+}
+
+/// `custval check`: plan every step against the real inputs; writes nothing.
+pub async fn check(args: CheckArgs) -> Result<()> {
+    let (job, mut opts) = setup(&args.job)?;
+    // Check publishes nothing, but the scratch space and store checks need
+    // an output location.
+    opts.output = Some(
+        std::env::temp_dir()
+            .join("custval-check-unused")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    let steps = runner::check(&job, &opts).await?;
+    say(format_args!(
+        "{}: ok ({} steps planned: {})\n",
+        args.job.job.display(),
+        steps.len(),
+        steps.join(", ")
+    ))
+}
+
+/// The `--report` file: the run report, or the error with its exit code.
+fn write_report(
+    path: &Path,
+    job: &Job,
+    opts: &RunOptions,
+    result: &Result<RunReport>,
+) -> Result<()> {
+    let value = match result {
+        Ok(r) => serde_json::to_value(r)?,
+        Err(e) => serde_json::json!({
+            "custval_version": env!("CARGO_PKG_VERSION"),
+            "job": job.spec.name,
+            "as_of": opts.as_of.map(|d| d.to_string()),
+            "status": "error",
+            "exit_code": e.exit_code(),
+            "error": e.to_string(),
+        }),
+    };
+    let text = serde_json::to_string_pretty(&value)?;
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}

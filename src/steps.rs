@@ -1,0 +1,214 @@
+//! One SQL step or gate of a job: planned with the bound parameters (queries
+//! only, never DDL or DML), computed as a view or into scratch space, gates
+//! judged; and `check`'s planning of them all without computing any.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::job::{GateSpec, Job, StepSpec};
+use crate::scratch::Scratch;
+use crate::table;
+
+/// Bound parameters as SQL values ([`crate::job::BoundParams::sql_values`]).
+pub type SqlParams = HashMap<String, ScalarValue>;
+
+/// One step's outcome, for the run report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// The logical table the step defines.
+    pub name: String,
+    /// Its SQL file, as the job names it.
+    pub file: String,
+    /// Computed into scratch files (true) or left a view (false).
+    pub materialized: bool,
+    /// Rows computed, for materialized steps.
+    pub rows: Option<u64>,
+    /// Wall-clock seconds, planning included.
+    pub seconds: f64,
+}
+
+/// The SQL text of a step or gate file (read when the job was loaded).
+fn sql_of<'a>(job: &'a Job, file: &str) -> &'a str {
+    job.sql.get(file).map(|s| s.as_str()).unwrap_or_default()
+}
+
+/// Plan one SQL text with the parameters bound as typed values.
+pub async fn plan(
+    ctx: &SessionContext,
+    sql: &str,
+    params: &SqlParams,
+) -> datafusion::error::Result<DataFrame> {
+    // A job's SQL reads and computes; only custval publishes. DDL, DML and
+    // COPY could write outside the output location: refuse them before
+    // anything runs (DataFusion executes DDL as soon as it is planned).
+    let plan = ctx.state().create_logical_plan(sql).await?;
+    if matches!(
+        plan,
+        datafusion::logical_expr::LogicalPlan::Dml(_)
+            | datafusion::logical_expr::LogicalPlan::Ddl(_)
+            | datafusion::logical_expr::LogicalPlan::Copy(_)
+            | datafusion::logical_expr::LogicalPlan::Statement(_)
+    ) {
+        return datafusion::common::plan_err!(
+            "a job step must be a query (SELECT or WITH ... SELECT); DDL, DML and COPY are not allowed"
+        );
+    }
+    ctx.execute_logical_plan(plan)
+        .await?
+        .with_param_values(params.clone())
+}
+
+/// An engine error of a step that was running (exit 1); other errors keep
+/// their own variant.
+fn step_error(step: &str, file: &str, e: Error) -> Error {
+    match e {
+        Error::DataFusion(inner) => Error::Step {
+            step: step.to_string(),
+            file: file.to_string(),
+            source: inner,
+        },
+        other => other,
+    }
+}
+
+/// A step or gate that does not plan, found by `check` (exit 2).
+fn invalid_step(step: &str, file: &str, e: DataFusionError) -> Error {
+    Error::InvalidStep {
+        step: step.to_string(),
+        file: file.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// Compute one step: a view planned now and computed by the steps that read
+/// it, or, with `materialize`, rows written once into scratch space.
+pub async fn run_step(
+    ctx: &SessionContext,
+    job: &Job,
+    step: &StepSpec,
+    params: &SqlParams,
+    scratch: &Scratch,
+) -> Result<StepReport> {
+    let t0 = Instant::now();
+    let span = tracing::info_span!("step", step = %step.name, file = %step.sql);
+    let rows = async {
+        let df = plan(ctx, sql_of(job, &step.sql), params)
+            .await
+            .map_err(|e| step_error(&step.name, &step.sql, e.into()))?;
+        let pb = crate::progress::step(&step.name);
+        let rows = if step.materialize {
+            let n = scratch
+                .materialize(ctx, &step.name, df)
+                .await
+                .map_err(|e| step_error(&step.name, &step.sql, e))?;
+            Some(n)
+        } else {
+            ctx.register_table(step.name.as_str(), df.into_view())?;
+            None
+        };
+        pb.finish_and_clear();
+        let seconds = t0.elapsed().as_secs_f64();
+        match rows {
+            Some(n) => tracing::info!(step = %step.name, rows_out = n, materialized = true, seconds, "step done"),
+            None => tracing::info!(step = %step.name, materialized = false, seconds, "step done"),
+        }
+        Ok::<_, Error>(rows)
+    }
+    .instrument(span)
+    .await?;
+    Ok(StepReport {
+        name: step.name.clone(),
+        file: step.sql.clone(),
+        materialized: step.materialize,
+        rows,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Judge the gates that run after step `after` (`None`: after all steps).
+/// The first gate with violations fails with up to 20 of their messages.
+pub async fn run_gates(
+    ctx: &SessionContext,
+    job: &Job,
+    after: Option<&str>,
+    params: &SqlParams,
+) -> Result<()> {
+    for gate in job
+        .spec
+        .gates
+        .iter()
+        .filter(|g| g.after.as_deref() == after)
+    {
+        run_gate(ctx, job, gate, params).await?;
+    }
+    Ok(())
+}
+
+async fn run_gate(
+    ctx: &SessionContext,
+    job: &Job,
+    gate: &GateSpec,
+    params: &SqlParams,
+) -> Result<()> {
+    let df = plan(ctx, sql_of(job, &gate.sql), params)
+        .await
+        .map_err(|e| step_error(&gate.name, &gate.sql, e.into()))?;
+    let batches = df
+        .select_columns(&["message"])?
+        .limit(0, Some(20))?
+        .collect()
+        .await?;
+    let rows = table::to_json_rows(&batches)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let messages: Vec<String> = rows
+        .iter()
+        .map(|r| match r.get("message") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        })
+        .collect();
+    Err(Error::Gate {
+        gate: gate.name.clone(),
+        message: messages.join("; "),
+    })
+}
+
+/// Plan every step (logically and physically) and every gate without
+/// computing any; returns the planned steps' names. A step or gate that does
+/// not plan is [`Error::InvalidStep`] (exit 2).
+pub async fn check(ctx: &SessionContext, job: &Job, params: &SqlParams) -> Result<Vec<String>> {
+    let mut planned = Vec::new();
+    for step in &job.spec.steps {
+        let invalid = |e| invalid_step(&step.name, &step.sql, e);
+        let df = plan(ctx, sql_of(job, &step.sql), params)
+            .await
+            .map_err(invalid)?;
+        // Create the physical plan too: catches what only planning finds.
+        df.clone().create_physical_plan().await.map_err(invalid)?;
+        ctx.register_table(step.name.as_str(), df.into_view())?;
+        planned.push(step.name.clone());
+    }
+    for gate in &job.spec.gates {
+        let df = plan(ctx, sql_of(job, &gate.sql), params)
+            .await
+            .map_err(|e| invalid_step(&gate.name, &gate.sql, e))?;
+        if df.schema().field_with_unqualified_name("message").is_err() {
+            return Err(Error::job(
+                &job.path,
+                format!("gate {} must return a column named message", gate.name),
+            ));
+        }
+    }
+    Ok(planned)
+}
