@@ -20,46 +20,73 @@ pub enum Error {
     #[error("invalid query: {0}")]
     Query(String),
 
-    /// A job parameter has a value it may not take (exit 2). `message` shows
-    /// the value as written, e.g. `must be day or week, got "month"`.
+    /// A job parameter has a value it may not take (exit 2).
     #[error("parameter {name}: {message}")]
-    Param { name: String, message: String },
+    Param {
+        /// The parameter.
+        name: String,
+        /// What is wrong, with the value as written: `must be day or week, got "month"`.
+        message: String,
+    },
 
     /// The job file is unreadable or invalid (exit 2).
     #[error("job file {path}: {message}")]
-    JobFile { path: PathBuf, message: String },
+    JobFile {
+        /// The job file.
+        path: PathBuf,
+        /// What is wrong, naming the field, step or file.
+        message: String,
+    },
 
-    /// A URL or path that custval cannot use (exit 2). `url` is redacted.
+    /// A URL or path that custval cannot use (exit 2).
     #[error("{url}: {message}")]
-    Url { url: String, message: String },
+    Url {
+        /// The URL, redacted, or the path.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
 
     /// An environment variable custval reads has an unusable value (exit 2).
     #[error("environment variable {var}: {message}")]
-    Env { var: String, message: String },
+    Env {
+        /// The variable's name.
+        var: String,
+        /// What is wrong, with the value.
+        message: String,
+    },
 
     /// An input's schema does not fit the job (exit 2).
     #[error("input {input} ({url}): {message}")]
     InputSchema {
+        /// The input's name in the job.
         input: String,
+        /// The input's or the file's redacted URL.
         url: String,
+        /// What does not fit, naming the column.
         message: String,
     },
 
     /// An input's rows cannot be read: malformed CSV or Parquet found while
-    /// reading past the sample the schema came from (exit 2). `file` is the
-    /// input's redacted URL.
+    /// reading past the sample the schema came from (exit 2).
     #[error("input {input} ({file}): unreadable data: {message}")]
     InputData {
+        /// The inputs the run read, comma-separated.
         input: String,
+        /// Their redacted URLs, comma-separated.
         file: String,
+        /// The reader's error, on one line.
         message: String,
     },
 
     /// A SQL step or gate does not parse or plan, found by `check` (exit 2).
     #[error("step {step} ({file}): {source}")]
     InvalidStep {
+        /// The step or gate.
         step: String,
+        /// Its SQL file, as the job names it.
         file: String,
+        /// The planner's error.
         #[source]
         source: Box<DataFusionError>,
     },
@@ -67,39 +94,61 @@ pub enum Error {
     /// A SQL step failed while the job ran (exit 1).
     #[error("step {step} ({file}): {source}")]
     Step {
+        /// The step or gate.
         step: String,
+        /// Its SQL file, as the job names it.
         file: String,
+        /// The engine's error.
         #[source]
         source: Box<DataFusionError>,
     },
 
     /// A data-quality gate failed (exit 3). Nothing was published.
     #[error("data-quality gate {gate} failed: {message}")]
-    Gate { gate: String, message: String },
+    Gate {
+        /// The gate.
+        gate: String,
+        /// Its violations' messages (up to 20) and the inputs judged.
+        message: String,
+    },
 
     /// Local file-system failure (exit 1).
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder (`<stdout>`, `<stdin>` for the streams).
         path: PathBuf,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
 
-    /// Object-store failure (exit 1). The URL never carries credentials.
+    /// Object-store failure (exit 1).
     #[error("storage {url}: {source}")]
     Storage {
+        /// The redacted URL: never credentials.
         url: String,
+        /// The store's error.
         #[source]
         source: Box<object_store::Error>,
     },
 
     /// A partition is being published by another run (exit 1).
     #[error("{url}: {message}")]
-    Conflict { url: String, message: String },
+    Conflict {
+        /// The lock or manifest.
+        url: String,
+        /// Who holds it, or what is wrong with it.
+        message: String,
+    },
 
     /// A Ballista scheduler or executor could not start or be reached (exit 1).
     #[error("cluster {address}: {message}")]
-    Cluster { address: String, message: String },
+    Cluster {
+        /// `host:port` of the process.
+        address: String,
+        /// What failed.
+        message: String,
+    },
 
     /// Engine failure (exit 1, or the code of a custval error inside it).
     #[error(transparent)]

@@ -1,9 +1,6 @@
-//! custval: customer value analytics on Apache DataFusion.
-//!
-//! A batch job that runs SQL files and Rust functions over raw transactions
-//! and publishes per-customer tier tables: CLV (BG/NBD, Gamma-Gamma),
-//! retention (cohorts, sBG), customer share and Pareto concentration.
-
+//! custval: customer value analytics on Apache DataFusion (the README
+//! follows; `docs/architecture.md` shows the modules and one run).
+#![doc = include_str!("../README.md")]
 // `!(x > 0.0)` is deliberate throughout the numeric code: it is true for NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
@@ -14,12 +11,16 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod generate;
+// `missing_docs` is allowed where other branches are reshaping the public
+// items (input reading, the numeric core); their docs follow when they land.
+#[allow(missing_docs)]
 pub mod input;
 pub mod job;
 #[cfg(test)]
 mod layering;
 pub mod lineage;
 pub mod lock;
+#[allow(missing_docs)]
 pub mod numeric;
 pub mod progress;
 pub mod publish;

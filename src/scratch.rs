@@ -30,7 +30,9 @@ pub enum Scratch {
     Local(tempfile::TempDir),
     /// A prefix on a store every cluster process can reach.
     Shared {
+        /// The output's store.
         store: Arc<dyn ObjectStore>,
+        /// `OUTPUT/_work/RUN/` ([`OutputLayout::scratch`]).
         location: Location,
     },
 }
