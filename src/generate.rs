@@ -26,6 +26,7 @@ use rand_distr::{Beta, Distribution, Exp, Gamma};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::job::{epoch_day, TimeUnit};
 use crate::storage::{build_store, Location};
 
 /// What to generate.
@@ -188,15 +189,17 @@ fn dist_err(e: impl std::fmt::Display) -> Error {
     Error::Argument(format!("invalid generation parameter: {e}"))
 }
 
+/// The generator draws in weeks (the unit of its BG/NBD parameters).
+const WEEK_DAYS: f64 = TimeUnit::Week.days();
+
 /// Draw all customers, sending batches to `tx`. Runs on a blocking thread.
 fn draw(opts: &GenerateOptions, tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>) -> Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let lambda_d = Gamma::new(opts.r, 1.0 / opts.alpha).map_err(dist_err)?;
     let p_d = Beta::new(opts.a, opts.b).map_err(dist_err)?;
     let nu_d = Gamma::new(opts.q, 1.0 / opts.v).map_err(dist_err)?;
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    let start_day = (opts.start - epoch).num_days();
-    let end_day = (opts.end - epoch).num_days();
+    let start_day = epoch_day(opts.start);
+    let end_day = epoch_day(opts.end);
     let acq = opts.acquisition_days.clamp(1, end_day - start_day + 1);
     let mut out = Batcher::new();
     let mut order_id: i64 = 0;
@@ -207,7 +210,7 @@ fn draw(opts: &GenerateOptions, tx: tokio::sync::mpsc::Sender<Result<RecordBatch
         let nu: f64 = nu_d.sample(&mut rng);
         let spend = Gamma::new(opts.p, 1.0 / nu.max(1e-12)).map_err(dist_err)?;
         let first = start_day + rng.random_range(0..acq);
-        let horizon_weeks = (end_day - first) as f64 / 7.0;
+        let horizon_weeks = (end_day - first) as f64 / WEEK_DAYS;
         let mut t_weeks = 0.0;
         let mut purchase = 0u64;
         loop {
@@ -219,7 +222,7 @@ fn draw(opts: &GenerateOptions, tx: tokio::sync::mpsc::Sender<Result<RecordBatch
                     break;
                 }
             }
-            let day = first + (t_weeks * 7.0).floor() as i64;
+            let day = first + (t_weeks * WEEK_DAYS).floor() as i64;
             order_id += 1;
             let total: f64 = spend.sample(&mut rng);
             let lines = rng.random_range(1..=3usize);

@@ -297,7 +297,7 @@ impl TimeUnit {
     }
 
     /// Days in one unit (`$time_unit_days`): 1 or 7.
-    pub fn days(self) -> f64 {
+    pub const fn days(self) -> f64 {
         match self {
             TimeUnit::Day => 1.0,
             TimeUnit::Week => 7.0,
