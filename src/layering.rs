@@ -1,7 +1,7 @@
-//! A test of the crate's layering: no top-level module imports one that
-//! imports it back, directly or around a longer circle. Read from the source
-//! text (`crate::x` paths outside comments and test modules), so it needs no
-//! tool beyond `cargo test`.
+//! Tests of the crate's layering: no top-level module imports one that
+//! imports it back, directly or around a longer circle, and only `publish`
+//! spells the partition folder. Read from the source text (`crate::x` paths
+//! outside comments and test modules), so they need no tool beyond `cargo test`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -99,6 +99,37 @@ fn no_module_imports_one_that_imports_it_back() {
             panic!("import circle: {} -> {module}", circle.join(" -> "));
         }
     }
+}
+
+/// `publish::OutputLayout` is the one home of the paths under OUTPUT.
+#[test]
+fn only_publish_formats_partition_folders() {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let marker = ["as_of", "="].concat();
+                if text.contains(&marker) && name != "publish.rs" {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "partition folders spelled outside publish.rs: {found:?}"
+    );
 }
 
 #[test]
