@@ -4,15 +4,10 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_custval"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env_remove("RUST_LOG").env_remove("CUSTVAL_ENGINE");
-    c
-}
+use crate::common::{read_json, Cmd, Run, TABLES};
 
 /// A custval aggregate through the cluster. Gini of 1, 2, 3 is 2/9
 /// (mean absolute difference 8/9 over twice the mean, 4).
@@ -95,7 +90,7 @@ impl Cluster {
             assert!(
                 Instant::now() < deadline,
                 "the cluster did not answer within 120 s: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
+                out.report(),
                 cluster.log_tail()
             );
             std::thread::sleep(Duration::from_millis(500));
@@ -105,14 +100,11 @@ impl Cluster {
 
     fn spawn(&mut self, name: &str, args: &[&str]) {
         let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
-        let child = bin()
+        let child = Cmd::custval()
             .env("RUST_LOG", "info")
             .args(["--log-format", "text"])
             .args(args)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
+            .spawn(Stdio::from(log.try_clone().unwrap()), Stdio::from(log));
         self.children.push((name.to_string(), child));
     }
 
@@ -120,11 +112,10 @@ impl Cluster {
         format!("ballista://127.0.0.1:{}", self.port)
     }
 
-    fn sql(&self, query: &str) -> Output {
-        bin()
+    fn sql(&self, query: &str) -> Run {
+        Cmd::custval()
             .args(["sql", "--format", "csv", "--engine", &self.engine(), query])
-            .output()
-            .unwrap()
+            .run()
     }
 
     fn assert_running(&mut self) {
@@ -160,16 +151,14 @@ impl Drop for Cluster {
     }
 }
 
-use crate::common::TABLES;
-
-fn run(job_args: &[&str], out: &Path, engine: Option<&str>) -> Output {
-    let mut c = bin();
+fn run(job_args: &[&str], out: &Path, engine: Option<&str>) -> Run {
+    let mut c = Cmd::custval();
     c.args(["run", "jobs/nightly.toml"]).args(job_args);
     c.arg("--output").arg(out);
     if let Some(e) = engine {
         c.args(["--engine", e]);
     }
-    c.output().unwrap()
+    c.run()
 }
 
 fn table_lines(dir: &Path, table: &str, as_of: &str) -> Vec<String> {
@@ -203,11 +192,11 @@ fn compare(local: &Path, clustered: &Path, as_of: &str) {
     }
 }
 
-fn assert_ok(what: &str, out: &Output, cluster: &Cluster) {
+fn assert_ok(what: &str, out: &Run, cluster: &Cluster) {
     assert!(
         out.status.success(),
         "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        out.report(),
         cluster.log_tail()
     );
 }
@@ -220,10 +209,11 @@ fn the_nightly_job_on_a_ballista_cluster_equals_the_local_run() {
     // Queries really go through the scheduler.
     let explain = cluster.sql(&format!("EXPLAIN {PROBE}"));
     assert_ok("EXPLAIN", &explain, &cluster);
-    let plan = String::from_utf8_lossy(&explain.stdout);
+    let plan = &explain.stdout;
     assert!(plan.contains("distributed_plan"), "{plan}");
     let probe = cluster.sql(PROBE);
-    let g: f64 = String::from_utf8_lossy(&probe.stdout)
+    let g: f64 = probe
+        .stdout
         .lines()
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
@@ -254,14 +244,12 @@ fn the_nightly_job_on_a_ballista_cluster_equals_the_local_run() {
 
     // Generated data: 80,000 customers, over a million transactions.
     let data = tmp.path().join("generated");
-    let out = bin()
+    let out = Cmd::custval()
         .args(["generate", "--customers", "80000", "--seed", "11", "--out"])
         .arg(&data)
-        .output()
-        .unwrap();
+        .run();
     assert_ok("generate", &out, &cluster);
-    let truth: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("truth.json")).unwrap()).unwrap();
+    let truth = read_json(&data.join("truth.json"));
     let rows = truth["rows"].as_u64().unwrap_or(0);
     assert!(rows >= 1_000_000, "generated only {rows} transactions");
     let end = truth["end"].as_str().unwrap().to_string();
@@ -279,12 +267,10 @@ fn the_nightly_job_on_a_ballista_cluster_equals_the_local_run() {
 fn an_unreachable_scheduler_is_named_in_the_error() {
     let port = free_port(); // bound and released: nothing listens there
     let engine = format!("ballista://127.0.0.1:{port}");
-    let out = bin()
+    let err = Cmd::custval()
         .args(["sql", "--engine", &engine, "SELECT 1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+        .code(1)
+        .stderr;
     assert!(
         err.contains(&engine) && err.contains("cannot reach the scheduler"),
         "{err}"

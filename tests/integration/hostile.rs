@@ -2,15 +2,12 @@
 //! must produce: no panic, no partial output, the file and the fault named.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn custval(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_custval"))
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .args(args)
-        .output()
-        .unwrap()
+use crate::common::{files_under, read_json, Cmd, Run};
+
+/// custval in `dir`, whatever its exit status.
+fn custval(dir: &Path, args: &[&str]) -> Run {
+    Cmd::custval().current_dir(dir).args(args).run()
 }
 
 fn job() -> String {
@@ -18,7 +15,7 @@ fn job() -> String {
 }
 
 /// Run the nightly job on `input` (relative to `dir`) with extra settings.
-fn run(dir: &Path, input: &str, extra: &[&str]) -> Output {
+fn run(dir: &Path, input: &str, extra: &[&str]) -> Run {
     let input = format!("transactions={}", dir.join(input).display());
     let job = job();
     let mut args = vec![
@@ -40,35 +37,25 @@ fn parquet(dir: &Path, name: &str, select: &str) {
         "COPY ({select}) TO '{}' STORED AS PARQUET",
         dir.join(name).display()
     );
-    let out = custval(dir, &["sql", "--allow-write", &sql]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Cmd::custval()
+        .current_dir(dir)
+        .args(["sql", "--allow-write", &sql])
+        .ok();
 }
 
+/// The manifests of every partition published under `dir/out`.
 fn published(dir: &Path) -> Vec<String> {
-    fn walk(p: &Path, out: &mut Vec<String>) {
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                if e.path().is_dir() {
-                    walk(&e.path(), out)
-                } else if e.file_name() == "_manifest.json" {
-                    out.push(e.path().display().to_string())
-                }
-            }
-        }
-    }
-    let mut v = Vec::new();
-    walk(&dir.join("out"), &mut v);
-    v
+    files_under(&dir.join("out"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "_manifest.json"))
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// Expect an exit code and message fragments; nothing published on failure.
-fn expect(case: &str, dir: &Path, out: &Output, code: i32, fragments: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{case}: {err}");
+fn expect(case: &str, dir: &Path, out: &Run, code: i32, fragments: &[&str]) {
+    let err = &out.stderr;
+    assert_eq!(out.code(), Some(code), "{case}: {}", out.report());
     assert!(!err.contains("panicked"), "{case} panicked: {err}");
     for f in fragments {
         assert!(err.contains(f), "{case}: message lacks {f:?}: {err}");
@@ -86,18 +73,17 @@ fn expect(case: &str, dir: &Path, out: &Output, code: i32, fragments: &[&str]) {
 }
 
 fn rejected_reasons(dir: &Path) -> Vec<String> {
-    let out = custval(
-        dir,
-        &[
+    Cmd::custval()
+        .current_dir(dir)
+        .args([
             "sql",
             "--format",
             "csv",
             "--table",
             "t=out/rejected_rows/as_of=2024-03-31/",
             "SELECT reason FROM t ORDER BY reason",
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout)
+        ])
+        .stdout()
         .lines()
         .skip(1)
         .map(String::from)
@@ -288,8 +274,7 @@ fn bad_rows_are_rejected_with_reasons_or_stop_the_gate() {
     ];
     want.sort();
     assert_eq!(rejected_reasons(d), want);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
+    let report = read_json(&d.join("report.json"));
     assert_eq!(
         report["quality"]["rows_after_as_of"], 1,
         "the 2031 row is left out and counted"

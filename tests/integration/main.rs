@@ -1,10 +1,20 @@
 //! The one integration test binary: SQL logic tests over a custval session,
-//! and end-to-end tests of the real `custval` binary on temporary folders.
+//! and end-to-end tests of the real `custval` binary on temporary folders,
+//! one module per area, all run through `common::Cmd`.
 
+mod check;
+mod cli_sql;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod common;
-mod e2e;
+mod demo;
 mod hostile;
+mod jobs;
+mod metrics;
+mod publish;
+mod quality;
+mod report;
+mod run_nightly;
 mod sqllogic;
 mod storage;
+mod terminal;

@@ -3,12 +3,12 @@
 //! crash safety, concurrent runs, injected faults, credentials kept secret.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Stdio;
 use std::sync::Arc;
 
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::common::{custval, table_lines, TABLES};
+use crate::common::{nightly, table_lines, Cmd, Run, TABLES};
 
 const WHY: &str =
     "run scripts/test, which installs and starts moto_server and azurite-blob on 127.0.0.1";
@@ -107,24 +107,7 @@ fn assert_same_rows(table: &str, a: &[String], b: &[String]) {
 
 fn local_run() -> (tempfile::TempDir, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let out = custval(
-        &[],
-        &[
-            "run",
-            "jobs/nightly.toml",
-            "--as-of",
-            "1997-09-30",
-            "--input",
-            &format!("transactions={}", cdnow()),
-            "--output",
-            tmp.path().to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nightly(tmp.path(), "1997-09-30", cdnow()).ok();
     let base = format!("{}/", tmp.path().display());
     (tmp, base)
 }
@@ -132,24 +115,7 @@ fn local_run() -> (tempfile::TempDir, String) {
 fn round_trip(env: Vec<(&'static str, String)>, base: String) {
     let input = format!("{base}in/cdnow.csv");
     let output = format!("{base}out/");
-    let out = custval(
-        &env,
-        &[
-            "run",
-            "jobs/nightly.toml",
-            "--as-of",
-            "1997-09-30",
-            "--input",
-            &format!("transactions={input}"),
-            "--output",
-            &output,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nightly(&output, "1997-09-30", &input).envs(&env).ok();
     let (_keep, local) = local_run();
     for table in TABLES {
         let remote = table_lines(&env, &output, table, "1997-09-30");
@@ -193,19 +159,11 @@ async fn azure_to_azure_publishes_the_same_rows_as_local_disk() {
         .unwrap();
 }
 
-fn run_to(env: &[(&'static str, String)], input: &str, output: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "run",
-        "jobs/nightly.toml",
-        "--as-of",
-        "1997-09-30",
-        "--output",
-        output,
-    ];
-    let input_arg = format!("transactions={input}");
-    args.extend(["--input", input_arg.as_str()]);
-    args.extend(extra);
-    custval(env, &args)
+fn run_to(env: &[(&'static str, String)], input: &str, output: &str, extra: &[&str]) -> Run {
+    nightly(output, "1997-09-30", input)
+        .envs(env)
+        .args(extra)
+        .run()
 }
 
 async fn keys_under(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
@@ -232,36 +190,20 @@ async fn sigkill_on_s3_leaves_the_previous_partition_whole() {
     tokio::task::spawn_blocking(move || {
         let input = format!("{base}in/cdnow.csv");
         let output = format!("{base}out/");
-        assert!(run_to(&env, &input, &output, &[]).status.success());
+        run_to(&env, &input, &output, &[]).assert_code(0);
         let baseline: Vec<Vec<String>> = TABLES
             .iter()
             .map(|t| table_lines(&env, &output, t, "1997-09-30"))
             .collect();
         let t0 = std::time::Instant::now();
-        assert!(run_to(&env, &input, &output, &[]).status.success());
+        run_to(&env, &input, &output, &[]).assert_code(0);
         let full = t0.elapsed();
         let trials = 20;
         for i in 0..trials {
             let delay = full.mul_f64((i as f64 + 0.5) / trials as f64);
-            let mut c = Command::new(env!("CARGO_BIN_EXE_custval"));
-            c.current_dir(env!("CARGO_MANIFEST_DIR"));
-            for (k, v) in &env {
-                c.env(k, v);
-            }
-            let mut child = c
-                .args([
-                    "run",
-                    "jobs/nightly.toml",
-                    "--as-of",
-                    "1997-09-30",
-                    "--output",
-                    &output,
-                ])
-                .args(["--input", &format!("transactions={input}")])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child = nightly(&output, "1997-09-30", &input)
+                .envs(&env)
+                .spawn(Stdio::null(), Stdio::null());
             std::thread::sleep(delay);
             let _ = child.kill();
             let _ = child.wait();
@@ -270,7 +212,7 @@ async fn sigkill_on_s3_leaves_the_previous_partition_whole() {
                 assert_same_rows(&format!("trial {i} ({delay:?}): {t}"), &now, want);
             }
         }
-        assert!(run_to(&env, &input, &output, &[]).status.success());
+        run_to(&env, &input, &output, &[]).assert_code(0);
         for (t, want) in TABLES.iter().zip(&baseline) {
             assert_same_rows(t, &table_lines(&env, &output, t, "1997-09-30"), want);
         }
@@ -328,8 +270,8 @@ async fn concurrent_runs_of_one_partition_do_not_corrupt_it() {
     })
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    out.assert_code(1);
+    let err = &out.stderr;
     assert!(
         err.contains("another run of job nightly for 1997-09-30 is in progress"),
         "{err}"
@@ -351,11 +293,7 @@ async fn concurrent_runs_of_one_partition_do_not_corrupt_it() {
     })
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    out.assert_code(0);
     let baseline = {
         let (e, b) = (env.clone(), base.clone());
         tokio::task::spawn_blocking(move || {
@@ -374,18 +312,14 @@ async fn concurrent_runs_of_one_partition_do_not_corrupt_it() {
             })
         })
         .collect();
-    let outs: Vec<Output> = runs.into_iter().map(|h| h.join().unwrap()).collect();
+    let outs: Vec<Run> = runs.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(
         outs.iter().any(|o| o.status.success()),
         "neither run published"
     );
     for o in outs.iter().filter(|o| !o.status.success()) {
-        assert_eq!(o.status.code(), Some(1));
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("in progress"),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        o.assert_code(1);
+        assert!(o.stderr.contains("in progress"), "{}", o.report());
     }
     let (e, b) = (env.clone(), base.clone());
     let now = tokio::task::spawn_blocking(move || {
@@ -471,7 +405,7 @@ async fn injected_faults_are_retried_or_fail_cleanly() {
     assert!(
         out.status.success(),
         "retries should carry the run: {}",
-        String::from_utf8_lossy(&out.stderr)
+        out.report()
     );
     let direct = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
     let b = base.clone();
@@ -499,13 +433,8 @@ async fn injected_faults_are_retried_or_fail_cleanly() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    out.assert_code(1);
+    let err = &out.stderr;
     assert!(err.contains(base.as_str()) && err.contains("503"), "{err}");
     let keys = keys_under(&s3_store(), &format!("{prefix}/out2")).await;
     assert!(keys.is_empty(), "nothing published: {keys:?}");
@@ -539,9 +468,9 @@ async fn credentials_never_appear_in_any_output() {
         bad_report.clone(),
     );
     let outs = tokio::task::spawn_blocking(move || {
-        let ok = custval(
-            &e,
-            &[
+        let ok = Cmd::custval()
+            .envs(&e)
+            .args([
                 "-vv",
                 "--log-format",
                 "json",
@@ -555,11 +484,11 @@ async fn credentials_never_appear_in_any_output() {
                 &format!("{b}out/"),
                 "--report",
                 r.to_str().unwrap(),
-            ],
-        );
-        let bad = custval(
-            &e,
-            &[
+            ])
+            .run();
+        let bad = Cmd::custval()
+            .envs(&e)
+            .args([
                 "-vv",
                 "run",
                 "jobs/nightly.toml",
@@ -571,23 +500,19 @@ async fn credentials_never_appear_in_any_output() {
                 &format!("{b}out/"),
                 "--report",
                 br.to_str().unwrap(),
-            ],
-        );
+            ])
+            .run();
         (ok, bad)
     })
     .await
     .unwrap();
-    assert!(
-        outs.0.status.success(),
-        "{}",
-        String::from_utf8_lossy(&outs.0.stderr)
-    );
-    assert_ne!(outs.1.status.code(), Some(0));
+    outs.0.assert_code(0);
+    assert_ne!(outs.1.code(), Some(0));
     let mut texts = vec![
-        String::from_utf8_lossy(&outs.0.stdout).to_string(),
-        String::from_utf8_lossy(&outs.0.stderr).to_string(),
-        String::from_utf8_lossy(&outs.1.stdout).to_string(),
-        String::from_utf8_lossy(&outs.1.stderr).to_string(),
+        outs.0.stdout.clone(),
+        outs.0.stderr.clone(),
+        outs.1.stdout.clone(),
+        outs.1.stderr.clone(),
         std::fs::read_to_string(&report).unwrap(),
         std::fs::read_to_string(&bad_report).unwrap(),
     ];
