@@ -58,46 +58,13 @@ pub fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(f: F, x0: &[f64], opts: &Optio
     lbfgs_from(f, x0, opts, &mut Curvature::default())
 }
 
-/// [`lbfgs`] starting with the correction pairs of an earlier run on a
-/// similar objective, which it updates.
-pub fn lbfgs_from<F: FnMut(&[f64], &mut [f64]) -> f64>(
-    mut f: F,
-    x0: &[f64],
-    opts: &Options,
-    curvature: &mut Curvature,
-) -> Minimum {
-    let Curvature {
-        s: s_hist,
-        y: y_hist,
-    } = curvature;
-    let n = x0.len();
-    let mut x = x0.to_vec();
-    let mut g = vec![0.0; n];
-    let mut fx = f(&x, &mut g);
-    if !fx.is_finite() || g.iter().any(|v| !v.is_finite()) {
-        return Minimum {
-            x,
-            f: fx,
-            grad_norm: f64::NAN,
-            iterations: 0,
-            converged: false,
-        };
-    }
-    let mut xn = vec![0.0; n];
-    let mut gn = vec![0.0; n];
-    for iter in 0..opts.max_iter {
-        let gnorm = inf_norm(&g);
-        if gnorm <= opts.grad_tol {
-            return Minimum {
-                x,
-                f: fx,
-                grad_norm: gnorm,
-                iterations: iter,
-                converged: true,
-            };
-        }
-        // Two-loop recursion: d = -H g.
-        let mut q = g.clone();
+impl Curvature {
+    /// The quasi-Newton direction d = -H g by the two-loop recursion
+    /// (Nocedal & Wright, algorithm 7.4); `gnorm` is the largest |g_i|.
+    fn direction(&self, g: &[f64], gnorm: f64) -> Vec<f64> {
+        let (s_hist, y_hist) = (&self.s, &self.y);
+        let n = g.len();
+        let mut q = g.to_vec();
         let k = s_hist.len();
         let mut alpha = vec![0.0; k];
         for i in (0..k).rev() {
@@ -122,88 +89,122 @@ pub fn lbfgs_from<F: FnMut(&[f64], &mut [f64]) -> f64>(
                 q[j] += s_hist[i][j] * (alpha[i] - beta);
             }
         }
-        let mut d: Vec<f64> = q.iter().map(|v| -v).collect();
+        q.iter().map(|v| -v).collect()
+    }
+
+    /// Keep the pair (s, y) when it carries positive curvature, at most
+    /// `memory` pairs, the oldest dropped first.
+    fn update(&mut self, s: Vec<f64>, y: Vec<f64>, memory: usize) {
+        if dot(&s, &y) > 1e-12 * dot(&y, &y).max(1e-300) {
+            self.s.push(s);
+            self.y.push(y);
+            if self.s.len() > memory {
+                self.s.remove(0);
+                self.y.remove(0);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.s.clear();
+        self.y.clear();
+    }
+}
+
+/// Backtracking line search from `x` along `d` on the Armijo condition
+/// (c1 = 1e-4), or on the approximate Wolfe conditions of Hager & Zhang
+/// (2005, SIAM J. Optim. 16(1), eq. 23): near the optimum of a sum over a
+/// million customers, changes of f drown in rounding while the gradient is
+/// still exact, so the step is judged by the slope it reaches. On success
+/// `xn` and `gn` hold the new point and gradient and the new f is returned.
+fn line_search<F: FnMut(&[f64], &mut [f64]) -> f64>(
+    f: &mut F,
+    x: &[f64],
+    fx: f64,
+    d: &[f64],
+    slope: f64,
+    xn: &mut [f64],
+    gn: &mut [f64],
+) -> Option<f64> {
+    let mut step = 1.0;
+    let f_noise = 1e-12 * fx.abs().max(1e-300);
+    for _ in 0..60 {
+        for j in 0..x.len() {
+            xn[j] = x[j] + step * d[j];
+        }
+        let fnew = f(xn, gn);
+        if !(fnew.is_finite() && gn.iter().all(|v| v.is_finite())) {
+            step *= 0.5;
+            continue;
+        }
+        let armijo = fnew <= fx + 1e-4 * step * slope;
+        let slope_new = dot(gn, d);
+        let approx_wolfe =
+            fnew <= fx + f_noise && 0.9 * slope <= slope_new && slope_new <= -0.8 * slope;
+        if armijo || approx_wolfe {
+            return Some(fnew);
+        }
+        step *= 0.5;
+    }
+    None
+}
+
+/// [`lbfgs`] starting with the correction pairs of an earlier run on a
+/// similar objective, which it updates.
+pub fn lbfgs_from<F: FnMut(&[f64], &mut [f64]) -> f64>(
+    mut f: F,
+    x0: &[f64],
+    opts: &Options,
+    curvature: &mut Curvature,
+) -> Minimum {
+    let n = x0.len();
+    let mut x = x0.to_vec();
+    let mut g = vec![0.0; n];
+    let mut fx = f(&x, &mut g);
+    let minimum =
+        |x: Vec<f64>, f: f64, grad_norm: f64, iterations: usize, converged: bool| Minimum {
+            x,
+            f,
+            grad_norm,
+            iterations,
+            converged,
+        };
+    if !fx.is_finite() || g.iter().any(|v| !v.is_finite()) {
+        return minimum(x, fx, f64::NAN, 0, false);
+    }
+    let mut xn = vec![0.0; n];
+    let mut gn = vec![0.0; n];
+    for iter in 0..opts.max_iter {
+        let gnorm = inf_norm(&g);
+        if gnorm <= opts.grad_tol {
+            return minimum(x, fx, gnorm, iter, true);
+        }
+        let mut d = curvature.direction(&g, gnorm);
         let mut slope = dot(&g, &d);
         if !(slope < 0.0) {
             // Not a descent direction: restart from steepest descent.
-            s_hist.clear();
-            y_hist.clear();
+            curvature.clear();
             d = g.iter().map(|v| -v / gnorm.max(1.0)).collect();
             slope = dot(&g, &d);
         }
-        // Backtracking line search on the Armijo condition (c1 = 1e-4), or
-        // on the approximate Wolfe conditions of Hager & Zhang (2005, SIAM
-        // J. Optim. 16(1), eq. 23): near the optimum of a sum over a million
-        // customers, changes of f drown in rounding while the gradient is
-        // still exact, so the step is judged by the slope it reaches.
-        let mut step = 1.0;
-        let mut accepted = false;
-        let mut fnew = fx;
-        let f_noise = 1e-12 * fx.abs().max(1e-300);
-        for _ in 0..60 {
-            for j in 0..n {
-                xn[j] = x[j] + step * d[j];
-            }
-            fnew = f(&xn, &mut gn);
-            if !(fnew.is_finite() && gn.iter().all(|v| v.is_finite())) {
-                step *= 0.5;
-                continue;
-            }
-            let armijo = fnew <= fx + 1e-4 * step * slope;
-            let slope_new = dot(&gn, &d);
-            let approx_wolfe =
-                fnew <= fx + f_noise && 0.9 * slope <= slope_new && slope_new <= -0.8 * slope;
-            if armijo || approx_wolfe {
-                accepted = true;
-                break;
-            }
-            step *= 0.5;
-        }
-        if !accepted {
+        let Some(fnew) = line_search(&mut f, &x, fx, &d, slope, &mut xn, &mut gn) else {
             // No decrease possible along d: at a minimum to machine precision
             // only if the gradient is already tiny.
-            let converged = gnorm <= opts.grad_tol * 1e3;
-            return Minimum {
-                x,
-                f: fx,
-                grad_norm: gnorm,
-                iterations: iter + 1,
-                converged,
-            };
-        }
+            return minimum(x, fx, gnorm, iter + 1, gnorm <= opts.grad_tol * 1e3);
+        };
         let s: Vec<f64> = (0..n).map(|j| xn[j] - x[j]).collect();
         let y: Vec<f64> = (0..n).map(|j| gn[j] - g[j]).collect();
-        let sy = dot(&s, &y);
         let f_change = (fx - fnew).abs() / fx.abs().max(1.0);
         x.copy_from_slice(&xn);
         g.copy_from_slice(&gn);
         fx = fnew;
-        if sy > 1e-12 * dot(&y, &y).max(1e-300) {
-            s_hist.push(s);
-            y_hist.push(y);
-            if s_hist.len() > opts.memory {
-                s_hist.remove(0);
-                y_hist.remove(0);
-            }
-        }
+        curvature.update(s, y, opts.memory);
         if f_change < opts.f_rel_tol && inf_norm(&g) <= opts.grad_tol * 1e3 {
-            return Minimum {
-                x,
-                f: fx,
-                grad_norm: inf_norm(&g),
-                iterations: iter + 1,
-                converged: true,
-            };
+            return minimum(x, fx, inf_norm(&g), iter + 1, true);
         }
     }
     let gnorm = inf_norm(&g);
-    Minimum {
-        x,
-        f: fx,
-        grad_norm: gnorm,
-        iterations: opts.max_iter,
-        converged: gnorm <= opts.grad_tol,
-    }
+    minimum(x, fx, gnorm, opts.max_iter, gnorm <= opts.grad_tol)
 }
 
 /// Minimise from each start (log parameters) in turn until one converges and keep the best
