@@ -141,3 +141,78 @@ fn the_check_sees_a_circle() {
     let code = "use crate::engine::x; // crate::cluster\n#[cfg(test)]\nuse crate::udf;";
     assert_eq!(imports(code), BTreeSet::from(["engine".to_string()]));
 }
+
+/// Functions of `text` (before its test module) longer than `limit` lines:
+/// (first line, length). A function runs from its `fn` line to the closing
+/// brace at the same indentation.
+fn long_functions(text: &str, limit: usize) -> Vec<(usize, usize)> {
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("#[cfg(test)]"))
+        .collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "async fn ",
+            "pub async fn ",
+            "pub(crate) fn ",
+        ]
+        .iter()
+        .chain(&[
+            "pub(crate) async fn ",
+            "pub(super) fn ",
+            "pub(super) async fn ",
+        ])
+        .any(|p| body.starts_with(p));
+        // A declaration without a body (trait items) ends with `;`.
+        if !is_fn || body.ends_with(';') {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i + 1..].iter().position(|l| *l == close) {
+            if end + 2 > limit {
+                out.push((i + 1, end + 2));
+            }
+        }
+    }
+    out
+}
+
+/// House rule: no function over 100 lines outside tests.
+#[test]
+fn no_function_is_over_100_lines() {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for (line, len) in long_functions(&text, 100) {
+                    found.push(format!("{}:{line} ({len} lines)", path.display()));
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    assert!(found.is_empty(), "functions over 100 lines: {found:?}");
+}
+
+#[test]
+fn the_length_check_sees_a_long_function() {
+    let long = format!("fn f() {{\n{}}}\n", "    x();\n".repeat(99));
+    assert_eq!(long_functions(&long, 100), vec![(1, 101)]);
+    let short = format!(
+        "    pub async fn g() {{\n{}    }}\n",
+        "        y();\n".repeat(98)
+    );
+    assert!(long_functions(&short, 100).is_empty());
+}
