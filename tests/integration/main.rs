@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod demo;
 mod hostile;
+mod inputs;
 mod jobs;
 mod metrics;
 mod publish;

@@ -1,0 +1,159 @@
+//! The files of an input: listing a location (one object, a folder, or the
+//! files a published `_manifest.json` lists), guessing their format,
+//! fingerprinting them for the manifest, and the cheap framing check of a
+//! Parquet file before any reader sees it.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::job::Format;
+use crate::publish;
+use crate::storage::Location;
+
+/// What a run read: enough to tell later whether the inputs changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileFingerprint {
+    pub path: String,
+    pub size: u64,
+    pub last_modified: String,
+    pub e_tag: Option<String>,
+}
+
+/// Guess the format from a location and its files.
+pub(super) fn guess_format(loc: &Location, files: &[ObjectMeta]) -> Format {
+    let ext = loc.extension().or_else(|| {
+        files
+            .first()
+            .and_then(|f| f.location.extension().map(|e| e.to_ascii_lowercase()))
+    });
+    match ext.as_deref() {
+        Some("csv") | Some("tsv") | Some("txt") => Format::Csv,
+        _ => Format::Parquet,
+    }
+}
+
+/// The data files at a location: the object itself, or every file below a
+/// folder (hidden and `_`-prefixed files excluded), sorted by path. A folder
+/// holding a `_manifest.json` yields exactly the files its manifest lists.
+pub(super) async fn list_files(
+    store: &Arc<dyn ObjectStore>,
+    loc: &Location,
+) -> Result<(Vec<ObjectMeta>, Option<publish::Manifest>)> {
+    let path = loc.path();
+    if !loc.is_dir_like() {
+        match store.head(&path).await {
+            Ok(meta) => return Ok((vec![meta], None)),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::storage(loc.to_string(), e)),
+        }
+    }
+    let dir = if loc.is_dir_like() {
+        loc.clone()
+    } else {
+        Location::parse(
+            &format!("{}/", loc.url().as_str().trim_end_matches('/')),
+            true,
+        )?
+    };
+    if let Some(m) = publish::read_manifest(store, &dir).await? {
+        let mut metas = Vec::new();
+        for f in &m.files {
+            let p = dir.path().clone().join(f.path.as_str());
+            let meta = store.head(&p).await.map_err(|e| {
+                Error::storage(
+                    format!("{dir}{} (listed in {})", f.path, publish::MANIFEST),
+                    e,
+                )
+            })?;
+            metas.push(meta);
+        }
+        return Ok((metas, Some(m)));
+    }
+    let mut metas: Vec<_> = store
+        .list(Some(&dir.path()))
+        .try_collect()
+        .await
+        .map_err(|e| Error::storage(dir.to_string(), e))?;
+    // Hidden and `_`-prefixed names below the folder are not data (Spark's
+    // `_SUCCESS`, our `_manifest.json`, editors' dot files).
+    let prefix = dir.path();
+    metas.retain(|m| {
+        m.location
+            .prefix_match(&prefix)
+            .map(|mut parts| {
+                parts.all(|p| !p.as_ref().starts_with('.') && !p.as_ref().starts_with('_'))
+            })
+            .unwrap_or(false)
+    });
+    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok((metas, None))
+}
+
+/// The full URL of one listed file, as messages and manifests show it.
+pub(super) fn file_url(loc: &Location, meta: &ObjectMeta) -> String {
+    let base = loc
+        .store_url()
+        .map(|u| u.as_str().to_string())
+        .unwrap_or_default();
+    format!("{}{}", base, meta.location)
+}
+
+pub(super) fn fingerprint(loc: &Location, metas: &[ObjectMeta]) -> Vec<FileFingerprint> {
+    metas
+        .iter()
+        .map(|m| FileFingerprint {
+            path: file_url(loc, m),
+            size: m.size,
+            last_modified: m.last_modified.to_rfc3339(),
+            e_tag: m.e_tag.clone(),
+        })
+        .collect()
+}
+
+/// A Parquet file starts and ends with `PAR1`, and its footer length fits in
+/// the file. Checked before the reader sees the file: the parquet crate's
+/// footer decoder overflows (and panics in debug builds) on a length larger
+/// than the file.
+pub(super) async fn check_parquet_frame(
+    store: &Arc<dyn ObjectStore>,
+    loc: &Location,
+    input: &str,
+    meta: &ObjectMeta,
+) -> Result<()> {
+    let bad = |message: String| Error::InputSchema {
+        input: input.to_string(),
+        url: file_url(loc, meta),
+        message,
+    };
+    let size = meta.size;
+    if size < 12 {
+        return Err(bad(format!(
+            "not a Parquet file: {size} bytes is too short"
+        )));
+    }
+    let head = store
+        .get_range(&meta.location, 0..4)
+        .await
+        .map_err(|e| Error::storage(loc.to_string(), e))?;
+    let tail = store
+        .get_range(&meta.location, size - 8..size)
+        .await
+        .map_err(|e| Error::storage(loc.to_string(), e))?;
+    if head.as_ref() != b"PAR1" || &tail[4..8] != b"PAR1" {
+        return Err(bad(
+            "not a Parquet file: the PAR1 magic bytes are missing (truncated or another format)"
+                .into(),
+        ));
+    }
+    let footer = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+    if footer + 12 > size {
+        return Err(bad(format!(
+            "corrupt Parquet file: its footer claims {footer} bytes but the file has {size}"
+        )));
+    }
+    Ok(())
+}
