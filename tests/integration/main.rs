@@ -6,5 +6,6 @@ mod cluster;
 mod common;
 mod e2e;
 mod hostile;
+mod models;
 mod sqllogic;
 mod storage;
