@@ -109,8 +109,8 @@ pub fn parallel_sum<R: Sync, const N: usize>(
     let mut total = (0.0, [0.0; N]);
     for (l, g) in parts {
         total.0 += l;
-        for i in 0..N {
-            total.1[i] += g[i];
+        for (t, v) in total.1.iter_mut().zip(g) {
+            *t += v;
         }
     }
     total
@@ -237,9 +237,7 @@ pub fn verify_minimum<F: FnMut(&[f64], &mut [f64]) -> f64>(
     let mut l = vec![vec![0.0; n]; n];
     for j in 0..n {
         let mut d = hess[j][j];
-        for k in 0..j {
-            d -= l[j][k] * l[j][k];
-        }
+        d -= l[j][..j].iter().map(|v| v * v).sum::<f64>();
         if !(d > 1e-8 * scale) {
             return Err(format!(
                 "the likelihood is flat along {} at the optimum (the data carry no information on it)",
@@ -249,9 +247,11 @@ pub fn verify_minimum<F: FnMut(&[f64], &mut [f64]) -> f64>(
         l[j][j] = d.sqrt();
         for i in j + 1..n {
             let mut v = 0.5 * (hess[i][j] + hess[j][i]);
-            for k in 0..j {
-                v -= l[i][k] * l[j][k];
-            }
+            v -= l[i][..j]
+                .iter()
+                .zip(&l[j][..j])
+                .map(|(p, q)| p * q)
+                .sum::<f64>();
             l[i][j] = v / l[j][j];
         }
     }

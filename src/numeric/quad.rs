@@ -80,12 +80,15 @@ pub fn ln_logistic(y: f64) -> (f64, f64) {
 mod tests {
     use super::*;
 
+    /// An integrand, its exact integral and the tolerance.
+    type Case = (&'static dyn Fn(f64, f64) -> f64, f64, f64);
+
     #[test]
     fn integrates_polynomials_and_endpoint_singularities() {
         // ∫ φ^2 = 1/3; ∫ -ln φ = 1; ∫ (1-φ)^3 = 1/4 (exact): 1e-13 relative.
         // ∫ φ^(-1/2) = 2 loses the mass below the last node (e^-52), about
         // 1e-11: 1e-10. (The models integrate bounded functions only.)
-        let cases: [(&dyn Fn(f64, f64) -> f64, f64, f64); 4] = [
+        let cases: [Case; 4] = [
             (&|l, _| (2.0 * l).exp(), 1.0 / 3.0, 1e-13),
             (&|l, _| -l, 1.0, 1e-13),
             (&|_, m| (3.0 * m).exp(), 0.25, 1e-13),
