@@ -2,7 +2,7 @@
 -- calibration fit's prediction of the holdout beside what happened.
 -- Inputs: model_params, customer_scores
 -- Output: model_fit (model, r, alpha, a, b, p, q, v, log_likelihood, customers,
---         converged, iterations, time_unit, holdout_days, holdout_customers,
+--         converged, iterations, status ('converged', or why not), time_unit, holdout_days, holdout_customers,
 --         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
 --         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged))
 -- Params: $time_unit ('day' or 'week': the unit of alpha, recency and t), $holdout_days
@@ -45,6 +45,7 @@ SELECT
   model_params.customers,
   bgnbd['converged'] AS converged,
   bgnbd['iterations'] AS iterations,
+  bgnbd['status'] AS status,
   CAST($time_unit AS VARCHAR) AS time_unit,
   CAST($holdout_days AS BIGINT) AS holdout_days,
   CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.customers END AS holdout_customers,
@@ -62,6 +63,7 @@ SELECT
   gg_customers,
   gamma_gamma['converged'],
   gamma_gamma['iterations'],
+  gamma_gamma['status'],
   CAST($time_unit AS VARCHAR),
   CAST($holdout_days AS BIGINT),
   CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)

@@ -1,8 +1,14 @@
--- Gate: every model fit must have converged, unless the job allows it.
+-- Gate: every model fit must have converged to a verified optimum, unless the
+-- job allows it. A NULL `converged` or a NULL parameter (no fit, or one that
+-- ran off) fails like `false`; the message says why, from the fit's status.
 -- Input: model_fit. Output: one row per model that did not converge.
 -- Params: $allow_unconverged (BOOLEAN)
 SELECT
-  'model ' || model || ' did not converge after ' || CAST(iterations AS VARCHAR)
-  || ' iterations (set allow_unconverged = true to publish anyway)' AS message
+  'model ' || model || ' ' || coalesce(status, 'was not fitted')
+  || ' (set allow_unconverged = true to publish anyway)' AS message
 FROM model_fit
-WHERE converged = false AND NOT CAST($allow_unconverged AS BOOLEAN)
+WHERE NOT CAST($allow_unconverged AS BOOLEAN)
+  AND (converged IS NOT TRUE
+       OR log_likelihood IS NULL
+       OR (model = 'bgnbd' AND (r IS NULL OR alpha IS NULL OR a IS NULL OR b IS NULL))
+       OR (model = 'gamma_gamma' AND (p IS NULL OR q IS NULL OR v IS NULL)))

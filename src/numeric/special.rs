@@ -1,5 +1,6 @@
 //! Special functions the models need: log-gamma, log-beta, digamma and the
-//! Gaussian hypergeometric function 2F1 for real arguments with 0 <= z < 1.
+//! power series of the Gaussian hypergeometric function 2F1 for real
+//! arguments with 0 <= z < 1, with its condition number.
 
 /// ln Γ(x) for x > 0 (Lanczos approximation, g = 7, n = 9; relative error
 /// about 1e-15). NaN for x <= 0.
@@ -75,42 +76,32 @@ pub fn log_sum_exp(a: f64, b: f64) -> f64 {
     m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
-/// 2F1(a, b; c; z) for real 0 <= z < 1 and c > 0.
-///
-/// When c - a - b < 0 the terms of the power series grow before they decay
-/// (and overflow for large a, b, as for frequent buyers in BG/NBD), so Euler's
-/// transformation 2F1(a,b;c;z) = (1-z)^(c-a-b) 2F1(c-a, c-b; c; z) is applied
-/// first (Abramowitz & Stegun 15.3.3). The series is summed until the terms
-/// stop mattering; NaN if it does not converge in 1e6 terms.
-pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
+/// The power series of 2F1(a, b; c; z) for real 0 <= z < 1 and c > 0
+/// (Abramowitz & Stegun 15.1.1), with its condition number: the sum of the
+/// terms' magnitudes over the magnitude of their sum. Rounding errors of the
+/// terms reach the sum amplified by that number, so a caller can tell when
+/// the series is not to be trusted (terms of alternating sign that cancel).
+/// `None` outside the domain or when 10,000 terms do not converge.
+pub fn hyp2f1_series(a: f64, b: f64, c: f64, z: f64) -> Option<(f64, f64)> {
     if !(0.0..1.0).contains(&z) || !(c > 0.0) {
-        return f64::NAN;
+        return None;
     }
-    if z == 0.0 {
-        return 1.0;
-    }
-    if c - a - b < 0.0 {
-        let s = series(c - a, c - b, c, z);
-        return (((c - a - b) * (1.0 - z).ln()).exp()) * s;
-    }
-    series(a, b, c, z)
-}
-
-fn series(a: f64, b: f64, c: f64, z: f64) -> f64 {
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    for k in 0..1_000_000u32 {
-        let k = k as f64;
+    let mut term = 1.0f64;
+    let mut sum = 1.0f64;
+    let mut magnitude = 1.0f64;
+    for k in 0..10_000u32 {
+        let k = f64::from(k);
         term *= (a + k) * (b + k) / ((c + k) * (k + 1.0)) * z;
         sum += term;
-        if term.abs() <= 1e-16 * sum.abs() && k > 2.0 {
-            return sum;
+        magnitude += term.abs();
+        if !sum.is_finite() || !magnitude.is_finite() {
+            return None;
         }
-        if !sum.is_finite() {
-            return f64::NAN;
+        if term.abs() <= 1e-17 * magnitude && k > 2.0 {
+            return Some((sum, magnitude / sum.abs()));
         }
     }
-    f64::NAN
+    None
 }
 
 #[cfg(test)]
@@ -142,19 +133,26 @@ mod tests {
     }
 
     #[test]
-    fn hyp2f1_matches_closed_forms() {
-        // 2F1(1,1;2;z) = -ln(1-z)/z (A&S 15.1.3); 1e-12 relative.
-        for z in [0.1, 0.5, 0.9, 0.999] {
+    fn hyp2f1_series_matches_closed_forms() {
+        // 2F1(1,1;2;z) = -ln(1-z)/z (A&S 15.1.3); 1e-12 relative, up to
+        // z = 0.9 (the models use the series no further).
+        for z in [0.1, 0.5, 0.9] {
             let want = -(1.0f64 - z).ln() / z;
-            assert!(
-                (hyp2f1(1.0, 1.0, 2.0, z) / want - 1.0).abs() < 1e-12,
-                "z={z}"
-            );
+            let (got, cond) = hyp2f1_series(1.0, 1.0, 2.0, z).unwrap();
+            assert!((got / want - 1.0).abs() < 1e-12, "z={z}");
+            assert_eq!(cond, 1.0, "positive terms do not cancel");
         }
-        // 2F1(a,b;b;z) = (1-z)^-a (A&S 15.1.8), a case Euler's transformation handles.
-        let want = (1.0f64 - 0.7).powf(-3.5);
-        assert!((hyp2f1(3.5, 2.0, 2.0, 0.7) / want - 1.0).abs() < 1e-12);
-        // Large parameters (a frequent buyer) stay finite.
-        assert!(hyp2f1(200.0, 202.0, 201.0, 0.9).is_finite());
+        // 2F1(a,b;b;z) = (1-z)^-a (A&S 15.1.8); 1e-12 relative.
+        let (got, _) = hyp2f1_series(3.5, 2.0, 2.0, 0.7).unwrap();
+        assert!((got / 0.3f64.powf(-3.5) - 1.0).abs() < 1e-12);
+        // (1-z)^20 = 2F1(-20, b; b; z): alternating terms that cancel, and
+        // the condition number says so (sum of |terms| = 1.5^20 at z = 0.5,
+        // so 3^20 = 3.5e9 times the rounding of a term: 1e-5 relative).
+        let (got, cond) = hyp2f1_series(-20.0, 1.5, 1.5, 0.5).unwrap();
+        assert!((got / 0.5f64.powi(20) - 1.0).abs() < 1e-5, "{got}");
+        assert!((cond / 3.0f64.powi(20) - 1.0).abs() < 1e-5, "{cond}");
+        // Outside the domain: c <= 0 has poles, z >= 1 diverges.
+        assert!(hyp2f1_series(1.0, 1.0, -0.5, 0.5).is_none());
+        assert!(hyp2f1_series(1.0, 1.0, 2.0, 1.0).is_none());
     }
 }

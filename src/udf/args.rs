@@ -17,6 +17,8 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
+use crate::numeric::fit::FitResult;
+
 /// Coerce numeric (and NULL) arguments to Float64, keep structs; anything
 /// else is a planning error naming the function and argument.
 fn coerce(name: &str, arg_names: &[&str], types: &[DataType]) -> Result<Vec<DataType>> {
@@ -507,18 +509,31 @@ pub fn null_struct(t: &DataType) -> Result<ScalarValue> {
     ScalarValue::try_from(t)
 }
 
-/// The struct type of a fit result.
-pub fn fit_type(params: &[&str], extra_int: bool) -> DataType {
+/// The struct type of a fit result: the parameters, then log_likelihood,
+/// converged, iterations and status ("converged", or why not).
+pub fn fit_type(params: &[&str]) -> DataType {
     let mut fs: Vec<Field> = params
         .iter()
         .map(|p| Field::new(*p, DataType::Float64, true))
         .collect();
     fs.push(Field::new("log_likelihood", DataType::Float64, true));
     fs.push(Field::new("converged", DataType::Boolean, true));
-    if extra_int {
-        fs.push(Field::new("iterations", DataType::Int64, true));
-    }
+    fs.push(Field::new("iterations", DataType::Int64, true));
+    fs.push(Field::new("status", DataType::Utf8, true));
     DataType::Struct(fs.into())
+}
+
+/// A fit result as the struct of [`fit_type`], `values` naming its
+/// parameters in order. A value that is not finite is NULL: never a NaN or
+/// an infinity in a published table.
+pub fn fit_scalar<P>(values: &[(&str, f64)], f: &FitResult<P>) -> Result<ScalarValue> {
+    let num = |v: f64| ScalarValue::Float64(v.is_finite().then_some(v));
+    let mut fields: Vec<(&str, ScalarValue)> = values.iter().map(|(n, v)| (*n, num(*v))).collect();
+    fields.push(("log_likelihood", num(f.log_likelihood)));
+    fields.push(("converged", ScalarValue::Boolean(Some(f.converged))));
+    fields.push(("iterations", ScalarValue::Int64(Some(f.iterations as i64))));
+    fields.push(("status", ScalarValue::Utf8(Some(f.status.clone()))));
+    struct_scalar(&fields)
 }
 
 /// Aggregate over a list of values with a final function of the sorted list

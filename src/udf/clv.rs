@@ -14,7 +14,8 @@ use super::{Function, Udf};
 use crate::numeric::memo;
 
 /// Sum over months m = 1..=horizon of value * (E[Y(m u)] - E[Y((m-1) u)]) / (1 + d)^m,
-/// u = time units per month (30 days or 4.345 weeks). Never negative.
+/// u = time units per month (30 days or 4.345 weeks). Never negative; NaN
+/// only when an input is.
 /// E[Y] is P(alive) times a factor of (x, T) alone (eq. 10), so this is
 /// value * P(alive) * S(x, T), and S is shared by every customer with the
 /// same (x, T): at 20M rows 1.5M customers have about 20,000 such pairs.
@@ -40,7 +41,14 @@ pub fn clv(
         monthly_discount_rate,
         time_units_per_month,
     );
-    (expected_value * bgnbd::p_alive(bg, x, tx, t) * s).max(0.0)
+    let value = expected_value * bgnbd::p_alive(bg, x, tx, t) * s;
+    // A negative expected spend counts as none; NaN stays NaN (`f64::max`
+    // would turn it into 0), for the caller to report.
+    if value < 0.0 {
+        0.0
+    } else {
+        value
+    }
 }
 
 /// S(x, T) = sum over months of the discounted increments of
@@ -112,16 +120,13 @@ fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
     let Some(value) = gamma_gamma::expected_value(&gg, x, m) else {
         return Ok(None);
     };
-    Ok(Some(clv(
-        &bg,
-        value,
-        x,
-        tx,
-        t,
-        horizon as u32,
-        rate,
-        per_month,
-    )))
+    let c = clv(&bg, value, x, tx, t, horizon as u32, rate, per_month);
+    if !c.is_finite() {
+        return Err(format!(
+            "CLV is {c} for BG/NBD {bg:?}, Gamma-Gamma {gg:?} and arguments {v:?}"
+        ));
+    }
+    Ok(Some(c))
 }
 
 /// The SQL function.
@@ -176,6 +181,39 @@ mod tests {
                 assert!((got / want - 1.0).abs() < 1e-12, "x={x}: {got} vs {want}");
             }
         }
+    }
+
+    #[test]
+    fn matches_high_precision_references() {
+        // scripts/bgnbd_reference.py (mpmath, 50 digits): CLV for an expected
+        // spend of 1, including a + b < 1 for a one-time buyer and a 10-year
+        // horizon with tiny alpha. Tolerance 1e-9 relative.
+        let rows = crate::udf::bgnbd::tests::references("clv_per_unit");
+        assert!(rows.len() >= 4);
+        for v in rows {
+            let bg = crate::udf::bgnbd::tests::reference_params(&v);
+            let (months, x, tx, t, rate, per_month, want) =
+                (v[4], v[5], v[6], v[7], v[8], v[9], v[11]);
+            let got = clv(&bg, 1.0, x, tx, t, months as u32, rate, per_month);
+            assert!((got / want - 1.0).abs() < 1e-9, "{v:?}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn one_time_buyer_with_a_plus_b_below_1_matches_the_case() {
+        // ../shared/cases/models/one-time-buyers-a-plus-b-below-1 (README):
+        // clv(bg, gg, 0, 0, 200, 0, 12, 0.01, 30) = 13.351735 at r 0.4,
+        // alpha 16, a 0.35, b 0.37, p 6, q 4, v 15; 5e-7 (8 digits given).
+        let pv = [0.4, 16.0, 0.35, 0.37, 6.0, 4.0, 15.0];
+        let got = eval(&pv, &[0.0, 0.0, 200.0, 0.0, 12.0, 0.01, 30.0])
+            .unwrap()
+            .unwrap();
+        assert!((got - 13.351735).abs() < 5e-7, "{got}");
+    }
+
+    #[test]
+    fn a_nan_clv_is_an_error_not_zero() {
+        assert!(clv(&BG, f64::NAN, 2.0, 30.43, 38.86, 12, 0.01, 4.345).is_nan());
     }
 
     #[test]

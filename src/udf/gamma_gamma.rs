@@ -10,10 +10,11 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use super::args::{
-    fit_type, null_struct, struct_scalar, Collector, FitAggregate, ModelScalar, Weighted,
+    fit_scalar, fit_type, null_struct, Collector, FitAggregate, ModelScalar, Weighted,
 };
 use super::{Function, Udf};
-use crate::numeric::optim::{stage_sample_size, staged, systematic_sample, Options};
+use crate::numeric::fit;
+use crate::numeric::optim::{stage_sample_size, systematic_sample, Options};
 use crate::numeric::special::{digamma, ln_gamma};
 
 /// Parameters: shape p of spend per transaction, shape q and scale v
@@ -33,13 +34,8 @@ pub struct Pattern {
     pub weight: f64,
 }
 
-#[derive(Debug, Clone)]
-pub struct FitResult {
-    pub params: GammaGammaParams,
-    pub log_likelihood: f64,
-    pub converged: bool,
-    pub iterations: usize,
-}
+/// Result of a fit.
+pub type FitResult = fit::FitResult<GammaGammaParams>;
 
 /// One customer's log-likelihood of mean spend m over x transactions
 /// (Fader & Hardie 2013, eq. 3; as in `lifetimes`' GammaGammaFitter).
@@ -115,33 +111,7 @@ fn objective_prepared(theta: &[f64], pr: &Prepared, grad: &mut [f64]) -> f64 {
         }
         (ll, d)
     };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(4);
-    let parts: Vec<(f64, [f64; 3])> = if pr.rows.len() < 16_384 || threads < 2 {
-        vec![chunk(&pr.rows)]
-    } else {
-        let size = pr.rows.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = pr
-                .rows
-                .chunks(size)
-                .map(|c| s.spawn(move || chunk(c)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or((f64::NAN, [f64::NAN; 3])))
-                .collect()
-        })
-    };
-    let (mut ll, mut d) = (0.0, [0.0f64; 3]);
-    for (l, dd) in parts {
-        ll += l;
-        for i in 0..3 {
-            d[i] += dd[i];
-        }
-    }
+    let (ll, d) = fit::parallel_sum(&pr.rows, chunk);
     grad[0] = -d[0] * g.p / pr.total;
     grad[1] = -d[1] * g.q / pr.total;
     grad[2] = -d[2] * g.v / pr.total;
@@ -163,22 +133,41 @@ pub fn fit(patterns: &[Pattern]) -> FitResult {
 /// [`fit`], starting on a sample of `sample(n)` customers when that is
 /// given for the n patterns fitted (`optim::staged`), drawn over the
 /// patterns sorted by frequency and spend.
+///
+/// The fit runs on spend divided by its weighted mean c, so it does not
+/// depend on the unit of money (cents or millions, 1e-3 to 1e12 per
+/// transaction): with m' = m / c, the likelihood at (p, q, v / c) is the
+/// original at (p, q, v) times c per customer (eq. 3: the density of a mean
+/// spend), so v = c v' and LL = LL' - W ln c over W customers.
 fn fit_with(patterns: &[Pattern], sample: impl Fn(usize) -> Option<usize>) -> FitResult {
-    let mut pts: Vec<Pattern> = patterns
-        .iter()
-        .copied()
-        .filter(|p| p.frequency > 0.0 && p.monetary_value > 0.0 && p.monetary_value.is_finite())
+    let kept = || {
+        patterns
+            .iter()
+            .filter(|p| p.frequency > 0.0 && p.monetary_value > 0.0 && p.monetary_value.is_finite())
+    };
+    let total: f64 = kept().map(|p| p.weight).sum();
+    let scale = kept().map(|p| p.monetary_value * p.weight).sum::<f64>() / total;
+    if !(total > 0.0 && scale.is_finite() && scale > 0.0) {
+        return fit::Found::nothing(
+            3,
+            "is not identified: no customer has a repeat purchase with positive spend",
+        )
+        .result(0.0, params_of);
+    }
+    let mut pts: Vec<Pattern> = kept()
+        .map(|p| Pattern {
+            monetary_value: p.monetary_value / scale,
+            ..*p
+        })
         .collect();
     // Grouped by frequency, so the objective computes its terms once per group.
     pts.sort_by(|a, b| a.frequency.total_cmp(&b.frequency));
     let prepared = Prepared::new(&pts);
-    let total: f64 = pts.iter().map(|p| p.weight).sum();
-    let mean_m = pts.iter().map(|p| p.monetary_value * p.weight).sum::<f64>() / total.max(1.0);
     let starts = [
         [1.0, 1.0, 1.0],
-        [5.0, 3.0, mean_m.max(1e-6)],
-        [0.5, 2.0, 0.1 * mean_m.max(1e-6)],
-        [20.0, 10.0, mean_m.max(1e-6) * 5.0],
+        [5.0, 3.0, 1.0],
+        [0.5, 2.0, 0.1],
+        [20.0, 10.0, 5.0],
     ];
     let opts = Options {
         grad_tol: 1e-9,
@@ -188,44 +177,31 @@ fn fit_with(patterns: &[Pattern], sample: impl Fn(usize) -> Option<usize>) -> Fi
         .iter()
         .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
         .collect();
-    let found = if total > 0.0 {
-        let sample = sample(pts.len()).map(|size| {
-            let reweight = |p: Pattern, weight| Pattern { weight, ..p };
-            Prepared::new(&systematic_sample(&pts, |p| p.weight, reweight, size))
-        });
-        let sub = sample
-            .as_ref()
-            .map(|s| |th: &[f64], g: &mut [f64]| objective_prepared(th, s, g));
-        staged(
-            |th, g| objective_prepared(th, &prepared, g),
-            sub,
-            &starts,
-            &opts,
-        )
-    } else {
-        None
-    };
-    match found {
-        Some((m, iterations)) => FitResult {
-            params: GammaGammaParams {
-                p: m.x[0].exp(),
-                q: m.x[1].exp(),
-                v: m.x[2].exp(),
-            },
-            log_likelihood: -m.f * total,
-            converged: m.converged,
-            iterations,
-        },
-        None => FitResult {
-            params: GammaGammaParams {
-                p: f64::NAN,
-                q: f64::NAN,
-                v: f64::NAN,
-            },
-            log_likelihood: f64::NAN,
-            converged: false,
-            iterations: 0,
-        },
+    let sample = sample(pts.len()).map(|size| {
+        let reweight = |p: Pattern, weight| Pattern { weight, ..p };
+        Prepared::new(&systematic_sample(&pts, |p| p.weight, reweight, size))
+    });
+    let sub = sample
+        .as_ref()
+        .map(|s| |th: &[f64], g: &mut [f64]| objective_prepared(th, s, g));
+    let found = fit::minimise(
+        |th, g| objective_prepared(th, &prepared, g),
+        sub,
+        &starts,
+        &opts,
+        PARAMS,
+    );
+    let mut f = found.result(total, params_of);
+    f.params.v *= scale;
+    f.log_likelihood -= total * scale.ln();
+    f
+}
+
+fn params_of(v: &[f64]) -> GammaGammaParams {
+    GammaGammaParams {
+        p: v[0],
+        q: v[1],
+        v: v[2],
     }
 }
 
@@ -264,9 +240,12 @@ impl Collector for Fit {
         Ok(())
     }
     fn return_type() -> DataType {
-        fit_type(PARAMS, true)
+        fit_type(PARAMS)
     }
     fn finish(rows: &[Weighted]) -> Result<ScalarValue> {
+        if rows.is_empty() {
+            return null_struct(&Self::return_type());
+        }
         let pts: Vec<Pattern> = rows
             .iter()
             .map(|(k, w)| Pattern {
@@ -274,21 +253,12 @@ impl Collector for Fit {
                 monetary_value: k[1],
                 weight: *w,
             })
-            .filter(|p| p.frequency > 0.0 && p.monetary_value > 0.0)
             .collect();
-        if pts.is_empty() {
-            return null_struct(&Self::return_type());
-        }
         let f = fit(&pts);
-        let num = |v: f64| ScalarValue::Float64(v.is_finite().then_some(v));
-        struct_scalar(&[
-            ("p", num(f.params.p)),
-            ("q", num(f.params.q)),
-            ("v", num(f.params.v)),
-            ("log_likelihood", num(f.log_likelihood)),
-            ("converged", ScalarValue::Boolean(Some(f.converged))),
-            ("iterations", ScalarValue::Int64(Some(f.iterations as i64))),
-        ])
+        fit_scalar(
+            &[("p", f.params.p), ("q", f.params.q), ("v", f.params.v)],
+            &f,
+        )
     }
 }
 
@@ -321,7 +291,7 @@ pub fn functions() -> Vec<Function> {
     vec![
         Function {
             name: "gamma_gamma_fit",
-            signature: "gamma_gamma_fit(frequency, monetary_value) -> struct(p, q, v, log_likelihood, converged, iterations)",
+            signature: "gamma_gamma_fit(frequency, monetary_value) -> struct(p, q, v, log_likelihood, converged, iterations, status)",
             description: "Gamma-Gamma spend model fit (Fader & Hardie 2013) on customers with frequency > 0 and positive spend",
             udf: Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(FitAggregate::<Fit>::new(
                 "gamma_gamma_fit",
@@ -405,6 +375,57 @@ mod tests {
             let e = expected_value(&f.params, x, m).unwrap();
             assert!((e - w).abs() < 0.01, "customer {}: {e} vs {w}", i + 1);
         }
+    }
+
+    #[test]
+    fn fits_do_not_depend_on_the_unit_of_money() {
+        // Eq. 3 is scale-free: amounts x 10^k give the same p and q and
+        // v x 10^k, converged, and LL - W k ln 10 over the W customers
+        // (the density of a mean spend), for k = -3..=12 (cents to
+        // high-nominal currencies). 1e-6 relative to the k = 0 fit.
+        let base = fit(&patterns());
+        let w = patterns().len() as f64;
+        for k in -3..=12 {
+            let c = 10f64.powi(k);
+            let pts: Vec<Pattern> = patterns()
+                .into_iter()
+                .map(|p| Pattern {
+                    monetary_value: p.monetary_value * c,
+                    ..p
+                })
+                .collect();
+            let f = fit(&pts);
+            assert!(f.converged, "k={k}: {f:?}");
+            assert!(
+                (f.params.p / base.params.p - 1.0).abs() < 1e-6,
+                "k={k}: {f:?}"
+            );
+            assert!(
+                (f.params.q / base.params.q - 1.0).abs() < 1e-6,
+                "k={k}: {f:?}"
+            );
+            assert!(
+                (f.params.v / (base.params.v * c) - 1.0).abs() < 1e-6,
+                "k={k}: {f:?}"
+            );
+            let ll = base.log_likelihood - w * c.ln();
+            assert!((f.log_likelihood / ll - 1.0).abs() < 1e-6, "k={k}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn no_repeat_buyer_is_not_identified() {
+        let f = fit(&[Pattern {
+            frequency: 0.0,
+            monetary_value: 0.0,
+            weight: 5.0,
+        }]);
+        assert!(!f.converged);
+        assert!(f.params.p.is_nan() && f.log_likelihood.is_nan(), "{f:?}");
+        assert!(
+            f.status.contains("no customer has a repeat purchase"),
+            "{f:?}"
+        );
     }
 
     #[test]

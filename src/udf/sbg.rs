@@ -10,10 +10,11 @@ use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use super::args::{
-    fit_type, null_struct, struct_scalar, Collector, FitAggregate, ModelScalar, Weighted,
+    fit_scalar, fit_type, null_struct, Collector, FitAggregate, ModelScalar, Weighted,
 };
 use super::{Function, Udf};
-use crate::numeric::optim::{multi_start, Options};
+use crate::numeric::fit;
+use crate::numeric::optim::Options;
 use crate::numeric::special::{digamma, ln_beta};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,13 +23,8 @@ pub struct SbgParams {
     pub beta: f64,
 }
 
-#[derive(Debug, Clone)]
-pub struct FitResult {
-    pub params: SbgParams,
-    pub log_likelihood: f64,
-    pub converged: bool,
-    pub iterations: usize,
-}
+/// Result of a fit.
+pub type FitResult = fit::FitResult<SbgParams>;
 
 /// ln P(T = t) = ln B(alpha + 1, beta + t - 1) - ln B(alpha, beta) (eq. 2).
 fn ln_p_churn(p: &SbgParams, t: f64) -> f64 {
@@ -112,17 +108,18 @@ pub fn fit(survivors: &[f64]) -> std::result::Result<FitResult, String> {
         .iter()
         .map(|s| s.iter().map(|v| v.ln()).collect())
         .collect();
-    let (m, iterations) = multi_start(|th, g| objective(th, survivors, g), &starts, &opts)
-        .ok_or_else(|| "no fit".to_string())?;
-    Ok(FitResult {
-        params: SbgParams {
-            alpha: m.x[0].exp(),
-            beta: m.x[1].exp(),
-        },
-        log_likelihood: -m.f * survivors[0].max(1.0),
-        converged: m.converged,
-        iterations,
-    })
+    let found = fit::minimise(
+        |th, g| objective(th, survivors, g),
+        None::<fn(&[f64], &mut [f64]) -> f64>,
+        &starts,
+        &opts,
+        PARAMS,
+    );
+    // The objective is the mean over the cohort (at least 1).
+    Ok(found.result(survivors[0].max(1.0), |v| SbgParams {
+        alpha: v[0],
+        beta: v[1],
+    }))
 }
 
 // ---------------------------------------------------------------------------
@@ -148,7 +145,7 @@ impl Collector for Fit {
         Ok(())
     }
     fn return_type() -> DataType {
-        fit_type(PARAMS, true)
+        fit_type(PARAMS)
     }
     fn finish(rows: &[Weighted]) -> Result<ScalarValue> {
         if rows.is_empty() {
@@ -163,16 +160,7 @@ impl Collector for Fit {
             survivors.push(k[1]);
         }
         match fit(&survivors) {
-            Ok(f) => struct_scalar(&[
-                ("alpha", ScalarValue::Float64(Some(f.params.alpha))),
-                ("beta", ScalarValue::Float64(Some(f.params.beta))),
-                (
-                    "log_likelihood",
-                    ScalarValue::Float64(Some(f.log_likelihood)),
-                ),
-                ("converged", ScalarValue::Boolean(Some(f.converged))),
-                ("iterations", ScalarValue::Int64(Some(f.iterations as i64))),
-            ]),
+            Ok(f) => fit_scalar(&[("alpha", f.params.alpha), ("beta", f.params.beta)], &f),
             Err(m) => exec_err!("sbg_fit: {m}"),
         }
     }
@@ -213,7 +201,7 @@ pub fn functions() -> Vec<Function> {
     vec![
         Function {
             name: "sbg_fit",
-            signature: "sbg_fit(period, survivors) -> struct(alpha, beta, log_likelihood, converged, iterations)",
+            signature: "sbg_fit(period, survivors) -> struct(alpha, beta, log_likelihood, converged, iterations, status)",
             description: "shifted-beta-geometric fit (Fader & Hardie 2007) to one cohort's survivor counts, period 0 = cohort size",
             udf: Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(FitAggregate::<Fit>::new(
                 "sbg_fit",

@@ -12,6 +12,7 @@ mod hostile;
 mod inputs;
 mod jobs;
 mod metrics;
+mod models;
 mod publish;
 mod quality;
 mod report;

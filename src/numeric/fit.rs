@@ -1,0 +1,354 @@
+//! Maximum-likelihood fitting shared by every model: the parallel sum of a
+//! likelihood over weighted patterns, the minimisation (multi-start,
+//! staged on a sample for large data), the check that a reported optimum is
+//! one, and the [`FitResult`] every fit returns.
+//!
+//! Every model is fitted in log-parameter space on the mean negative
+//! log-likelihood per customer, so tolerances do not depend on the data's
+//! size or units. A fit is reported converged only when:
+//! - the optimizer met its stopping rule with a finite objective,
+//! - no parameter ran off towards 0 or infinity (beyond e^±18.4 = 1e∓8 of
+//!   the data's scale): that is a likelihood without an interior optimum,
+//! - the Hessian there is positive definite: a flat likelihood (data that
+//!   identify nothing) has a zero gradient everywhere, the start included,
+//!   and must not pass for an optimum.
+
+use super::optim::{staged, Options};
+
+/// Parameters beyond e^±LOG_BOX (1e±13) are never evaluated: the objective
+/// is infinite there, so a line search backs off instead of running into
+/// overflowed log-gammas (a fit once reported r = 1.8e251).
+pub const LOG_BOX: f64 = 30.0;
+
+/// A parameter beyond e^±LOG_BOUND (1e±8) at the end of a fit ran off to a
+/// boundary: not an interior optimum.
+pub const LOG_BOUND: f64 = 18.420_680_743_952_367;
+
+/// Patterns at or above this count are summed on several threads.
+const PARALLEL_ROWS: usize = 16_384;
+
+/// The result of a maximum-likelihood fit.
+#[derive(Debug, Clone)]
+pub struct FitResult<P> {
+    pub params: P,
+    /// Total (weighted) log-likelihood.
+    pub log_likelihood: f64,
+    pub converged: bool,
+    /// Iterations over all starts tried.
+    pub iterations: usize,
+    /// "converged", or why not, for `model_fit` and the convergence gate.
+    pub status: String,
+}
+
+/// The minimum a fit found, in log-parameter space.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Log parameters; NaN for one that ran off beyond [`LOG_BOUND`] (its
+    /// value means nothing and is not published).
+    pub theta: Vec<f64>,
+    /// Mean negative log-likelihood per unit of weight.
+    pub mean_nll: f64,
+    pub converged: bool,
+    pub iterations: usize,
+    pub status: String,
+}
+
+impl Found {
+    /// A fit that could not start: no usable data.
+    pub fn nothing(n: usize, why: &str) -> Found {
+        Found {
+            theta: vec![f64::NAN; n],
+            mean_nll: f64::NAN,
+            converged: false,
+            iterations: 0,
+            status: why.to_string(),
+        }
+    }
+
+    /// The [`FitResult`] with parameters made by `params` from the
+    /// exponentiated log parameters and `total` the weight summed.
+    pub fn result<P>(&self, total: f64, params: impl Fn(&[f64]) -> P) -> FitResult<P> {
+        let natural: Vec<f64> = self.theta.iter().map(|t| t.exp()).collect();
+        FitResult {
+            params: params(&natural),
+            log_likelihood: -self.mean_nll * total,
+            converged: self.converged,
+            iterations: self.iterations,
+            status: self.status.clone(),
+        }
+    }
+}
+
+/// Sum `chunk`'s (log-likelihood, gradient) over `rows`, in parallel chunks
+/// (at most 4 threads) added in a fixed order, so the result does not
+/// depend on thread timing.
+pub fn parallel_sum<R: Sync, const N: usize>(
+    rows: &[R],
+    chunk: impl Fn(&[R]) -> (f64, [f64; N]) + Sync,
+) -> (f64, [f64; N]) {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4);
+    let parts: Vec<(f64, [f64; N])> = if rows.len() < PARALLEL_ROWS || threads < 2 {
+        vec![chunk(rows)]
+    } else {
+        let size = rows.len().div_ceil(threads);
+        let chunk = &chunk;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = rows
+                .chunks(size)
+                .map(|c| s.spawn(move || chunk(c)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or((f64::NAN, [f64::NAN; N])))
+                .collect()
+        })
+    };
+    let mut total = (0.0, [0.0; N]);
+    for (l, g) in parts {
+        total.0 += l;
+        for (t, v) in total.1.iter_mut().zip(g) {
+            *t += v;
+        }
+    }
+    total
+}
+
+/// The objective, infinite outside the box of [`LOG_BOX`].
+fn boxed<F: FnMut(&[f64], &mut [f64]) -> f64>(mut f: F) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
+    move |th: &[f64], g: &mut [f64]| {
+        if th.iter().all(|v| v.abs() <= LOG_BOX) {
+            f(th, g)
+        } else {
+            g.iter_mut().for_each(|v| *v = 0.0);
+            f64::INFINITY
+        }
+    }
+}
+
+/// Minimise the mean negative log-likelihood `full` (objective and
+/// gradient in log-parameter space) from `starts`, first on `sub` (a
+/// sample) when given (see [`staged`]), and verify the optimum. `names`
+/// name the parameters in messages.
+pub fn minimise<F, G>(
+    full: F,
+    sub: Option<G>,
+    starts: &[Vec<f64>],
+    opts: &Options,
+    names: &[&str],
+) -> Found
+where
+    F: FnMut(&[f64], &mut [f64]) -> f64,
+    G: FnMut(&[f64], &mut [f64]) -> f64,
+{
+    let mut full = boxed(full);
+    let sub = sub.map(boxed);
+    let Some((m, iterations)) = staged(&mut full, sub, starts, opts) else {
+        return Found::nothing(names.len(), "was not fitted: no start point");
+    };
+    let mut found = Found {
+        theta: m.x.clone(),
+        mean_nll: m.f,
+        converged: false,
+        iterations,
+        status: String::new(),
+    };
+    if !m.f.is_finite() {
+        found.status = "did not converge: no start point has a finite likelihood".into();
+        found.theta.iter_mut().for_each(|v| *v = f64::NAN);
+        return found;
+    }
+    let ran_off: Vec<String> = names
+        .iter()
+        .zip(&m.x)
+        .filter(|(_, t)| t.abs() > LOG_BOUND)
+        .map(|(n, t)| format!("{n} ran off to {:.3e}", t.exp()))
+        .collect();
+    if !ran_off.is_empty() {
+        found.status = format!(
+            "did not converge: {} (the likelihood has no interior optimum)",
+            ran_off.join(", ")
+        );
+        for t in found.theta.iter_mut() {
+            if t.abs() > LOG_BOUND {
+                *t = f64::NAN;
+            }
+        }
+        return found;
+    }
+    if !m.converged {
+        found.status = format!(
+            "did not converge: stopped after {iterations} iterations with gradient {:.2e} (tolerance {:.0e})",
+            m.grad_norm, opts.grad_tol
+        );
+        return found;
+    }
+    match verify_minimum(&mut full, &m.x, names) {
+        Ok(()) => {
+            found.converged = true;
+            found.status = "converged".into();
+        }
+        Err(why) => found.status = format!("is not identified: {why}"),
+    }
+    found
+}
+
+/// Check that `x` is a strict local minimum of `f`: the Hessian (central
+/// differences of the analytic gradient, step 1e-4 in log parameters) is
+/// positive definite, each Cholesky pivot above 1e-8 of the largest
+/// diagonal entry. Rounding noise of a flat direction is about 1e-12 of it;
+/// the weakest direction a real fit has is orders of magnitude above 1e-8.
+pub fn verify_minimum<F: FnMut(&[f64], &mut [f64]) -> f64>(
+    f: &mut F,
+    x: &[f64],
+    names: &[&str],
+) -> Result<(), String> {
+    let n = x.len();
+    let h = 1e-4;
+    let mut hess = vec![vec![0.0; n]; n];
+    let (mut up, mut dn) = (vec![0.0; n], vec![0.0; n]);
+    let mut xs = x.to_vec();
+    for i in 0..n {
+        xs[i] = x[i] + h;
+        let fu = f(&xs, &mut up);
+        xs[i] = x[i] - h;
+        let fd = f(&xs, &mut dn);
+        xs[i] = x[i];
+        if !(fu.is_finite() && fd.is_finite()) {
+            return Err(format!(
+                "the likelihood is not finite next to the optimum in {}",
+                names[i]
+            ));
+        }
+        for j in 0..n {
+            hess[i][j] = (up[j] - dn[j]) / (2.0 * h);
+        }
+    }
+    let scale = (0..n).fold(0.0f64, |m, i| m.max(hess[i][i].abs()));
+    if !(scale > 0.0 && scale.is_finite()) {
+        return Err(format!(
+            "the likelihood is flat in {} (the data carry no information on them)",
+            names.join(", ")
+        ));
+    }
+    // Cholesky of the symmetrised Hessian.
+    let mut l = vec![vec![0.0; n]; n];
+    for j in 0..n {
+        let mut d = hess[j][j];
+        d -= l[j][..j].iter().map(|v| v * v).sum::<f64>();
+        if !(d > 1e-8 * scale) {
+            return Err(format!(
+                "the likelihood is flat along {} at the optimum (the data carry no information on it)",
+                names[j]
+            ));
+        }
+        l[j][j] = d.sqrt();
+        for i in j + 1..n {
+            let mut v = 0.5 * (hess[i][j] + hess[j][i]);
+            v -= l[i][..j]
+                .iter()
+                .zip(&l[j][..j])
+                .map(|(p, q)| p * q)
+                .sum::<f64>();
+            l[i][j] = v / l[j][j];
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quadratic(x: &[f64], g: &mut [f64], weights: &[f64]) -> f64 {
+        let mut s = 0.0;
+        for i in 0..x.len() {
+            let d = x[i] - 0.5;
+            s += weights[i] * d * d;
+            g[i] = 2.0 * weights[i] * d;
+        }
+        s
+    }
+
+    #[test]
+    fn a_strict_minimum_is_converged() {
+        let starts = vec![vec![0.0, 0.0]];
+        let f = |x: &[f64], g: &mut [f64]| quadratic(x, g, &[1.0, 3.0]);
+        let found = minimise(
+            f,
+            None::<fn(&[f64], &mut [f64]) -> f64>,
+            &starts,
+            &Options::default(),
+            &["u", "w"],
+        );
+        assert!(found.converged, "{found:?}");
+        assert_eq!(found.status, "converged");
+        assert!((found.theta[1] - 0.5).abs() < 1e-8);
+    }
+
+    #[test]
+    fn a_flat_likelihood_is_not_identified_even_at_its_start() {
+        // Flat in w: the gradient is zero at the start, as for data where
+        // every customer bought once, on the as-of day.
+        let starts = vec![vec![0.5, 0.0]];
+        let f = |x: &[f64], g: &mut [f64]| quadratic(x, g, &[1.0, 0.0]);
+        let found = minimise(
+            f,
+            None::<fn(&[f64], &mut [f64]) -> f64>,
+            &starts,
+            &Options::default(),
+            &["u", "w"],
+        );
+        assert!(!found.converged);
+        assert!(
+            found.status.contains("not identified") && found.status.contains('w'),
+            "{}",
+            found.status
+        );
+        let zero = |_x: &[f64], g: &mut [f64]| {
+            g.iter_mut().for_each(|v| *v = 0.0);
+            0.0
+        };
+        let found = minimise(
+            zero,
+            None::<fn(&[f64], &mut [f64]) -> f64>,
+            &starts,
+            &Options::default(),
+            &["u", "w"],
+        );
+        assert!(!found.converged);
+        assert!(found.status.contains("flat in u, w"), "{}", found.status);
+    }
+
+    #[test]
+    fn a_parameter_running_off_is_not_converged_and_not_published() {
+        // Decreasing without bound in u: the box stops it, the result is
+        // not converged and u is NaN (published as NULL), never e^30.
+        let f = |x: &[f64], g: &mut [f64]| {
+            g[0] = -1.0;
+            g[1] = 2.0 * x[1];
+            -x[0] + x[1] * x[1]
+        };
+        let found = minimise(
+            f,
+            None::<fn(&[f64], &mut [f64]) -> f64>,
+            &[vec![0.0, 1.0]],
+            &Options::default(),
+            &["u", "w"],
+        );
+        assert!(!found.converged);
+        assert!(found.theta[0].is_nan(), "{found:?}");
+        assert!(found.status.contains("u ran off"), "{}", found.status);
+    }
+
+    #[test]
+    fn the_parallel_sum_equals_the_serial_one() {
+        // Sums of integers are exact in any order.
+        let rows: Vec<f64> = (0..100_000).map(|i| (i % 97) as f64).collect();
+        let (s, g) = parallel_sum(&rows, |c| (c.iter().sum(), [c.len() as f64]));
+        assert_eq!(s, rows.iter().sum::<f64>());
+        assert_eq!(g[0], 100_000.0);
+    }
+}
