@@ -11,16 +11,12 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod generate;
-// `missing_docs` is allowed where other branches are reshaping the public
-// items (input reading, the numeric core); their docs follow when they land.
-#[allow(missing_docs)]
 pub mod input;
 pub mod job;
 #[cfg(test)]
 mod layering;
 pub mod lineage;
 pub mod lock;
-#[allow(missing_docs)]
 pub mod numeric;
 pub mod progress;
 pub mod publish;

@@ -17,9 +17,13 @@ use crate::storage::Location;
 /// What a run read: enough to tell later whether the inputs changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileFingerprint {
+    /// The file's full URL (store URL and object path).
     pub path: String,
+    /// Size in bytes.
     pub size: u64,
+    /// The store's last-modified time, RFC 3339.
     pub last_modified: String,
+    /// The store's ETag, when it reports one.
     pub e_tag: Option<String>,
 }
 

@@ -27,9 +27,14 @@ use schema::is_text;
 /// One registered input.
 #[derive(Debug, Clone, Serialize)]
 pub struct InputReport {
+    /// The input's name in the job.
     pub name: String,
+    /// The location read; `None` for an optional input without a URL.
     pub url: Option<String>,
+    /// `"parquet"` or `"csv"`; `None` when no location was read.
     pub format: Option<String>,
+    /// The files read, in path order (a manifest's order when the folder has
+    /// a `_manifest.json`); empty without a location.
     pub files: Vec<FileFingerprint>,
 }
 
@@ -37,7 +42,18 @@ pub(super) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// Register the inputs of a job. `overrides` are `--input NAME=URL`.
+/// Register the inputs of a job: each location as table `__raw_NAME`, and
+/// the view the SQL steps read, `NAME_typed` for transactions (columns of
+/// [`TRANSACTION_COLUMNS`]) or `NAME` for a table. `overrides` are `--input
+/// NAME=URL`; the job's own relative paths resolve against `base_dir`. An
+/// optional input without a URL is registered empty. One report per input,
+/// in name order.
+///
+/// Errors: [`Error::Argument`] for an override naming no input or a required
+/// input without a URL; [`Error::Url`] for a location that does not parse;
+/// [`Error::InputSchema`] when a location has no data files, a file cannot be
+/// read, or the column mapping does not fit a file; [`Error::Storage`] when
+/// the store fails.
 pub async fn register_inputs(
     ctx: &SessionContext,
     inputs: &BTreeMap<String, InputSpec>,

@@ -40,7 +40,14 @@ pub(super) struct Registered {
 
 /// Register `loc` as table `name`. With `csv_as_text` CSV columns are all
 /// read as text, so one bad value becomes one rejected row instead of a
-/// failed run.
+/// failed run. Returns the table's schema (the union of its files' columns
+/// by name), the files read and the format (when `format` is `None`, CSV for
+/// a `.csv`, `.tsv` or `.txt` extension, else Parquet).
+///
+/// Errors: [`Error::InputSchema`] when the location has no data files, a
+/// file is empty or not Parquet, a schema cannot be read, or two files give
+/// a column types nothing reconciles; [`Error::Storage`] when the store
+/// fails.
 pub async fn register_source(
     ctx: &SessionContext,
     name: &str,

@@ -30,9 +30,12 @@ const PARALLEL_ROWS: usize = 16_384;
 /// The result of a maximum-likelihood fit.
 #[derive(Debug, Clone)]
 pub struct FitResult<P> {
+    /// The fitted parameters, exponentiated from the log parameters; NaN for
+    /// one that ran off or when nothing could be fitted.
     pub params: P,
     /// Total (weighted) log-likelihood.
     pub log_likelihood: f64,
+    /// True only at a verified interior optimum (see the module docs).
     pub converged: bool,
     /// Iterations over all starts tried.
     pub iterations: usize,
@@ -48,8 +51,11 @@ pub struct Found {
     pub theta: Vec<f64>,
     /// Mean negative log-likelihood per unit of weight.
     pub mean_nll: f64,
+    /// True only at a verified interior optimum (see the module docs).
     pub converged: bool,
+    /// Iterations over all starts and stages tried.
     pub iterations: usize,
+    /// "converged", or why not.
     pub status: String,
 }
 

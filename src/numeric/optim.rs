@@ -6,6 +6,7 @@
 /// Stopping rules.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Iterations of one L-BFGS run at most.
     pub max_iter: usize,
     /// Converged when the largest gradient component is at most this.
     pub grad_tol: f64,
@@ -30,11 +31,17 @@ impl Default for Options {
 /// The result of a minimisation.
 #[derive(Debug, Clone)]
 pub struct Minimum {
+    /// The point reached.
     pub x: Vec<f64>,
+    /// The objective at `x`.
     pub f: f64,
+    /// The largest |gradient component| at `x`; NaN when f or the gradient
+    /// at the start is not finite.
     pub grad_norm: f64,
+    /// Iterations spent.
     pub iterations: usize,
-    /// True only when a stopping rule of `Options` was met.
+    /// True only when a stopping rule of `Options` was met; [`multi_start`]
+    /// and [`staged`] also require a finite f and every |x_i| <= ln 1e8.
     pub converged: bool,
 }
 
