@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::common::custval;
+use crate::common::{custval, read_table};
 
 fn case(name: &str) -> String {
     format!(
@@ -36,44 +36,6 @@ fn run_case(name: &str, as_of: &str, out: &Path, extra: &[&str]) -> std::process
     custval(&[], &args)
 }
 
-/// Rows of a published partition keyed by column name.
-fn rows(out: &Path, table: &str, as_of: &str, query: &str) -> Vec<HashMap<String, String>> {
-    let url = format!("{}/{table}/as_of={as_of}/", out.display());
-    let res = custval(
-        &[],
-        &[
-            "sql",
-            "--format",
-            "csv",
-            "--table",
-            &format!("t={url}"),
-            query,
-        ],
-    );
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let text = String::from_utf8(res.stdout).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap_or_default()
-        .split(',')
-        .map(String::from)
-        .collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 fn num(row: &HashMap<String, String>, key: &str) -> f64 {
     row[key]
         .parse()
@@ -100,7 +62,7 @@ fn one_time_buyers_are_scored_when_a_plus_b_is_below_1() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let fit = rows(
+    let fit = read_table(
         tmp.path(),
         "model_fit",
         "2023-07-01",
@@ -117,7 +79,7 @@ fn one_time_buyers_are_scored_when_a_plus_b_is_below_1() {
     }
     assert_eq!(fit[0]["converged"], "true");
     assert_eq!(fit[0]["status"], "converged");
-    let tiers = rows(
+    let tiers = read_table(
         tmp.path(),
         "customer_tiers",
         "2023-07-01",
@@ -184,7 +146,7 @@ fn allow_unconverged_publishes_no_number_that_is_not_one() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let fit = rows(
+    let fit = read_table(
         tmp.path(),
         "model_fit",
         "2020-06-30",
