@@ -25,18 +25,28 @@ use crate::numeric::special::{digamma, hyp2f1_series, ln_beta, ln_gamma, log_sum
 /// Model parameters (time-scale parameter alpha in the data's time unit).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BgNbdParams {
+    /// Shape of the gamma distribution of transaction rates across customers.
     pub r: f64,
+    /// Scale of that gamma distribution, in the time unit of the data.
     pub alpha: f64,
+    /// First shape of the beta distribution of dropout probabilities.
     pub a: f64,
+    /// Second shape of that beta distribution.
     pub b: f64,
 }
 
 /// Customers sharing (frequency, recency, t), with their count as weight.
 #[derive(Debug, Clone, Copy)]
 pub struct Pattern {
+    /// Number of repeat purchases x (a whole number >= 0).
     pub frequency: f64,
+    /// Time of the last repeat purchase t_x since the first purchase (0 when
+    /// frequency is 0).
     pub recency: f64,
+    /// Customer age T: time from the first purchase to the end of the
+    /// observation period, >= recency.
     pub t: f64,
+    /// Number of customers sharing the pattern.
     pub weight: f64,
 }
 

@@ -18,19 +18,26 @@ use crate::numeric::optim::{stage_sample_size, systematic_sample, Options};
 use crate::numeric::special::{digamma, ln_gamma};
 
 /// Parameters: shape p of spend per transaction, shape q and scale v
-/// (the paper's gamma) of its rate across customers.
+/// (the paper's gamma) of its rate across customers (Colombo & Jiang 1999;
+/// Fader, Hardie & Lee 2005, "RFM and CLV").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GammaGammaParams {
+    /// Shape of the gamma distribution of one transaction's spend.
     pub p: f64,
+    /// Shape of the gamma distribution of its rate across customers.
     pub q: f64,
+    /// Scale of that distribution (the paper's gamma), in the unit of money.
     pub v: f64,
 }
 
 /// Customers sharing (frequency, mean repeat spend), with their count.
 #[derive(Debug, Clone, Copy)]
 pub struct Pattern {
+    /// Number of repeat purchases x.
     pub frequency: f64,
+    /// Mean spend m of the repeat purchases, in the unit of money.
     pub monetary_value: f64,
+    /// Number of customers sharing the pattern.
     pub weight: f64,
 }
 

@@ -17,9 +17,13 @@ use crate::numeric::fit;
 use crate::numeric::optim::Options;
 use crate::numeric::special::{digamma, ln_beta};
 
+/// Parameters of the beta distribution of the per-period churn probability
+/// across customers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SbgParams {
+    /// First shape of the beta distribution.
     pub alpha: f64,
+    /// Second shape of the beta distribution.
     pub beta: f64,
 }
 
