@@ -126,7 +126,8 @@ impl ModelScalar {
         }
     }
 
-    fn arg_names(&self) -> Vec<&'static str> {
+    /// Every argument's name, the structs' first.
+    pub(crate) fn arg_names(&self) -> Vec<&'static str> {
         self.structs
             .iter()
             .map(|(n, _)| *n)

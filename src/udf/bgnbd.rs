@@ -4,18 +4,14 @@
 //! `bgnbd_fit`, `bgnbd_p_alive`, `bgnbd_expected_purchases`; then tests.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use super::args::{
-    fit_scalar, fit_type, null_struct, Collector, FitAggregate, ModelScalar, Weighted,
-};
-use super::{Function, Udf};
+use super::args::{fit_scalar, fit_type, null_struct, Collector, Weighted};
+use super::Function;
 use crate::numeric::fit;
 use crate::numeric::memo;
 use crate::numeric::optim::{stage_sample_size, systematic_sample, Options};
@@ -551,37 +547,25 @@ fn finite(
 /// The SQL functions of this model.
 pub fn functions() -> Vec<Function> {
     vec![
-        Function {
-            name: "bgnbd_fit",
-            signature: "bgnbd_fit(frequency, recency, t) -> struct(r, alpha, a, b, log_likelihood, converged, iterations, status)",
-            description: "BG/NBD maximum-likelihood fit (Fader, Hardie & Lee 2005); customers sharing a pattern are fitted once",
-            udf: Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(FitAggregate::<Fit>::new(
-                "bgnbd_fit",
-                &["frequency", "recency", "t"],
-            )))),
-        },
-        Function {
-            name: "bgnbd_p_alive",
-            signature: "bgnbd_p_alive(params, frequency, recency, t) -> double",
-            description: "probability the customer is still alive at t",
-            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(ModelScalar::new(
-                "bgnbd_p_alive",
-                &[("params", PARAMS)],
-                &["frequency", "recency", "t"],
-                eval_p_alive,
-            )))),
-        },
-        Function {
-            name: "bgnbd_expected_purchases",
-            signature: "bgnbd_expected_purchases(params, horizon, frequency, recency, t) -> double",
-            description: "expected repeat purchases in (t, t + horizon], horizon in the time unit of the fit",
-            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(ModelScalar::new(
-                "bgnbd_expected_purchases",
-                &[("params", PARAMS)],
-                &["horizon", "frequency", "recency", "t"],
-                eval_expected,
-            )))),
-        },
+        Function::fit::<Fit>(
+            "bgnbd_fit",
+            &["frequency", "recency", "t"],
+            "BG/NBD maximum-likelihood fit (Fader, Hardie & Lee 2005); customers sharing a pattern are fitted once",
+        ),
+        Function::scalar(
+            "bgnbd_p_alive",
+            &[("params", PARAMS)],
+            &["frequency", "recency", "t"],
+            eval_p_alive,
+            "probability the customer is still alive at t",
+        ),
+        Function::scalar(
+            "bgnbd_expected_purchases",
+            &[("params", PARAMS)],
+            &["horizon", "frequency", "recency", "t"],
+            eval_expected,
+            "expected repeat purchases in (t, t + horizon], horizon in the time unit of the fit",
+        ),
     ]
 }
 
