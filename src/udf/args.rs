@@ -106,6 +106,11 @@ pub struct ModelScalar {
 }
 
 impl ModelScalar {
+    /// SQL function `name(struct args..., args...)`: `structs` are the
+    /// parameter-struct arguments first, each with the Float64 fields `eval`
+    /// receives (in that order, all structs' fields concatenated); `args` the
+    /// numeric arguments after them, coerced to Float64. A wrong argument
+    /// count or kind is a planning error naming the argument.
     pub fn new(
         name: &'static str,
         structs: &'static [(&'static str, &'static [&'static str])],
@@ -121,7 +126,8 @@ impl ModelScalar {
         }
     }
 
-    fn arg_names(&self) -> Vec<&'static str> {
+    /// Every argument's name, the structs' first.
+    pub(crate) fn arg_names(&self) -> Vec<&'static str> {
         self.structs
             .iter()
             .map(|(n, _)| *n)
@@ -254,6 +260,10 @@ pub struct FitAggregate<C: Collector> {
 }
 
 impl<C: Collector> FitAggregate<C> {
+    /// Aggregate `name(args...)`: `args` names the numeric arguments (one
+    /// per pattern value, [`Collector::WIDTH`] of them), coerced to Float64.
+    /// A row with a NULL is skipped; an invalid one (per
+    /// [`Collector::validate`]) is an execution error.
     pub fn new(name: &'static str, args: &'static [&'static str]) -> Self {
         FitAggregate {
             name,
@@ -552,6 +562,10 @@ pub struct ValuesAggregate {
 }
 
 impl ValuesAggregate {
+    /// Aggregate `name(args...)` returning `return_type`: the first argument
+    /// is the value (NULLs skipped, a non-finite value is an error), the
+    /// optional second the constant passed to `finish` (an error if it
+    /// differs between rows).
     pub fn new(
         name: &'static str,
         args: &'static [&'static str],

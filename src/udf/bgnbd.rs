@@ -4,18 +4,14 @@
 //! `bgnbd_fit`, `bgnbd_p_alive`, `bgnbd_expected_purchases`; then tests.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use super::args::{
-    fit_scalar, fit_type, null_struct, Collector, FitAggregate, ModelScalar, Weighted,
-};
-use super::{Function, Udf};
+use super::args::{fit_scalar, fit_type, null_struct, Collector, Weighted};
+use super::Function;
 use crate::numeric::fit;
 use crate::numeric::memo;
 use crate::numeric::optim::{stage_sample_size, systematic_sample, Options};
@@ -25,18 +21,28 @@ use crate::numeric::special::{digamma, hyp2f1_series, ln_beta, ln_gamma, log_sum
 /// Model parameters (time-scale parameter alpha in the data's time unit).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BgNbdParams {
+    /// Shape of the gamma distribution of transaction rates across customers.
     pub r: f64,
+    /// Scale of that gamma distribution, in the time unit of the data.
     pub alpha: f64,
+    /// First shape of the beta distribution of dropout probabilities.
     pub a: f64,
+    /// Second shape of that beta distribution.
     pub b: f64,
 }
 
 /// Customers sharing (frequency, recency, t), with their count as weight.
 #[derive(Debug, Clone, Copy)]
 pub struct Pattern {
+    /// Number of repeat purchases x (a whole number >= 0).
     pub frequency: f64,
+    /// Time of the last repeat purchase t_x since the first purchase (0 when
+    /// frequency is 0).
     pub recency: f64,
+    /// Customer age T: time from the first purchase to the end of the
+    /// observation period, >= recency.
     pub t: f64,
+    /// Number of customers sharing the pattern.
     pub weight: f64,
 }
 
@@ -541,37 +547,25 @@ fn finite(
 /// The SQL functions of this model.
 pub fn functions() -> Vec<Function> {
     vec![
-        Function {
-            name: "bgnbd_fit",
-            signature: "bgnbd_fit(frequency, recency, t) -> struct(r, alpha, a, b, log_likelihood, converged, iterations, status)",
-            description: "BG/NBD maximum-likelihood fit (Fader, Hardie & Lee 2005); customers sharing a pattern are fitted once",
-            udf: Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(FitAggregate::<Fit>::new(
-                "bgnbd_fit",
-                &["frequency", "recency", "t"],
-            )))),
-        },
-        Function {
-            name: "bgnbd_p_alive",
-            signature: "bgnbd_p_alive(params, frequency, recency, t) -> double",
-            description: "probability the customer is still alive at t",
-            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(ModelScalar::new(
-                "bgnbd_p_alive",
-                &[("params", PARAMS)],
-                &["frequency", "recency", "t"],
-                eval_p_alive,
-            )))),
-        },
-        Function {
-            name: "bgnbd_expected_purchases",
-            signature: "bgnbd_expected_purchases(params, horizon, frequency, recency, t) -> double",
-            description: "expected repeat purchases in (t, t + horizon], horizon in the time unit of the fit",
-            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(ModelScalar::new(
-                "bgnbd_expected_purchases",
-                &[("params", PARAMS)],
-                &["horizon", "frequency", "recency", "t"],
-                eval_expected,
-            )))),
-        },
+        Function::fit::<Fit>(
+            "bgnbd_fit",
+            &["frequency", "recency", "t"],
+            "BG/NBD maximum-likelihood fit (Fader, Hardie & Lee 2005); customers sharing a pattern are fitted once",
+        ),
+        Function::scalar(
+            "bgnbd_p_alive",
+            &[("params", PARAMS)],
+            &["frequency", "recency", "t"],
+            eval_p_alive,
+            "probability the customer is still alive at t",
+        ),
+        Function::scalar(
+            "bgnbd_expected_purchases",
+            &[("params", PARAMS)],
+            &["horizon", "frequency", "recency", "t"],
+            eval_expected,
+            "expected repeat purchases in (t, t + horizon], horizon in the time unit of the fit",
+        ),
     ]
 }
 

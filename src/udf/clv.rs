@@ -3,14 +3,9 @@
 //! Gamma-Gamma expected spend, discounted per month; then the SQL function
 //! `clv`; then tests.
 
-use std::sync::Arc;
-
-use datafusion::logical_expr::ScalarUDF;
-
-use super::args::ModelScalar;
 use super::bgnbd::{self, BgNbdParams};
 use super::gamma_gamma::{self, GammaGammaParams};
-use super::{Function, Udf};
+use super::Function;
 use crate::numeric::memo;
 
 /// Sum over months m = 1..=horizon of value * (E[Y(m u)] - E[Y((m-1) u)]) / (1 + d)^m,
@@ -131,17 +126,13 @@ fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
 
 /// The SQL function.
 pub fn functions() -> Vec<Function> {
-    vec![Function {
-        name: "clv",
-        signature: "clv(bgnbd_params, gg_params, frequency, recency, t, monetary_value, horizon_months, monthly_discount_rate, time_units_per_month) -> double",
-        description: "discounted CLV over horizon_months months (lifetimes' customer_lifetime_value); time_units_per_month = 30 (days) or 4.345 (weeks)",
-        udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(ModelScalar::new(
-            "clv",
-            &[("bgnbd_params", &["r", "alpha", "a", "b"]), ("gg_params", gamma_gamma::PARAMS)],
-            &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month"],
-            eval,
-        )))),
-    }]
+    vec![Function::scalar(
+        "clv",
+        &[("bgnbd_params", &["r", "alpha", "a", "b"]), ("gg_params", gamma_gamma::PARAMS)],
+        &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month"],
+        eval,
+        "discounted CLV over horizon_months months (lifetimes' customer_lifetime_value); time_units_per_month = 30 (days) or 4.345 (weeks)",
+    )]
 }
 
 #[cfg(test)]

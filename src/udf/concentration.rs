@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, Result, ScalarValue};
-use datafusion::logical_expr::AggregateUDF;
 
-use super::args::{struct_scalar, ValuesAggregate};
-use super::{Function, Udf};
+use super::args::struct_scalar;
+use super::Function;
 
 /// Clamp negatives to 0 and sort ascending; None when the total is not positive.
 fn prepare(values: &[f64]) -> Option<(Vec<f64>, f64)> {
@@ -156,54 +155,44 @@ fn lorenz_finish(values: &[f64], arg: Option<f64>) -> Result<ScalarValue> {
     }
 }
 
-fn aggregate(
-    name: &'static str,
-    args: &'static [&'static str],
-    t: DataType,
-    f: super::args::ValuesFinish,
-) -> Udf {
-    Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(ValuesAggregate::new(
-        name, args, t, f,
-    ))))
-}
-
 /// The SQL aggregates.
 pub fn functions() -> Vec<Function> {
     vec![
-        Function {
-            name: "gini",
-            signature: "gini(x) -> double",
-            description: "sample Gini coefficient of x (negatives count as 0; NULL when the total is 0)",
-            udf: aggregate("gini", &["x"], DataType::Float64, |v, _| f64_result(gini(v))),
-        },
-        Function {
-            name: "hhi",
-            signature: "hhi(x) -> double",
-            description: "Herfindahl-Hirschman index: sum of squared shares of x",
-            udf: aggregate("hhi", &["x"], DataType::Float64, |v, _| f64_result(hhi(v))),
-        },
-        Function {
-            name: "top_share",
-            signature: "top_share(x, fraction) -> double",
-            description: "share of the total held by the top fraction of rows (top_share(x, 0.2): the 80/20 check)",
-            udf: aggregate("top_share", &["x", "fraction"], DataType::Float64, |v, a| {
-                f64_result(top_share(v, fraction("top_share", a)?))
-            }),
-        },
-        Function {
-            name: "share_for",
-            signature: "share_for(x, fraction) -> double",
-            description: "smallest fraction of rows, largest first, holding `fraction` of the total",
-            udf: aggregate("share_for", &["x", "fraction"], DataType::Float64, |v, a| {
-                f64_result(share_for(v, fraction("share_for", a)?))
-            }),
-        },
-        Function {
-            name: "lorenz",
-            signature: "lorenz(x, points) -> list(struct(population_share, value_share))",
-            description: "Lorenz curve of x at points + 1 evenly spaced population shares",
-            udf: aggregate("lorenz", &["x", "points"], lorenz_type(), lorenz_finish),
-        },
+        Function::values(
+            "gini",
+            &["x"],
+            DataType::Float64,
+            |v, _| f64_result(gini(v)),
+            "sample Gini coefficient of x (negatives count as 0; NULL when the total is 0)",
+        ),
+        Function::values(
+            "hhi",
+            &["x"],
+            DataType::Float64,
+            |v, _| f64_result(hhi(v)),
+            "Herfindahl-Hirschman index: sum of squared shares of x",
+        ),
+        Function::values(
+            "top_share",
+            &["x", "fraction"],
+            DataType::Float64,
+            |v, a| f64_result(top_share(v, fraction("top_share", a)?)),
+            "share of the total held by the top fraction of rows (top_share(x, 0.2): the 80/20 check)",
+        ),
+        Function::values(
+            "share_for",
+            &["x", "fraction"],
+            DataType::Float64,
+            |v, a| f64_result(share_for(v, fraction("share_for", a)?)),
+            "smallest fraction of rows, largest first, holding `fraction` of the total",
+        ),
+        Function::values(
+            "lorenz",
+            &["x", "points"],
+            lorenz_type(),
+            lorenz_finish,
+            "Lorenz curve of x at points + 1 evenly spaced population shares",
+        ),
     ]
 }
 

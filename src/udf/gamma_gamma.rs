@@ -3,34 +3,36 @@
 //! patterns, conditional expected spend; then `gamma_gamma_fit` and
 //! `gamma_gamma_expected_value`; then tests.
 
-use std::sync::Arc;
-
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use super::args::{
-    fit_scalar, fit_type, null_struct, Collector, FitAggregate, ModelScalar, Weighted,
-};
-use super::{Function, Udf};
+use super::args::{fit_scalar, fit_type, null_struct, Collector, Weighted};
+use super::Function;
 use crate::numeric::fit;
 use crate::numeric::optim::{stage_sample_size, systematic_sample, Options};
 use crate::numeric::special::{digamma, ln_gamma};
 
 /// Parameters: shape p of spend per transaction, shape q and scale v
-/// (the paper's gamma) of its rate across customers.
+/// (the paper's gamma) of its rate across customers (Colombo & Jiang 1999;
+/// Fader, Hardie & Lee 2005, "RFM and CLV").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GammaGammaParams {
+    /// Shape of the gamma distribution of one transaction's spend.
     pub p: f64,
+    /// Shape of the gamma distribution of its rate across customers.
     pub q: f64,
+    /// Scale of that distribution (the paper's gamma), in the unit of money.
     pub v: f64,
 }
 
 /// Customers sharing (frequency, mean repeat spend), with their count.
 #[derive(Debug, Clone, Copy)]
 pub struct Pattern {
+    /// Number of repeat purchases x.
     pub frequency: f64,
+    /// Mean spend m of the repeat purchases, in the unit of money.
     pub monetary_value: f64,
+    /// Number of customers sharing the pattern.
     pub weight: f64,
 }
 
@@ -289,26 +291,18 @@ fn eval_expected(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, Stri
 /// The SQL functions of this model.
 pub fn functions() -> Vec<Function> {
     vec![
-        Function {
-            name: "gamma_gamma_fit",
-            signature: "gamma_gamma_fit(frequency, monetary_value) -> struct(p, q, v, log_likelihood, converged, iterations, status)",
-            description: "Gamma-Gamma spend model fit (Fader & Hardie 2013) on customers with frequency > 0 and positive spend",
-            udf: Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(FitAggregate::<Fit>::new(
-                "gamma_gamma_fit",
-                &["frequency", "monetary_value"],
-            )))),
-        },
-        Function {
-            name: "gamma_gamma_expected_value",
-            signature: "gamma_gamma_expected_value(params, frequency, monetary_value) -> double",
-            description: "expected average transaction value; NULL when q <= 1 (no population mean)",
-            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(ModelScalar::new(
-                "gamma_gamma_expected_value",
-                &[("params", PARAMS)],
-                &["frequency", "monetary_value"],
-                eval_expected,
-            )))),
-        },
+        Function::fit::<Fit>(
+            "gamma_gamma_fit",
+            &["frequency", "monetary_value"],
+            "Gamma-Gamma spend model fit (Fader & Hardie 2013) on customers with frequency > 0 and positive spend",
+        ),
+        Function::scalar(
+            "gamma_gamma_expected_value",
+            &[("params", PARAMS)],
+            &["frequency", "monetary_value"],
+            eval_expected,
+            "expected average transaction value; NULL when q <= 1 (no population mean)",
+        ),
     ]
 }
 

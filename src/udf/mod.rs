@@ -5,26 +5,21 @@
 //! Adding a model: one file with its math, its `functions()` and its tests,
 //! and one line in [`MODELS`].
 
-// `missing_docs` is allowed for the modules whose public items are being
-// reshaped on other branches (the shared fit machinery); their
-// docs follow when those land (issue 13).
-#[allow(missing_docs)]
 pub mod args;
-#[allow(missing_docs)]
 pub mod bgnbd;
 pub mod clv;
 pub mod concentration;
-#[allow(missing_docs)]
 pub mod gamma_gamma;
-#[allow(missing_docs)]
 pub mod sbg;
 pub mod summary;
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
+use args::{Collector, ScalarEval, ValuesAggregate, ValuesFinish};
 pub use args::{FitAggregate, ModelScalar};
 
 /// A registered SQL function with its documentation.
@@ -32,8 +27,9 @@ pub use args::{FitAggregate, ModelScalar};
 pub struct Function {
     /// SQL name.
     pub name: &'static str,
-    /// Arguments and result, as `custval functions` prints them.
-    pub signature: &'static str,
+    /// Arguments and result, as `custval functions` prints them; built by
+    /// [`signature`] from the lists the implementation takes.
+    pub signature: String,
     /// One line on what it computes.
     pub description: &'static str,
     /// The DataFusion function.
@@ -47,6 +43,85 @@ pub enum Udf {
     Scalar(Arc<ScalarUDF>),
     /// An aggregate function.
     Aggregate(Arc<AggregateUDF>),
+}
+
+impl Function {
+    /// A [`FitAggregate`] `name(args...)` returning the collector's struct.
+    pub fn fit<C: Collector>(
+        name: &'static str,
+        args: &'static [&'static str],
+        description: &'static str,
+    ) -> Function {
+        Function {
+            name,
+            signature: signature(name, args, Some(&C::return_type())),
+            description,
+            udf: Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(
+                FitAggregate::<C>::new(name, args),
+            ))),
+        }
+    }
+
+    /// A [`ModelScalar`] `name(struct args..., args...)` returning a double
+    /// (see [`ModelScalar::new`] for the arguments).
+    pub fn scalar(
+        name: &'static str,
+        structs: &'static [(&'static str, &'static [&'static str])],
+        args: &'static [&'static str],
+        eval: ScalarEval,
+        description: &'static str,
+    ) -> Function {
+        let udf = ModelScalar::new(name, structs, args, eval);
+        Function {
+            name,
+            signature: signature(name, &udf.arg_names(), Some(&DataType::Float64)),
+            description,
+            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(udf))),
+        }
+    }
+
+    /// A [`ValuesAggregate`] `name(args...)` returning `return_type`.
+    pub fn values(
+        name: &'static str,
+        args: &'static [&'static str],
+        return_type: DataType,
+        finish: ValuesFinish,
+        description: &'static str,
+    ) -> Function {
+        Function {
+            name,
+            signature: signature(name, args, Some(&return_type)),
+            description,
+            udf: Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(ValuesAggregate::new(
+                name,
+                args,
+                return_type,
+                finish,
+            )))),
+        }
+    }
+}
+
+/// Help text `name(arg, ...) -> result` (no arrow without a result):
+/// Float64 is `double`, a struct `struct(field, ...)`, a list `list(item)`.
+pub fn signature(name: &str, args: &[&str], result: Option<&DataType>) -> String {
+    let call = format!("{name}({})", args.join(", "));
+    match result {
+        Some(t) => format!("{call} -> {}", type_text(t)),
+        None => call,
+    }
+}
+
+fn type_text(t: &DataType) -> String {
+    match t {
+        DataType::Float64 => "double".into(),
+        DataType::Struct(fields) => {
+            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+            format!("struct({})", names.join(", "))
+        }
+        DataType::List(item) => format!("list({})", type_text(item.data_type())),
+        other => other.to_string(),
+    }
 }
 
 /// Every model's function list: one line per model.

@@ -3,23 +3,22 @@
 //! fit from cohort survivor counts, survival and retention curves; then the
 //! SQL functions `sbg_fit`, `sbg_survival`, `sbg_retention`; then tests.
 
-use std::sync::Arc;
-
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
-use super::args::{
-    fit_scalar, fit_type, null_struct, Collector, FitAggregate, ModelScalar, Weighted,
-};
-use super::{Function, Udf};
+use super::args::{fit_scalar, fit_type, null_struct, Collector, Weighted};
+use super::Function;
 use crate::numeric::fit;
 use crate::numeric::optim::Options;
 use crate::numeric::special::{digamma, ln_beta};
 
+/// Parameters of the beta distribution of the per-period churn probability
+/// across customers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SbgParams {
+    /// First shape of the beta distribution.
     pub alpha: f64,
+    /// Second shape of the beta distribution.
     pub beta: f64,
 }
 
@@ -199,37 +198,25 @@ fn eval_retention(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, Str
 /// The SQL functions of this model.
 pub fn functions() -> Vec<Function> {
     vec![
-        Function {
-            name: "sbg_fit",
-            signature: "sbg_fit(period, survivors) -> struct(alpha, beta, log_likelihood, converged, iterations, status)",
-            description: "shifted-beta-geometric fit (Fader & Hardie 2007) to one cohort's survivor counts, period 0 = cohort size",
-            udf: Udf::Aggregate(Arc::new(AggregateUDF::new_from_impl(FitAggregate::<Fit>::new(
-                "sbg_fit",
-                &["period", "survivors"],
-            )))),
-        },
-        Function {
-            name: "sbg_survival",
-            signature: "sbg_survival(params, period) -> double",
-            description: "projected share of the cohort still active at the start of period",
-            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(ModelScalar::new(
-                "sbg_survival",
-                &[("params", PARAMS)],
-                &["period"],
-                eval_survival,
-            )))),
-        },
-        Function {
-            name: "sbg_retention",
-            signature: "sbg_retention(params, period) -> double",
-            description: "projected retention rate from period - 1 to period",
-            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(ModelScalar::new(
-                "sbg_retention",
-                &[("params", PARAMS)],
-                &["period"],
-                eval_retention,
-            )))),
-        },
+        Function::fit::<Fit>(
+            "sbg_fit",
+            &["period", "survivors"],
+            "shifted-beta-geometric fit (Fader & Hardie 2007) to one cohort's survivor counts, period 0 = cohort size",
+        ),
+        Function::scalar(
+            "sbg_survival",
+            &[("params", PARAMS)],
+            &["period"],
+            eval_survival,
+            "projected share of the cohort still active at the start of period",
+        ),
+        Function::scalar(
+            "sbg_retention",
+            &[("params", PARAMS)],
+            &["period"],
+            eval_retention,
+            "projected retention rate from period - 1 to period",
+        ),
     ]
 }
 

@@ -118,7 +118,7 @@ fn groups_for(args: &AccumulatorArgs) -> Result<SummaryGroups> {
 pub fn functions() -> Vec<Function> {
     vec![Function {
         name: NAME,
-        signature: "customer_summary(order_ts, order_id, amount, margin, value, line_key, calibration_end)",
+        signature: crate::udf::signature(NAME, &ARGS, None),
         description: "per-customer facts for RFM: lines (exact repeats within an order dropped), orders, revenue, purchase days (net amount >= 0), first/last purchase day, repeat value, calibration counts",
         udf: Udf::Aggregate(Arc::new(AggregateUDF::from(CustomerSummary {
             signature: Signature::user_defined(Volatility::Immutable),
