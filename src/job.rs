@@ -390,7 +390,10 @@ pub const BUILTIN_PARAMS: &[&str] = &[
 impl Job {
     /// Load a job file from disk and read every SQL file it names.
     pub fn load(path: &Path) -> Result<Job> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // A job file that is missing or unreadable is the caller's to fix (exit
+        // 2), not a failed run to retry.
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::job(path, format!("cannot read the job file: {e}")))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         Self::parse(path, &text, |file| {
             let p = base.join(file);

@@ -66,3 +66,16 @@ fn check_exits_2_on_a_broken_sql_step() {
         out.stderr
     );
 }
+
+/// SPEC.md: a missing job file is exit 2 (fix, do not retry), for `run` and
+/// `check` alike, and the message names the file.
+#[test]
+fn a_missing_job_file_exits_2_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("no-such-job.toml");
+    for cmd in ["run", "check"] {
+        let out = Cmd::custval().arg(cmd).arg(&job).code(2);
+        assert!(out.stderr.contains("no-such-job.toml"), "{}", out.stderr);
+        assert_eq!(out.stderr.matches("custval: error").count(), 1, "{}", out.stderr);
+    }
+}
