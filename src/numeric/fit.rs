@@ -196,7 +196,13 @@ where
             found.converged = true;
             found.status = "converged".into();
         }
-        Err(why) => found.status = format!("is not identified: {why}"),
+        Err(why) => {
+            // The data do not pin the parameters down: whatever values the
+            // search stopped at are arbitrary (often the start point), so
+            // they are published as NULL beside the reason, never as numbers.
+            found.status = format!("is not identified: {why}");
+            found.theta.iter_mut().for_each(|v| *v = f64::NAN);
+        }
     }
     found
 }
@@ -326,6 +332,7 @@ mod tests {
         );
         assert!(!found.converged);
         assert!(found.status.contains("flat in u, w"), "{}", found.status);
+        assert!(found.theta.iter().all(|v| v.is_nan()), "{:?}", found.theta);
     }
 
     #[test]

@@ -76,6 +76,11 @@ fn a_missing_job_file_exits_2_naming_it() {
     for cmd in ["run", "check"] {
         let out = Cmd::custval().arg(cmd).arg(&job).code(2);
         assert!(out.stderr.contains("no-such-job.toml"), "{}", out.stderr);
-        assert_eq!(out.stderr.matches("custval: error").count(), 1, "{}", out.stderr);
+        assert_eq!(
+            out.stderr.matches("custval: error").count(),
+            1,
+            "{}",
+            out.stderr
+        );
     }
 }
