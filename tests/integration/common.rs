@@ -388,6 +388,26 @@ pub fn nightly(out: impl AsRef<OsStr>, as_of: &str, transactions: impl std::fmt:
     )
 }
 
+/// `custval -q run jobs/nightly.toml` on `transactions` into `out`, with
+/// `extra` arguments; its output, whatever the exit code.
+pub fn run_nightly(transactions: &str, as_of: &str, out: &Path, extra: &[&str]) -> Output {
+    let input = format!("transactions={transactions}");
+    let out = out.display().to_string();
+    let mut args = vec![
+        "-q",
+        "run",
+        "jobs/nightly.toml",
+        "--input",
+        &input,
+        "--as-of",
+        as_of,
+        "--output",
+        &out,
+    ];
+    args.extend_from_slice(extra);
+    custval(&[], &args)
+}
+
 /// The nightly job on the CDNOW sample.
 pub fn nightly_cdnow(out: impl AsRef<OsStr>, as_of: &str) -> Cmd {
     nightly(out, as_of, data("cdnow_sample.csv"))

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::custval;
+use crate::common::{custval, run_nightly};
 
 /// The control: the whole CDNOW sample, as-of 1997-09-30.
 const CONTROL: &str = "2357 173115.55";
@@ -29,21 +29,7 @@ fn case(name: &str) -> String {
 
 /// `custval run jobs/nightly.toml` on `input` into `out`.
 fn run(input: &str, as_of: &str, out: &Path, extra: &[&str]) -> Output {
-    let transactions = format!("transactions={input}");
-    let out = out.display().to_string();
-    let mut args = vec![
-        "-q",
-        "run",
-        "jobs/nightly.toml",
-        "--input",
-        &transactions,
-        "--as-of",
-        as_of,
-        "--output",
-        &out,
-    ];
-    args.extend(extra);
-    custval(&[], &args)
+    run_nightly(input, as_of, out, extra)
 }
 
 fn assert_exit(out: &Output, code: i32, what: &str) {

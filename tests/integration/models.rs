@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::common::{custval, read_table};
+use crate::common::{read_table, run_nightly};
 
 fn case(name: &str) -> String {
     format!(
@@ -17,23 +17,8 @@ fn case(name: &str) -> String {
 
 /// `custval run` of the nightly job on a case, in days, with `extra` args.
 fn run_case(name: &str, as_of: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    let input = format!("transactions={}", case(name));
-    let out = out.display().to_string();
-    let mut args = vec![
-        "-q",
-        "run",
-        "jobs/nightly.toml",
-        "--input",
-        &input,
-        "--as-of",
-        as_of,
-        "--output",
-        &out,
-        "--set",
-        "time_unit=day",
-    ];
-    args.extend_from_slice(extra);
-    custval(&[], &args)
+    let extra = [&["--set", "time_unit=day"], extra].concat();
+    run_nightly(&case(name), as_of, out, &extra)
 }
 
 fn num(row: &HashMap<String, String>, key: &str) -> f64 {
