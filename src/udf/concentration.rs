@@ -15,6 +15,8 @@ use super::args::struct_scalar;
 use super::Function;
 
 /// Clamp negatives to 0 and sort ascending; None when the total is not positive.
+/// `values` are finite: the values aggregate refuses NaN and infinities before
+/// this runs, so the clamp only turns returns-heavy customers into 0.
 fn prepare(values: &[f64]) -> Option<(Vec<f64>, f64)> {
     let mut v: Vec<f64> = values.iter().map(|x| x.max(0.0)).collect();
     v.sort_by(|a, b| a.total_cmp(b));
