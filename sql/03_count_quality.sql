@@ -1,8 +1,10 @@
 -- Step: data-quality counts for the gate, the manifest and the run report.
 -- Input:  customer_summary
 -- Output: quality (one row): rows_read, rows_rejected, rejected_fraction,
---         rows_after_as_of, duplicate_rows, rows_used, customers
--- Params: none
+--         rows_after_as_of, duplicate_rows, rows_used, customers,
+--         newest_order_ts (DATE, the newest usable row's day; NULL without any),
+--         staleness_days (BIGINT days from newest_order_ts to $as_of)
+-- Params: $as_of_day (BIGINT days since 1970-01-01)
 -- Every count comes from customer_summary, which reads each input row once.
 WITH c AS (
   SELECT
@@ -11,7 +13,8 @@ WITH c AS (
     coalesce(sum(rows_after_as_of), 0) AS rows_after_as_of,
     coalesce(sum(duplicate_lines), 0) AS duplicate_rows,
     coalesce(sum(lines), 0) AS rows_used,
-    count(*) FILTER (WHERE lines > 0) AS customers
+    count(*) FILTER (WHERE lines > 0) AS customers,
+    max(newest_order_ts) AS newest_order_ts
   FROM customer_summary
 )
 SELECT
@@ -21,5 +24,7 @@ SELECT
   rows_after_as_of,
   duplicate_rows,
   rows_used,
-  customers
+  customers,
+  newest_order_ts,
+  CAST($as_of_day AS BIGINT) - CAST(CAST(newest_order_ts AS INT) AS BIGINT) AS staleness_days
 FROM c

@@ -2,7 +2,8 @@
 -- Input:  transactions_validated
 -- Output: customer_summary, one row per customer_id value of the input (NULL
 --   included): rows_read, rows_rejected, rows_after_as_of (the quality counts,
---   from the same scan), then over its usable rows (valid, on or before
+--   from the same scan), newest_order_ts (DATE: the newest usable row's day,
+--   returns included; NULL without any), then over its usable rows (valid, on or before
 --   $as_of; 0 or NULL without any): lines (rows used), duplicate_lines (exact repeats of a row of
 --   the same order_id, counted once, as in transactions_clean), orders (distinct
 --   order_ids per day, plus rows without one), revenue (sum of amount), margin,
@@ -19,6 +20,7 @@ WITH summaries AS (
     count(*) AS rows_read,
     count(*) FILTER (WHERE reject_reason IS NOT NULL) AS rows_rejected,
     count(*) FILTER (WHERE reject_reason IS NULL AND order_ts > $as_of) AS rows_after_as_of,
+    max(order_ts) FILTER (WHERE reject_reason IS NULL AND order_ts <= $as_of) AS newest_order_ts,
     customer_summary(
       order_ts, order_id, amount, margin,
       CASE WHEN CAST($value AS VARCHAR) = 'margin' THEN margin ELSE amount END,
@@ -33,6 +35,7 @@ SELECT
   rows_read,
   rows_rejected,
   rows_after_as_of,
+  newest_order_ts,
   coalesce(x['lines'], 0) AS lines,
   coalesce(x['duplicate_lines'], 0) AS duplicate_lines,
   x['orders'] AS orders,

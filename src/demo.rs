@@ -101,6 +101,10 @@ pub const NIGHTLY_SQL: &[(&str, &str)] = &[
         "../sql/93_check_customers_present.sql",
         include_str!("../sql/93_check_customers_present.sql"),
     ),
+    (
+        "../sql/94_check_freshness.sql",
+        include_str!("../sql/94_check_freshness.sql"),
+    ),
 ];
 
 /// The built-in nightly job, as if loaded from `jobs/nightly.toml`.

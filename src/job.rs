@@ -510,16 +510,8 @@ impl Job {
                 Error::param("time_unit", format!("must be day or week, got {p}"))
             })?),
         };
-        let holdout = match self.params.get("holdout_days") {
-            Some(Param::Int(d)) if *d >= 0 => *d,
-            Some(other) => {
-                return Err(Error::param(
-                    "holdout_days",
-                    format!("must be a whole number >= 0, got {other}"),
-                ))
-            }
-            None => 0,
-        };
+        let holdout = self.whole_days("holdout_days")?.unwrap_or(0);
+        self.whole_days("max_staleness_days")?;
         for (k, lo, hi) in RANGES {
             if let Some(p) = self.params.get(*k) {
                 if !p.as_f64().is_some_and(|v| (*lo..=*hi).contains(&v)) {
@@ -535,6 +527,18 @@ impl Job {
             time_unit,
             declared: self.params.clone(),
         })
+    }
+
+    /// A parameter counting days: a whole number >= 0 when declared.
+    fn whole_days(&self, name: &str) -> Result<Option<i64>> {
+        match self.params.get(name) {
+            Some(Param::Int(d)) if *d >= 0 => Ok(Some(*d)),
+            Some(other) => Err(Error::param(
+                name,
+                format!("must be a whole number of days >= 0, got {other}"),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// `value` is revenue, or margin when a transactions input maps one.
@@ -674,6 +678,19 @@ from = "a"
             err.contains("horizon_months") && err.ends_with("got 5000"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn day_counts_must_be_whole_and_not_negative() {
+        let as_of = NaiveDate::from_ymd_opt(2024, 3, 31).unwrap();
+        for bad in ["-1", "2.5", "\"3\""] {
+            let text = MINIMAL.replace("rate = 0.01", &format!("max_staleness_days = {bad}"));
+            let err = parse(&text).unwrap().bind(as_of).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            assert!(err.to_string().contains("max_staleness_days"), "{err}");
+        }
+        let text = MINIMAL.replace("rate = 0.01", "max_staleness_days = 0");
+        assert!(parse(&text).unwrap().bind(as_of).is_ok());
     }
 
     #[test]

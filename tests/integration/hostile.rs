@@ -256,6 +256,9 @@ fn bad_rows_are_rejected_with_reasons_or_stop_the_gate() {
             "max_rejected_fraction=1",
             "--set",
             "allow_unconverged=true",
+            // The fixture ends two months before the as-of (freshness gate).
+            "--set",
+            "max_staleness_days=60",
             "--report",
             "report.json",
         ],
@@ -294,7 +297,8 @@ fn bad_rows_are_rejected_with_reasons_or_stop_the_gate() {
     expect(
         "all rows returns",
         d,
-        &run(d, "returns.csv", &[]),
+        // Old rows on purpose: the freshness gate would speak first.
+        &run(d, "returns.csv", &["--set", "max_staleness_days=90"]),
         3,
         &["no customer has a purchase day", "returns", "returns.csv"],
     );

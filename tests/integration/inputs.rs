@@ -331,7 +331,13 @@ fn integer_and_decimal_amounts_widen_in_either_order() {
             &format!("{}/", pq.display()),
             "2024-03-31",
             &out,
-            &["--set", "allow_unconverged=true"],
+            // The files end on 2024-03-01 (the freshness gate's default is 3 days).
+            &[
+                "--set",
+                "allow_unconverged=true",
+                "--set",
+                "max_staleness_days=30",
+            ],
         ),
         0,
         "integer and double Parquet amounts",
@@ -442,6 +448,9 @@ fn csv_values_with_quoted_newlines_at_any_size_and_two_threads() {
                     "time_unit=day",
                     "--set",
                     "allow_unconverged=true",
+                    // The generated rows end weeks before the as-of date.
+                    "--set",
+                    "max_staleness_days=90",
                 ],
             ),
             0,
@@ -542,6 +551,9 @@ fn spark_int96_timestamps_are_not_wrapped() {
                 "allow_unconverged=true",
                 "--set",
                 "time_unit=day",
+                // The last usable row is on 2024-02-10.
+                "--set",
+                "max_staleness_days=60",
             ],
         ),
         0,

@@ -24,8 +24,10 @@ type RateRow = (
 #[test]
 fn retention_and_category_share_match_a_hand_computed_fixture() {
     let tmp = tempfile::tempdir().unwrap();
+    // The fixture's last row is on 2024-04-22, 8 days before the as-of date.
     nightly(tmp.path(), "2024-04-30", data("retention/transactions.csv"))
         .args(["--set", "allow_unconverged=true"])
+        .args(["--set", "max_staleness_days=8"])
         .ok();
     // Cohorts: Jan {c01..c04} revenue 45; Feb {c05,c06,c07} 100; Mar {c08,c09,c10} 90; Apr {c11,c12} 70.
     // (cohort, period, size, active, rate, revenue, revenue_retention)
@@ -174,7 +176,13 @@ fn share_of_wallet_from_peers_or_from_the_wallets_input() {
     ] {
         let out_dir = tmp.path().join(name);
         let mut c = nightly(&out_dir, "2024-03-31", input.display());
-        c.args(["--set", "allow_unconverged=true"]);
+        // The fixture ends weeks before the as-of date (the freshness gate).
+        c.args([
+            "--set",
+            "allow_unconverged=true",
+            "--set",
+            "max_staleness_days=90",
+        ]);
         for e in &extra {
             c.args(["--input", e]);
         }
@@ -211,12 +219,15 @@ fn share_of_wallet_from_peers_or_from_the_wallets_input() {
     }
 }
 
-/// The nightly job on `csv` (unconverged fits allowed) into `dir/out`.
+/// The nightly job on `csv` (unconverged fits allowed, and data up to 90
+/// days old: the fixtures end weeks before the as-of date) into `dir/out`.
 fn run_fixture(dir: &Path, csv: &str, extra: &[&str]) -> Cmd {
     let input = dir.join("in.csv");
     std::fs::write(&input, csv).unwrap();
     let mut c = nightly(dir.join("out"), "2024-03-31", input.display());
-    c.args(["--set", "allow_unconverged=true"]).args(extra);
+    c.args(["--set", "allow_unconverged=true"])
+        .args(["--set", "max_staleness_days=90"])
+        .args(extra);
     c
 }
 

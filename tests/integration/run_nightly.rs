@@ -115,6 +115,8 @@ c2,2024-03-01,40.0,o6,12.0
         &format!("transactions={}", input.display()),
     )
     .args(["--set", "value=margin", "--set", "allow_unconverged=true"])
+    // The fixture ends weeks before the as-of date (the freshness gate).
+    .args(["--set", "max_staleness_days=90"])
     .ok();
     let out_dir = tmp.path().join("out");
     let tiers = read_table(
