@@ -108,8 +108,14 @@ pub enum Error {
     Gate {
         /// The gate.
         gate: String,
-        /// Its violations' messages (up to 20) and the inputs judged.
+        /// Its violations' messages (up to 20), the inputs judged, the top
+        /// reasons rows were rejected and where the rejected rows were kept.
         message: String,
+        /// What the run had measured, for the run report: `run_id`, the
+        /// `quality` row, `rejections` (reason, column, rows, example row,
+        /// hint) and `rejected_rows` (the `_failed/` folder); null when the
+        /// gate failed before anything was measured.
+        evidence: serde_json::Value,
     },
 
     /// Local file-system failure (exit 1).
@@ -362,6 +368,7 @@ mod tests {
                 Error::Gate {
                     gate: s(),
                     message: s(),
+                    evidence: serde_json::Value::Null,
                 },
                 3,
             ),

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod numeric;
 pub mod progress;
 pub mod publish;
+pub mod rejections;
 pub mod report;
 pub mod runner;
 pub mod scratch;

@@ -40,6 +40,8 @@ pub const MANIFEST_FORMAT: &str = "custval-manifest/1";
 /// OUTPUT/_locks/<job>/as_of=YYYY-MM-DD.json   the run lock
 /// OUTPUT/_reports/<job>/as_of=YYYY-MM-DD/report.html
 /// OUTPUT/_work/<run_id>/                      a cluster run's scratch space
+/// OUTPUT/_failed/<job>/as_of=YYYY-MM-DD/<run_id>/<table>/
+///                                             a failed run's evidence (no manifest)
 /// ```
 #[derive(Debug, Clone)]
 pub struct OutputLayout {
@@ -82,6 +84,21 @@ impl OutputLayout {
     /// `OUTPUT/_work/<run_id>/`: scratch space every cluster process reaches.
     pub fn scratch(&self, run_id: &str) -> Result<Location> {
         self.root.join(&format!("_work/{run_id}/"))
+    }
+
+    /// `OUTPUT/_failed/<job>/as_of=<date>/<run_id>/<table>/`: what a failed
+    /// run kept for people to look at (its rejected rows). Never published:
+    /// no manifest is written there and no reader of OUTPUT/<table>/ sees it.
+    pub fn failed(
+        &self,
+        job: &str,
+        as_of: NaiveDate,
+        run_id: &str,
+        table: &str,
+    ) -> Result<Location> {
+        let folder = partition_folder(as_of);
+        self.root
+            .join(&format!("_failed/{job}/{folder}{run_id}/{table}/"))
     }
 
     /// The dates of a table's partition folders, oldest first (published or

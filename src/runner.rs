@@ -21,6 +21,7 @@ use crate::job::{BoundParams, Job};
 use crate::lineage::Lineage;
 use crate::lock::RunLock;
 use crate::publish::{self, OutputLayout, RunRecord, Staged};
+use crate::rejections::{self, FailedRun, SampleReport};
 use crate::scratch::Scratch;
 use crate::steps::{self, SqlParams, StepReport};
 use crate::storage::{self, Location};
@@ -220,12 +221,36 @@ async fn register_previous(
     Ok(())
 }
 
-/// `custval check`: parse and plan every step against the real inputs.
-pub async fn check(job: &Job, opts: &RunOptions) -> Result<Vec<String>> {
+/// What `check` found.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// The steps planned, in order.
+    pub steps: Vec<String>,
+    /// The validation of the first rows of each transactions input; `None`
+    /// with a sample of 0 rows.
+    pub sample: Option<SampleReport>,
+}
+
+/// `custval check`: parse and plan every step against the real inputs; with
+/// `sample` > 0, compute the job's validation over the first `sample` rows
+/// of each transactions input (its `quality` and `rejected_rows` steps).
+pub async fn check(job: &Job, opts: &RunOptions, sample: u64) -> Result<CheckReport> {
     let (p, scratch) = prepare(job, opts).await?;
-    let result = steps::check(&p.ctx, job, &p.sql_params).await;
+    let result = async {
+        if sample > 0 {
+            let rows = usize::try_from(sample).unwrap_or(usize::MAX);
+            input::limit_transactions(&p.ctx, &job.spec.inputs, rows).await?;
+        }
+        let steps = steps::check(&p.ctx, job, &p.sql_params).await?;
+        let sample = match sample {
+            0 => None,
+            n => Some(SampleReport::compute(&p.ctx, job, &p.sql_params, n).await?),
+        };
+        Ok(CheckReport { steps, sample })
+    }
+    .await;
     scratch.remove().await;
-    result
+    result.map_err(|e| name_the_inputs(&p.inputs, e))
 }
 
 /// `custval run`: compute every step, check the gates, publish the outputs.
@@ -299,7 +324,11 @@ fn name_the_inputs(inputs: &[InputReport], e: Error) -> Error {
     let names: Vec<&str> = read.iter().map(|i| i.name.as_str()).collect();
     let urls: Vec<&str> = read.iter().filter_map(|i| i.url.as_deref()).collect();
     match e {
-        Error::Gate { gate, message } => {
+        Error::Gate {
+            gate,
+            message,
+            evidence,
+        } => {
             let read: Vec<String> = names
                 .iter()
                 .zip(&urls)
@@ -308,6 +337,7 @@ fn name_the_inputs(inputs: &[InputReport], e: Error) -> Error {
             Error::Gate {
                 gate,
                 message: format!("{message} (input {})", read.join(", ")),
+                evidence,
             }
         }
         Error::Step { ref source, .. } if crate::error::is_read_fault(source) => Error::InputData {
@@ -335,9 +365,11 @@ async fn run_locked(
     let mut step_reports = Vec::new();
     for step in &job.spec.steps {
         step_reports.push(steps::run_step(&p.ctx, job, step, &p.sql_params, scratch).await?);
-        steps::run_gates(&p.ctx, job, Some(step.name.as_str()), &p.sql_params).await?;
+        let judged = steps::run_gates(&p.ctx, job, Some(step.name.as_str()), &p.sql_params).await;
+        with_evidence(job, &p, &store, judged).await?;
     }
-    steps::run_gates(&p.ctx, job, None, &p.sql_params).await?;
+    let judged = steps::run_gates(&p.ctx, job, None, &p.sql_params).await;
+    with_evidence(job, &p, &store, judged).await?;
     let record = RunRecord {
         job: job.spec.name.clone(),
         run_id: p.run_id.clone(),
@@ -380,6 +412,32 @@ async fn run_locked(
         quality: record.quality,
         model_fit: record.model_fit,
     })
+}
+
+/// A failed gate's error with the evidence of [`rejections::gate_evidence`]:
+/// the quality counts, the reasons rows were rejected, and those rows kept
+/// under `OUTPUT/_failed/`. Other results pass through.
+async fn with_evidence(
+    job: &Job,
+    p: &Prepared,
+    store: &Arc<dyn ObjectStore>,
+    judged: Result<()>,
+) -> Result<()> {
+    match judged {
+        Err(Error::Gate { gate, message, .. }) => {
+            let run = FailedRun {
+                ctx: &p.ctx,
+                job,
+                params: &p.sql_params,
+                output: &p.output,
+                store,
+                as_of: p.params.as_of,
+                run_id: &p.run_id,
+            };
+            Err(rejections::gate_evidence(&run, gate, message).await)
+        }
+        other => other,
+    }
 }
 
 /// Stage every output; on a failure remove what was staged.

@@ -35,6 +35,20 @@ pub struct StepReport {
     pub seconds: f64,
 }
 
+/// Plan one step of the job as a query, without running or registering it:
+/// for a step the run has not reached yet (the rejected rows of a run that a
+/// gate stopped).
+pub async fn plan_step(
+    ctx: &SessionContext,
+    job: &Job,
+    step: &StepSpec,
+    params: &SqlParams,
+) -> Result<DataFrame> {
+    plan(ctx, sql_of(job, &step.sql), params)
+        .await
+        .map_err(|e| step_error(&step.name, &step.sql, e.into()))
+}
+
 /// The SQL text of a step or gate file (read when the job was loaded).
 fn sql_of<'a>(job: &'a Job, file: &str) -> &'a str {
     job.sql.get(file).map(|s| s.as_str()).unwrap_or_default()
@@ -181,6 +195,7 @@ async fn run_gate(
     Err(Error::Gate {
         gate: gate.name.clone(),
         message: messages.join("; "),
+        evidence: serde_json::Value::Null,
     })
 }
 

@@ -52,6 +52,11 @@ pub struct CheckArgs {
     /// The job, its dates, inputs, parameters and engine.
     #[command(flatten)]
     pub job: JobArgs,
+    /// Validate the first N rows of each transactions input and report the
+    /// rejected fraction and reasons; exit 3 above max_rejected_fraction.
+    /// 0 skips reading rows.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub sample: u64,
 }
 
 /// The job with its `--set` overrides applied, and the run options.
@@ -103,13 +108,20 @@ pub async fn check(args: CheckArgs) -> Result<()> {
             .to_string_lossy()
             .into_owned(),
     );
-    let steps = runner::check(&job, &opts).await?;
+    let report = runner::check(&job, &opts, args.sample).await?;
     say(format_args!(
         "{}: ok ({} steps planned: {})\n",
         args.job.job.display(),
-        steps.len(),
-        steps.join(", ")
-    ))
+        report.steps.len(),
+        report.steps.join(", ")
+    ))?;
+    match &report.sample {
+        Some(sample) => {
+            say(format_args!("{}", sample.describe()))?;
+            sample.judge()
+        }
+        None => Ok(()),
+    }
 }
 
 /// The `--report` file: the run report, or the error with its exit code.
@@ -121,14 +133,24 @@ fn write_report(
 ) -> Result<()> {
     let value = match result {
         Ok(r) => serde_json::to_value(r)?,
-        Err(e) => serde_json::json!({
-            "custval_version": env!("CARGO_PKG_VERSION"),
-            "job": job.spec.name,
-            "as_of": opts.as_of.map(|d| d.to_string()),
-            "status": "error",
-            "exit_code": e.exit_code(),
-            "error": e.to_string(),
-        }),
+        Err(e) => {
+            let mut v = serde_json::json!({
+                "custval_version": env!("CARGO_PKG_VERSION"),
+                "job": job.spec.name,
+                "as_of": opts.as_of.map(|d| d.to_string()),
+                "status": "error",
+                "exit_code": e.exit_code(),
+                "error": e.to_string(),
+            });
+            // A failed gate's evidence: run id, quality counts, the reasons
+            // rows were rejected and where those rows were kept.
+            if let (Error::Gate { evidence, .. }, Some(m)) = (e, v.as_object_mut()) {
+                if let Some(fields) = evidence.as_object() {
+                    m.extend(fields.clone());
+                }
+            }
+            v
+        }
     };
     let text = serde_json::to_string_pretty(&value)?;
     std::fs::write(path, text).map_err(|e| Error::io(path, e))

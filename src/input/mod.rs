@@ -137,6 +137,25 @@ pub async fn register_inputs(
     Ok(reports)
 }
 
+/// Limit every transactions input's typed view (`NAME_typed`) to its first
+/// `rows` rows, before any step is planned on it: `check`'s sample.
+pub async fn limit_transactions(
+    ctx: &SessionContext,
+    inputs: &BTreeMap<String, InputSpec>,
+    rows: usize,
+) -> Result<()> {
+    for (name, spec) in inputs {
+        if spec.kind != InputKind::Transactions {
+            continue;
+        }
+        let view = format!("{name}_typed");
+        let sample = ctx.table(view.as_str()).await?.limit(0, Some(rows))?;
+        ctx.deregister_table(view.as_str())?;
+        ctx.register_table(view.as_str(), sample.into_view())?;
+    }
+    Ok(())
+}
+
 /// Paths in a job file are relative to the job file; URLs are absolute.
 pub fn resolve_relative(base_dir: &std::path::Path, raw: &str) -> String {
     if raw.contains("://") || std::path::Path::new(raw).is_absolute() {
