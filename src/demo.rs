@@ -15,105 +15,12 @@ use crate::storage::Location;
 /// The nightly job as shipped.
 pub const NIGHTLY_TOML: &str = include_str!("../jobs/nightly.toml");
 
-/// The SQL files the nightly job names, by the path written in the job.
-pub const NIGHTLY_SQL: &[(&str, &str)] = &[
-    (
-        "../sql/01_validate_transactions.sql",
-        include_str!("../sql/01_validate_transactions.sql"),
-    ),
-    (
-        "../sql/02_clean_transactions.sql",
-        include_str!("../sql/02_clean_transactions.sql"),
-    ),
-    (
-        "../sql/03_count_quality.sql",
-        include_str!("../sql/03_count_quality.sql"),
-    ),
-    (
-        "../sql/04_select_rejected_rows.sql",
-        include_str!("../sql/04_select_rejected_rows.sql"),
-    ),
-    (
-        "../sql/05_summarise_customers.sql",
-        include_str!("../sql/05_summarise_customers.sql"),
-    ),
-    (
-        "../sql/06_measure_rfm.sql",
-        include_str!("../sql/06_measure_rfm.sql"),
-    ),
-    (
-        "../sql/07_fit_models.sql",
-        include_str!("../sql/07_fit_models.sql"),
-    ),
-    (
-        "../sql/08_score_customers.sql",
-        include_str!("../sql/08_score_customers.sql"),
-    ),
-    (
-        "../sql/09_estimate_wallets.sql",
-        include_str!("../sql/09_estimate_wallets.sql"),
-    ),
-    (
-        "../sql/10_rank_customers.sql",
-        include_str!("../sql/10_rank_customers.sql"),
-    ),
-    (
-        "../sql/11_build_model_fit.sql",
-        include_str!("../sql/11_build_model_fit.sql"),
-    ),
-    (
-        "../sql/12_measure_concentration.sql",
-        include_str!("../sql/12_measure_concentration.sql"),
-    ),
-    (
-        "../sql/13_tag_customer_months.sql",
-        include_str!("../sql/13_tag_customer_months.sql"),
-    ),
-    (
-        "../sql/14_build_retention_cohorts.sql",
-        include_str!("../sql/14_build_retention_cohorts.sql"),
-    ),
-    (
-        "../sql/15_build_retention_rates.sql",
-        include_str!("../sql/15_build_retention_rates.sql"),
-    ),
-    (
-        "../sql/16_sum_category_spend.sql",
-        include_str!("../sql/16_sum_category_spend.sql"),
-    ),
-    (
-        "../sql/17_share_categories.sql",
-        include_str!("../sql/17_share_categories.sql"),
-    ),
-    (
-        "../sql/90_check_transactions_present.sql",
-        include_str!("../sql/90_check_transactions_present.sql"),
-    ),
-    (
-        "../sql/91_check_rejected_fraction.sql",
-        include_str!("../sql/91_check_rejected_fraction.sql"),
-    ),
-    (
-        "../sql/92_check_model_convergence.sql",
-        include_str!("../sql/92_check_model_convergence.sql"),
-    ),
-    (
-        "../sql/93_check_customers_present.sql",
-        include_str!("../sql/93_check_customers_present.sql"),
-    ),
-    (
-        "../sql/94_check_freshness.sql",
-        include_str!("../sql/94_check_freshness.sql"),
-    ),
-];
-
 /// The built-in nightly job, as if loaded from `jobs/nightly.toml`.
 pub fn nightly_job() -> Result<Job> {
     Job::parse(Path::new("jobs/nightly.toml"), NIGHTLY_TOML, |file| {
-        NIGHTLY_SQL
-            .iter()
-            .find(|(name, _)| *name == file)
-            .map(|(_, text)| text.to_string())
+        file.strip_prefix("../sql/")
+            .and_then(crate::builtin::sql)
+            .map(str::to_string)
             .ok_or_else(|| Error::job("jobs/nightly.toml", format!("{file} is not built in")))
     })
 }

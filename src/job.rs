@@ -388,7 +388,9 @@ pub const BUILTIN_PARAMS: &[&str] = &[
 ];
 
 impl Job {
-    /// Load a job file from disk and read every SQL file it names.
+    /// Load a job file from disk and read every SQL file it names: a path
+    /// relative to the job file, or `builtin:NAME`, a file of the shipped
+    /// `sql/` built into the binary ([`crate::builtin`]).
     pub fn load(path: &Path) -> Result<Job> {
         // A job file that is missing or unreadable is the caller's to fix (exit
         // 2), not a failed run to retry.
@@ -396,6 +398,9 @@ impl Job {
             .map_err(|e| Error::job(path, format!("cannot read the job file: {e}")))?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         Self::parse(path, &text, |file| {
+            if let Some(found) = crate::builtin::resolve(file) {
+                return found.map(str::to_string).map_err(|m| Error::job(path, m));
+            }
             let p = base.join(file);
             std::fs::read_to_string(&p)
                 .map_err(|e| Error::job(path, format!("{}: {e}", p.display())))

@@ -4,6 +4,7 @@
 // `!(x > 0.0)` is deliberate throughout the numeric code: it is true for NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod builtin;
 pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;
