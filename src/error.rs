@@ -79,6 +79,14 @@ pub enum Error {
         message: String,
     },
 
+    /// A file custval would write exists and is not custval's to replace:
+    /// `init` never overwrites (exit 2).
+    #[error("{path}: already exists; custval init never overwrites a file (use another folder, or move it away)")]
+    FileExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+
     /// A SQL step or gate does not parse or plan, found by `check` (exit 2).
     #[error("step {step} ({file}): {source}")]
     InvalidStep {
@@ -182,6 +190,7 @@ impl Error {
             | Error::Env { .. }
             | Error::InputSchema { .. }
             | Error::InputData { .. }
+            | Error::FileExists { .. }
             | Error::InvalidStep { .. } => 2,
             Error::Gate { .. } => 3,
             Error::DataFusion(e) => match find_custval_error(e) {
@@ -371,6 +380,12 @@ mod tests {
                     evidence: serde_json::Value::Null,
                 },
                 3,
+            ),
+            (
+                Error::FileExists {
+                    path: "job.toml".into(),
+                },
+                2,
             ),
             (Error::io("p", std::io::Error::other("x")), 1),
             (

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod init;
 pub mod input;
 pub mod job;
 #[cfg(test)]

@@ -115,6 +115,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Generate a small data set and run the nightly job on it, locally.
     Demo(DemoArgs),
+    /// Write a starter project: a job file, an Airflow DAG, a README.
+    Init(InitArgs),
     /// List the SQL functions.
     Functions,
     /// Start a Ballista scheduler that plans with custval's functions.
@@ -135,6 +137,13 @@ pub struct DemoArgs {
     pub customers: u64,
 }
 
+/// `custval init DIR`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project folder (created if absent; existing files are never overwritten).
+    pub dir: PathBuf,
+}
+
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -143,6 +152,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sql(args) => sql::run(args).await,
         Command::Generate(args) => generate::run(args).await,
         Command::Demo(args) => demo(args).await,
+        Command::Init(args) => init(args),
         Command::Functions => functions(),
         #[cfg(feature = "cluster")]
         Command::Scheduler(args) => cluster::scheduler(args).await,
@@ -156,6 +166,19 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let dir = args.dir.unwrap_or_else(|| PathBuf::from("custval-demo"));
     let summary = crate::demo::run(&dir, args.customers).await?;
     say(format_args!("{summary}"))
+}
+
+/// `custval init`: write the starter project, list it, say what is next.
+fn init(args: InitArgs) -> Result<()> {
+    let written = crate::init::init(&args.dir)?;
+    for path in &written {
+        say(format_args!("wrote {}\n", path.display()))?;
+    }
+    let job = args.dir.join("job.toml");
+    say(format_args!(
+        "next: map your columns in {job}, then\n  custval check {job} --input transactions=YOUR_EXPORT\n  custval run {job} --input transactions=YOUR_EXPORT --as-of YYYY-MM-DD\n",
+        job = job.display()
+    ))
 }
 
 /// `custval functions`.

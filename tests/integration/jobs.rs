@@ -1,7 +1,7 @@
 //! The other shipped jobs end to end: `jobs/clv.toml` (the nightly job's
 //! model steps alone) and `jobs/subscriptions.toml` (sBG survival).
 
-use crate::common::{close, data, json_rows, read_table, run_job};
+use crate::common::{close, data, json_rows, read_json, read_table, run_job, Cmd, TABLES};
 
 /// jobs/clv.toml runs the nightly job's model steps alone: the same fit
 /// (Fader, Hardie & Lee 2005 on CDNOW, 0.001) and, customer by customer,
@@ -87,4 +87,118 @@ fn subscriptions_job_fits_the_sbg_paper_table() {
         assert!(r["observed_survivors"].is_null());
         assert!((got - want).abs() < 0.5, "{r}");
     }
+}
+
+/// A job copied out of the repository with `builtin:` steps runs without
+/// any SQL file beside it, and publishes exactly what the repository's
+/// `jobs/clv.toml` publishes (the same SQL text on the same data). A
+/// `builtin:` name that is not built in is exit 2 naming it.
+#[test]
+fn a_job_copied_out_with_builtin_steps_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_job = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/clv.toml");
+    let text = std::fs::read_to_string(repo_job)
+        .unwrap()
+        .replace("\"../sql/", "\"builtin:");
+    assert!(!text.contains("../sql/") && text.contains("builtin:07_fit_models.sql"));
+    let copied = tmp.path().join("elsewhere").join("clv.toml");
+    std::fs::create_dir_all(copied.parent().unwrap()).unwrap();
+    std::fs::write(&copied, &text).unwrap();
+    let input = format!("transactions={}", data("cdnow_sample.csv"));
+    let (a, b) = (tmp.path().join("copied"), tmp.path().join("repo"));
+    run_job(&copied, &a, "1997-09-30", &input).ok();
+    run_job(repo_job, &b, "1997-09-30", &input).ok();
+    for table in ["customer_clv", "model_fit"] {
+        let all = "SELECT * FROM t ORDER BY 1";
+        let (x, y) = (
+            read_table(&a, table, "1997-09-30", all),
+            read_table(&b, table, "1997-09-30", all),
+        );
+        assert!(!x.is_empty(), "{table}");
+        assert_eq!(x, y, "{table}");
+    }
+
+    let broken = tmp.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        text.replace("builtin:07_fit_models.sql", "builtin:07_fit.sql"),
+    )
+    .unwrap();
+    let err = Cmd::custval().arg("check").arg(&broken).code(2).stderr;
+    assert!(
+        err.contains("builtin:07_fit.sql") && err.contains("07_fit_models.sql"),
+        "{err}"
+    );
+}
+
+/// `custval init DIR` writes a project whose job, run from another folder
+/// on `custval generate` data where the job's url points, publishes every
+/// table; the README names every published column; revenue equals the sum
+/// of the generated amounts (computed from the generated files with plain
+/// SQL, not the job's steps). A second init refuses to overwrite (exit 2).
+#[test]
+fn init_writes_a_project_that_runs_on_generated_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = tmp.path().join("shop");
+    let wrote = Cmd::custval().arg("init").arg(&proj).ok().stdout;
+    for f in ["job.toml", "README.md", "airflow/custval_job.py"] {
+        assert!(proj.join(f).is_file(), "{f}: {wrote}");
+    }
+    let dag = std::fs::read_to_string(proj.join("airflow/custval_job.py")).unwrap();
+    assert!(
+        dag.contains(&format!(
+            "{:?}",
+            proj.join("job.toml").display().to_string()
+        )),
+        "{dag}"
+    );
+    Cmd::custval()
+        .args(["generate", "--customers", "600", "--out"])
+        .arg(proj.join("data"))
+        .ok();
+    let report = tmp.path().join("report.json");
+    Cmd::custval()
+        .current_dir(tmp.path())
+        .args(["run", "shop/job.toml", "--as-of", "2024-12-31", "--report"])
+        .arg(&report)
+        .ok();
+    let out = proj.join("out");
+    let readme = std::fs::read_to_string(proj.join("README.md")).unwrap();
+    for table in TABLES {
+        let m = read_json(&out.join(table).join("as_of=2024-12-31/_manifest.json"));
+        for col in m["schema"].as_array().unwrap() {
+            let name = col["name"].as_str().unwrap();
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README lacks {table}.{name}"
+            );
+        }
+    }
+    let revenue = read_table(
+        &out,
+        "customer_tiers",
+        "2024-12-31",
+        "SELECT round(sum(revenue), 2) AS r FROM t",
+    );
+    let generated = Cmd::custval()
+        .args(["sql", "--format", "csv", "--table"])
+        .arg(format!("t={}/", proj.join("data/transactions").display()))
+        .arg("SELECT round(sum(amount), 2) AS r FROM t WHERE CAST(order_ts AS DATE) <= DATE '2024-12-31'")
+        .stdout();
+    assert_eq!(
+        revenue[0]["r"],
+        generated.lines().nth(1).unwrap(),
+        "published revenue vs the generated amounts"
+    );
+
+    let before = std::fs::read_to_string(proj.join("job.toml")).unwrap();
+    let again = Cmd::custval().arg("init").arg(&proj).code(2).stderr;
+    assert!(
+        again.contains("job.toml") && again.contains("already exists"),
+        "{again}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(proj.join("job.toml")).unwrap(),
+        before
+    );
 }
