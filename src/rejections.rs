@@ -53,8 +53,8 @@ impl Reason {
             .column
             .as_deref()
             .map(|c| match self.example.get(c) {
-                Some(serde_json::Value::String(s)) => format!("{c} {s:?}"),
-                _ => format!("{c} empty"),
+                Some(serde_json::Value::String(s)) => format!("{c} {s:?} in "),
+                _ => format!("{c} empty in "),
             })
             .unwrap_or_default();
         let row: Vec<String> = self
@@ -63,7 +63,7 @@ impl Reason {
             .filter_map(|(k, v)| v.as_str().map(|s| format!("{k} {s:?}")))
             .collect();
         let mut s = format!(
-            "{} rows {}, e.g. {value} in the row ({})",
+            "{} rows {}, e.g. {value}the row ({})",
             self.rows,
             self.reason,
             row.join(", ")
@@ -497,6 +497,47 @@ mod tests {
             s,
             "43 rows unparseable order_ts, e.g. order_ts \"12/1/2010 8:26\" in the row \
              (customer_id \"17850\", order_ts \"12/1/2010 8:26\"); did you mean timestamp_format?"
+        );
+    }
+
+    #[test]
+    fn a_reason_without_a_column_shows_the_row() {
+        let mut r = reason(2, None);
+        r.column = None;
+        r.reason = "not on the price list".into();
+        assert_eq!(
+            r.describe(),
+            "2 rows not on the price list, e.g. the row (customer_id \"17850\", order_ts \"12/1/2010 8:26\")"
+        );
+    }
+
+    /// The hints name the option and, for missing customers, the job's own
+    /// column name in the filter to write.
+    #[test]
+    fn hints_name_the_job_option() {
+        let text = "name = \"t\"\n[inputs.transactions]\nkind = \"transactions\"\n\
+                    [inputs.transactions.columns]\ncustomer_id = \"CustomerID\"\n\
+                    [[steps]]\nname = \"a\"\nsql = \"a.sql\"\n";
+        let job = Job::parse(std::path::Path::new("t.toml"), text, |_| {
+            Ok("SELECT 1".into())
+        })
+        .unwrap();
+        let h = |reason: &str, column: &str, value: Option<&str>| {
+            hint(&job, reason, Some(column), value).unwrap_or_default()
+        };
+        assert!(h("missing customer_id", "customer_id", None)
+            .contains("where = \"CustomerID IS NOT NULL\""));
+        assert!(h("unparseable amount", "amount", Some("12,50")).contains("decimal = \",\""));
+        assert!(h("unparseable amount", "amount", Some("$12"))
+            .contains("amount = \"Quantity * UnitPrice\""));
+        assert!(
+            h("unparseable order_ts", "order_ts", Some("31.12.2010 08:00"))
+                .contains("\"%d.%m.%Y %H:%M\"")
+        );
+        assert!(h("unparseable order_ts", "order_ts", Some("soon")).contains("timestamp_format"));
+        assert_eq!(
+            hint(&job, "non-finite amount", Some("amount"), Some("NaN")),
+            None
         );
     }
 
