@@ -372,22 +372,26 @@ pub struct SampleReport {
 
 impl SampleReport {
     /// Validate the first `sample` rows (already limited by the caller):
-    /// the job's `quality` row and its rejection reasons.
+    /// the job's `quality` row and its rejection reasons. `None` when the
+    /// job has neither a `quality` nor a `rejected_rows` step.
     pub async fn compute(
         ctx: &SessionContext,
         job: &Job,
         params: &SqlParams,
         sample: u64,
-    ) -> Result<SampleReport> {
+    ) -> Result<Option<SampleReport>> {
         let quality = table::first_row_json(ctx, "quality").await?;
         let count = |k: &str| quality.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         let rejections = summarise(ctx, job, params).await?.map(|(_, r)| r);
+        if quality.is_null() && rejections.is_none() {
+            return Ok(None);
+        }
         let rows_read = count("rows_read");
         let rows_rejected = match &rejections {
             Some(r) if quality.is_null() => r.rows,
             _ => count("rows_rejected"),
         };
-        Ok(SampleReport {
+        Ok(Some(SampleReport {
             sample,
             rows_read,
             rows_rejected,
@@ -397,7 +401,7 @@ impl SampleReport {
                 .get("max_rejected_fraction")
                 .and_then(|p| p.as_f64()),
             reasons: rejections.map(|r| r.reasons).unwrap_or_default(),
-        })
+        }))
     }
 
     /// What `check` prints: the fraction, then one line per reason.

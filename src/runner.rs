@@ -227,7 +227,8 @@ pub struct CheckReport {
     /// The steps planned, in order.
     pub steps: Vec<String>,
     /// The validation of the first rows of each transactions input; `None`
-    /// with a sample of 0 rows.
+    /// with a sample of 0 rows, or for a job without a transactions input
+    /// or the steps that count and list rejected rows.
     pub sample: Option<SampleReport>,
 }
 
@@ -242,9 +243,14 @@ pub async fn check(job: &Job, opts: &RunOptions, sample: u64) -> Result<CheckRep
             input::limit_transactions(&p.ctx, &job.spec.inputs, rows).await?;
         }
         let steps = steps::check(&p.ctx, job, &p.sql_params).await?;
+        let validated = job
+            .spec
+            .inputs
+            .values()
+            .any(|i| i.kind == crate::job::InputKind::Transactions);
         let sample = match sample {
-            0 => None,
-            n => Some(SampleReport::compute(&p.ctx, job, &p.sql_params, n).await?),
+            n if n > 0 && validated => SampleReport::compute(&p.ctx, job, &p.sql_params, n).await?,
+            _ => None,
         };
         Ok(CheckReport { steps, sample })
     }

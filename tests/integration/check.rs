@@ -84,3 +84,39 @@ fn a_missing_job_file_exits_2_naming_it() {
         );
     }
 }
+
+/// `check` validates a sample of each transactions input: all of the CDNOW
+/// sample (fewer rows than the default 10,000; the count is the CSV's own
+/// lines less the header), none rejected. A job without a transactions
+/// input has nothing to sample and prints no sample line.
+#[test]
+fn check_validates_a_sample_of_the_transactions_only() {
+    let rows = std::fs::read_to_string(data("cdnow_sample.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    let out = Cmd::custval()
+        .args(["check", "jobs/clv.toml", "--input"])
+        .arg(format!("transactions={}", data("cdnow_sample.csv")))
+        .ok()
+        .stdout;
+    assert!(
+        out.contains(&format!(
+            "sample of the first 10000 rows per input: {rows} rows read, 0 rejected (0.00%)"
+        )),
+        "{out}"
+    );
+    let out = Cmd::custval()
+        .args(["check", "jobs/subscriptions.toml", "--input"])
+        .arg(format!(
+            "subscriptions={}",
+            data("subscriptions_regular.csv")
+        ))
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("4 steps planned") && !out.contains("sample"),
+        "{out}"
+    );
+}
