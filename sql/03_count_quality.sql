@@ -1,12 +1,14 @@
 -- Step: data-quality counts for the gate, the manifest and the run report.
 -- Input:  customer_summary
--- Output: quality (one row): rows_read, rows_rejected, rejected_fraction,
---         rows_after_as_of, duplicate_rows, rows_used, customers
+-- Output: quality (one row): rows_read (rows the input's `where` keeps),
+--         rows_rejected, rejected_fraction (of rows_read), rows_after_as_of,
+--         duplicate_rows, rows_used, customers, rows_filtered (left out by `where`)
 -- Params: none
 -- Every count comes from customer_summary, which reads each input row once.
 WITH c AS (
   SELECT
     coalesce(sum(rows_read), 0) AS rows_read,
+    coalesce(sum(rows_filtered), 0) AS rows_filtered,
     coalesce(sum(rows_rejected), 0) AS rows_rejected,
     coalesce(sum(rows_after_as_of), 0) AS rows_after_as_of,
     coalesce(sum(duplicate_lines), 0) AS duplicate_rows,
@@ -21,5 +23,6 @@ SELECT
   rows_after_as_of,
   duplicate_rows,
   rows_used,
-  customers
+  customers,
+  rows_filtered
 FROM c
