@@ -8,6 +8,7 @@ mod cli_sql;
 mod cluster;
 mod common;
 mod demo;
+mod exports;
 mod hostile;
 mod inputs;
 mod jobs;
