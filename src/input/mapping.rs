@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use datafusion::arrow::datatypes::Schema;
-use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Expr, Ident};
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, BinaryOperator, Expr, Ident, UnaryOperator, Value,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -36,6 +38,9 @@ pub(super) struct Expression {
     ast: Box<Expr>,
     /// The raw columns it reads, exact names, in order of first use.
     pub columns: Vec<String>,
+    /// The raw columns it uses as numbers: operands of arithmetic, or
+    /// compared with a number (`Quantity * UnitPrice`, `Quantity > 0`).
+    pub in_arithmetic: Vec<String>,
 }
 
 impl Expression {
@@ -170,8 +175,15 @@ impl Context<'_> {
 
     fn resolve_expr(&self, canonical: &str, value: &str, mut ast: Expr) -> Result<Expression> {
         let mut columns: Vec<String> = Vec::new();
+        let mut in_arithmetic: Vec<String> = Vec::new();
         let mut problem: Option<String> = None;
         let _ = visit_expressions_mut(&mut ast, |e| {
+            // Children are visited first: their identifiers are resolved.
+            for name in numeric_operands(e) {
+                if !in_arithmetic.contains(&name) {
+                    in_arithmetic.push(name);
+                }
+            }
             let name = match e {
                 Expr::Identifier(id) => id.value.clone(),
                 Expr::CompoundIdentifier(parts) => {
@@ -212,9 +224,57 @@ impl Context<'_> {
                 written: value.to_string(),
                 ast: Box::new(ast),
                 columns,
+                in_arithmetic,
             }),
         }
     }
+}
+
+/// The columns `e` uses as numbers directly: the operands of `+ - * / %`
+/// and of a sign, and a column compared with a number literal.
+fn numeric_operands(e: &Expr) -> Vec<String> {
+    fn column(e: &Expr) -> Option<&str> {
+        match e {
+            Expr::Identifier(id) => Some(&id.value),
+            Expr::Nested(inner) => column(inner),
+            _ => None,
+        }
+    }
+    fn number(e: &Expr) -> bool {
+        match e {
+            Expr::Value(v) => matches!(v.value, Value::Number(..)),
+            Expr::Nested(inner) => number(inner),
+            Expr::UnaryOp { expr, .. } => number(expr),
+            _ => false,
+        }
+    }
+    use BinaryOperator as B;
+    let operands: Vec<&Expr> = match e {
+        Expr::BinaryOp { left, op, right } => match op {
+            B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => vec![left, right],
+            B::Gt | B::Lt | B::GtEq | B::LtEq | B::Eq | B::NotEq => {
+                let mut v: Vec<&Expr> = Vec::new();
+                if number(right) {
+                    v.push(left);
+                }
+                if number(left) {
+                    v.push(right);
+                }
+                v
+            }
+            _ => vec![],
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } => vec![expr],
+        _ => vec![],
+    };
+    operands
+        .into_iter()
+        .filter_map(column)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Parse one whole SQL expression (DataFusion's generic dialect).
@@ -313,8 +373,20 @@ mod tests {
                 .unwrap(),
             r#"((TRY_CAST("Quantity" AS DOUBLE)) * (TRY_CAST("UnitPrice" AS DOUBLE)))"#
         );
+        assert_eq!(e.in_arithmetic, vec!["Quantity", "UnitPrice"]);
         let e = expr(c.resolve("customer_id", r#"lower("customer id")"#).unwrap());
         assert_eq!(e.columns, vec!["Customer ID"]);
+        assert!(e.in_arithmetic.is_empty());
+        // Compared with a number or signed, a column is used as a number;
+        // compared with text, or returned as it is, it is not.
+        let e = expr(
+            c.resolve(
+                "amount",
+                r#"CASE WHEN "customer id" = 'x' AND quantity > 0 THEN -unitprice ELSE 0 END"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(e.in_arithmetic, vec!["Quantity", "UnitPrice"]);
     }
 
     #[test]

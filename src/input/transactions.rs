@@ -70,17 +70,18 @@ impl ViewInput<'_> {
         }
     }
 
-    /// A raw column in an expression: text columns of a CSV whose sample
-    /// holds numbers (or nothing, when `empty_is_number`) are parsed.
-    fn parses_as_number(&self, schema: &Schema, column: &str, empty_is_number: bool) -> bool {
+    /// Whether an expression parses a raw column as a number: a text column
+    /// it uses in arithmetic (or compares with a number), or, in an amount
+    /// or margin, a CSV text column whose sample holds numbers or nothing.
+    fn parses_as_number(&self, schema: &Schema, e: &Expression, column: &str, money: bool) -> bool {
         let text = schema
             .field_with_name(column)
             .is_ok_and(|f| is_text(f.data_type()));
-        match self.sampled.get(column) {
-            Some(Sampled::Numbers) => text,
-            Some(Sampled::Empty) => text && empty_is_number,
-            _ => false,
-        }
+        let sampled = matches!(
+            self.sampled.get(column),
+            Some(Sampled::Numbers | Sampled::Empty)
+        );
+        text && (e.in_arithmetic.iter().any(|c| c == column) || (money && sampled))
     }
 
     /// Plan an expression (`canonical` or `where`) over the raw table.
@@ -91,11 +92,11 @@ impl ViewInput<'_> {
         canonical: &str,
         e: &Expression,
     ) -> Result<Mapped> {
-        let numeric = matches!(canonical, "amount" | "margin" | "where");
+        let money = matches!(canonical, "amount" | "margin");
         let parsed: Vec<String> = e
             .columns
             .iter()
-            .filter(|c| numeric && self.parses_as_number(schema, c, canonical != "where"))
+            .filter(|c| self.parses_as_number(schema, e, c, money))
             .cloned()
             .collect();
         let sql = e.sql_with(|c| {
@@ -356,12 +357,14 @@ fn day(c: &str, t: &DataType, tz: &str, formats: &[String]) -> String {
                 f.join(", ")
             )
         }
+        // Arrow reads a timestamp as a DATE too, as its UTC day: in another
+        // zone only text longer than a date is read as a timestamp.
+        _ if tz == "UTC" => format!(
+            "COALESCE(TRY_CAST(TRIM({c}) AS DATE), CAST(TRY_CAST(TRIM({c}) AS TIMESTAMP) AS DATE))"
+        ),
         _ => format!(
-            "COALESCE(TRY_CAST(TRIM({c}) AS DATE), {})",
-            naive_day(
-                &format!("TRY_CAST(TRIM({c}) AS TIMESTAMP)"),
-                TimeUnit::Nanosecond
-            )
+            "COALESCE(CASE WHEN character_length(TRIM({c})) > 10 THEN {} END, TRY_CAST(TRIM({c}) AS DATE))",
+            naive_day(&format!("TRY_CAST(TRIM({c}) AS TIMESTAMP)"), TimeUnit::Nanosecond)
         ),
     }
 }
@@ -403,8 +406,11 @@ fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>
             ));
         }
     }
-    for money in ["amount", "margin"] {
-        if let Some(e) = sources.get(money).and_then(|m| number_errors(money, m)) {
+    for (canonical, _) in TRANSACTION_COLUMNS {
+        if let Some(e) = sources
+            .get(canonical)
+            .and_then(|m| number_errors(canonical, m))
+        {
             parts.push(e);
         }
     }

@@ -12,6 +12,7 @@ mod exports;
 mod hostile;
 mod inputs;
 mod jobs;
+mod mapping;
 mod metrics;
 mod models;
 mod publish;
