@@ -452,9 +452,15 @@ impl Job {
         }
         let mut sql = BTreeMap::new();
         let mut names = std::collections::BTreeSet::new();
-        for input in spec.inputs.keys() {
+        for (input, i) in &spec.inputs {
             check_identifier(path, "input", input)?;
             names.insert(input.clone());
+            if i.kind == InputKind::Table && !i.timestamp_format.is_empty() {
+                return Err(Error::job(
+                    path,
+                    format!("input {input}: timestamp_format reads a transactions input's order_ts; a table input has none"),
+                ));
+            }
         }
         for step in &spec.steps {
             check_identifier(path, "step", &step.name)?;
@@ -754,6 +760,9 @@ from = "a"
         let two = input("[\"%m/%d/%Y %H:%M\", \"%Y-%m-%d\"]").unwrap();
         assert_eq!(two.timestamp_format, vec!["%m/%d/%Y %H:%M", "%Y-%m-%d"]);
         assert!(input("3").is_err());
+        let text = format!("{MINIMAL}\n[inputs.w]\nkind = \"table\"\ntimestamp_format = \"%Y\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("input w: timestamp_format"), "{err}");
     }
 
     #[test]
