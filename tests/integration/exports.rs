@@ -19,6 +19,10 @@ use crate::common::{files_under, read_json, read_table, Cmd};
 const HEADER: &str =
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country";
 const AS_OF: &str = "2011-12-09";
+/// The export's file name. [`write_export`] gzips a `.gz` name; switch to
+/// `online_retail.csv.gz` once the CSV reader decompresses by extension
+/// (issue 14, item 2).
+const EXPORT: &str = "online_retail.csv";
 /// The US format of the export's dates: `12/1/2010 8:26`.
 const US_FORMAT: &str = "%m/%d/%Y %H:%M";
 
@@ -334,7 +338,7 @@ fn an_online_retail_export_runs_with_a_job_file_alone() {
         want.customers >= 350 && want.rows_rejected == 40 && want.rows_filtered == 25,
         "{want:?}"
     );
-    let export = tmp.path().join("online_retail.csv");
+    let export = tmp.path().join(EXPORT);
     write_export(&export, &rows);
     let job = job_file(tmp.path(), true);
     let out = tmp.path().join("out");
@@ -395,7 +399,7 @@ fn an_online_retail_export_runs_with_a_job_file_alone() {
 #[test]
 fn the_export_without_its_timestamp_format_fails_the_gate() {
     let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("online_retail.csv");
+    let export = tmp.path().join(EXPORT);
     write_export(&export, &generate(15, 40));
     let job = job_file(tmp.path(), false);
     let out = tmp.path().join("out");
@@ -440,7 +444,7 @@ fn the_export_writer_gzips_by_extension() {
 #[test]
 fn check_names_unknown_columns_and_type_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("online_retail.csv");
+    let export = tmp.path().join(EXPORT);
     write_export(&export, &generate(17, 10));
     let good = std::fs::read_to_string(job_file(tmp.path(), true)).unwrap();
     let check = |text: String| {
