@@ -1,13 +1,18 @@
 -- Step: validate every transaction row and name what is wrong with it.
 -- Input:  transactions_typed (canonical columns, parsed values, raw_* text,
---         customer_id_too_long)
--- Output: transactions_validated = the input plus reject_reason (NULL = valid)
--- Functions: none. Units: order_ts is a DATE (the UTC day).
+--         customer_id_too_long, parse_error: why the mapping could not read a
+--         value, filtered: left out by the input's `where`)
+-- Output: transactions_validated = the input plus reject_reason (NULL = valid,
+--         and always NULL for filtered rows, which are neither used nor rejected)
+-- Functions: none. Units: order_ts is a DATE (the day in the job's timezone).
 SELECT
   customer_id, order_ts, amount, order_id, category, margin, peer_group,
   raw_customer_id, raw_order_ts, raw_amount, raw_order_id, raw_category, raw_margin,
+  filtered,
   CASE
+    WHEN filtered THEN NULL
     WHEN customer_id IS NULL AND (raw_customer_id IS NULL OR trim(raw_customer_id) = '') THEN 'missing customer_id'
+    WHEN parse_error IS NOT NULL THEN parse_error
     WHEN customer_id IS NULL THEN 'unparseable customer_id'
     WHEN customer_id_too_long THEN 'customer_id longer than 256 characters'
     WHEN order_ts IS NULL AND (raw_order_ts IS NULL OR trim(raw_order_ts) = '') THEN 'missing order_ts'

@@ -3,13 +3,14 @@
 -- Output: transactions_clean (customer_id, order_ts DATE, day BIGINT days since 1970-01-01,
 --         amount, margin, value, order_id, category, peer_group)
 -- Params: $as_of (DATE, inclusive), $value ('revenue' or 'margin': what `value` measures)
--- Rows after the as-of date are left out (counted in `quality`); a row that repeats
+-- Rows after the as-of date and rows the input's `where` filters out are left
+-- out (counted in `quality`); a row that repeats
 -- an earlier row of the same order_id exactly is counted once (export duplicates);
 -- rows without order_id are all kept.
 WITH valid AS (
   SELECT customer_id, order_ts, amount, margin, order_id, category, peer_group
   FROM transactions_validated
-  WHERE reject_reason IS NULL AND order_ts <= $as_of
+  WHERE reject_reason IS NULL AND NOT filtered AND order_ts <= $as_of
 ), deduplicated AS (
   SELECT * FROM valid WHERE order_id IS NULL
   UNION ALL

@@ -1,7 +1,8 @@
 -- Step: data-quality counts for the gate, the manifest and the run report.
 -- Input:  customer_summary
--- Output: quality (one row): rows_read, rows_rejected, rejected_fraction,
---         rows_after_as_of, duplicate_rows, rows_used, customers,
+-- Output: quality (one row): rows_read (rows the input's `where` keeps),
+--         rows_rejected, rejected_fraction (of rows_read), rows_after_as_of,
+--         duplicate_rows, rows_used, customers, rows_filtered (left out by `where`),
 --         newest_order_ts (DATE, the newest usable row's day; NULL without any),
 --         staleness_days (BIGINT days from newest_order_ts to $as_of)
 -- Params: $as_of_day (BIGINT days since 1970-01-01)
@@ -9,6 +10,7 @@
 WITH c AS (
   SELECT
     coalesce(sum(rows_read), 0) AS rows_read,
+    coalesce(sum(rows_filtered), 0) AS rows_filtered,
     coalesce(sum(rows_rejected), 0) AS rows_rejected,
     coalesce(sum(rows_after_as_of), 0) AS rows_after_as_of,
     coalesce(sum(duplicate_lines), 0) AS duplicate_rows,
@@ -25,6 +27,7 @@ SELECT
   duplicate_rows,
   rows_used,
   customers,
+  rows_filtered,
   newest_order_ts,
   CAST($as_of_day AS BIGINT) - CAST(CAST(newest_order_ts AS INT) AS BIGINT) AS staleness_days
 FROM c

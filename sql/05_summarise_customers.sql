@@ -1,8 +1,9 @@
 -- Step: per-customer facts from the usable transactions, in one pass.
 -- Input:  transactions_validated
 -- Output: customer_summary, one row per customer_id value of the input (NULL
---   included): rows_read, rows_rejected, rows_after_as_of (the quality counts,
---   from the same scan), newest_order_ts (DATE: the newest usable row's day,
+--   included): rows_read (rows the input's `where` keeps), rows_filtered (rows
+--   it leaves out), rows_rejected, rows_after_as_of (the quality counts, from
+--   the same scan), newest_order_ts (DATE: the newest usable row's day,
 --   returns included; NULL without any), then over its usable rows (valid, on or before
 --   $as_of; 0 or NULL without any): lines (rows used), duplicate_lines (exact repeats of a row of
 --   the same order_id, counted once, as in transactions_clean), orders (distinct
@@ -17,22 +18,24 @@
 WITH summaries AS (
   SELECT
     customer_id,
-    count(*) AS rows_read,
+    count(*) FILTER (WHERE NOT filtered) AS rows_read,
+    count(*) FILTER (WHERE filtered) AS rows_filtered,
     count(*) FILTER (WHERE reject_reason IS NOT NULL) AS rows_rejected,
-    count(*) FILTER (WHERE reject_reason IS NULL AND order_ts > $as_of) AS rows_after_as_of,
-    max(order_ts) FILTER (WHERE reject_reason IS NULL AND order_ts <= $as_of) AS newest_order_ts,
+    count(*) FILTER (WHERE reject_reason IS NULL AND NOT filtered AND order_ts > $as_of) AS rows_after_as_of,
+    max(order_ts) FILTER (WHERE reject_reason IS NULL AND NOT filtered AND order_ts <= $as_of) AS newest_order_ts,
     customer_summary(
       order_ts, order_id, amount, margin,
       CASE WHEN CAST($value AS VARCHAR) = 'margin' THEN margin ELSE amount END,
       named_struct('category', category, 'peer_group', peer_group),
       CAST($calibration_end AS DATE)
-    ) FILTER (WHERE reject_reason IS NULL AND order_ts <= $as_of) AS x
+    ) FILTER (WHERE reject_reason IS NULL AND NOT filtered AND order_ts <= $as_of) AS x
   FROM transactions_validated
   GROUP BY customer_id
 )
 SELECT
   customer_id,
   rows_read,
+  rows_filtered,
   rows_rejected,
   rows_after_as_of,
   newest_order_ts,

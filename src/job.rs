@@ -80,9 +80,19 @@ pub struct InputSpec {
     /// canonical columns of its kind.
     #[serde(default = "yes")]
     pub required: bool,
-    /// canonical name -> the user's column name.
+    /// canonical name -> the user's column name (matched exactly, or
+    /// ignoring case when only one column matches) or a SQL expression over
+    /// the user's columns (`amount = "Quantity * UnitPrice"`).
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
+    /// chrono strftime formats of a text `order_ts`, tried in order
+    /// (`"%m/%d/%Y %H:%M"` or a list); empty: ISO 8601 dates and timestamps.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub timestamp_format: Vec<String>,
+    /// A SQL condition over the user's columns; rows where it is not true
+    /// are left out (counted as filtered, not rejected).
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
     /// For `table` inputs: canonical columns and their SQL types, used for the
     /// empty table when the input is optional and absent.
     #[serde(default)]
@@ -91,6 +101,22 @@ pub struct InputSpec {
 
 fn yes() -> bool {
     true
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// One SQL step.
@@ -337,6 +363,9 @@ pub struct BoundParams {
     pub calibration_end: NaiveDate,
     /// The job's `time_unit`, when it declares one.
     pub time_unit: Option<TimeUnit>,
+    /// The IANA timezone (or fixed offset) whose calendar day is the
+    /// purchase day: the parameter `timezone`, `UTC` when absent.
+    pub timezone: String,
     /// The job's own parameters, after `--set`.
     declared: BTreeMap<String, Param>,
 }
@@ -428,9 +457,15 @@ impl Job {
         }
         let mut sql = BTreeMap::new();
         let mut names = std::collections::BTreeSet::new();
-        for input in spec.inputs.keys() {
+        for (input, i) in &spec.inputs {
             check_identifier(path, "input", input)?;
             names.insert(input.clone());
+            if i.kind == InputKind::Table && !i.timestamp_format.is_empty() {
+                return Err(Error::job(
+                    path,
+                    format!("input {input}: timestamp_format reads a transactions input's order_ts; a table input has none"),
+                ));
+            }
         }
         for step in &spec.steps {
             check_identifier(path, "step", &step.name)?;
@@ -526,10 +561,12 @@ impl Job {
             }
         }
         self.check_value_param()?;
+        let timezone = self.timezone()?;
         Ok(BoundParams {
             as_of,
             calibration_end: as_of - chrono::Duration::days(holdout),
             time_unit,
+            timezone,
             declared: self.params.clone(),
         })
     }
@@ -544,6 +581,24 @@ impl Job {
             )),
             None => Ok(None),
         }
+    }
+
+    /// `timezone`: an IANA name (`Europe/London`) or offset (`+01:00`) as
+    /// Arrow reads it; `UTC` when the job declares none.
+    fn timezone(&self) -> Result<String> {
+        let Some(p) = self.params.get("timezone") else {
+            return Ok("UTC".into());
+        };
+        let known = p.as_str().filter(|z| {
+            use std::str::FromStr;
+            datafusion::arrow::array::timezone::Tz::from_str(z).is_ok()
+        });
+        known.map(str::to_string).ok_or_else(|| {
+            Error::param(
+                "timezone",
+                format!("must be an IANA timezone name such as \"Europe/London\" or an offset such as \"+01:00\", got {p}"),
+            )
+        })
     }
 
     /// `value` is revenue, or margin when a transactions input maps one.
@@ -696,6 +751,40 @@ from = "a"
         }
         let text = MINIMAL.replace("rate = 0.01", "max_staleness_days = 0");
         assert!(parse(&text).unwrap().bind(as_of).is_ok());
+    }
+
+    #[test]
+    fn the_timezone_is_utc_by_default_and_must_be_known() {
+        let as_of = NaiveDate::from_ymd_opt(2024, 3, 31).unwrap();
+        assert_eq!(parse(MINIMAL).unwrap().bind(as_of).unwrap().timezone, "UTC");
+        let mut job = parse(&MINIMAL.replace("rate = 0.01", "timezone = \"UTC\"")).unwrap();
+        job.apply_overrides(&[("timezone".into(), "America/New_York".into())])
+            .unwrap();
+        assert_eq!(job.bind(as_of).unwrap().timezone, "America/New_York");
+        job.apply_overrides(&[("timezone".into(), "Mars/Olympus".into())])
+            .unwrap();
+        let err = job.bind(as_of).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("Mars/Olympus"), "{err}");
+    }
+
+    #[test]
+    fn timestamp_format_is_one_format_or_a_list() {
+        let input = |fmt: &str| {
+            let text = format!(
+                "{MINIMAL}\n[inputs.tx]\nkind = \"transactions\"\ntimestamp_format = {fmt}\nwhere = \"Country <> 'X'\"\n"
+            );
+            parse(&text).map(|j| j.spec.inputs["tx"].clone())
+        };
+        let one = input("\"%m/%d/%Y %H:%M\"").unwrap();
+        assert_eq!(one.timestamp_format, vec!["%m/%d/%Y %H:%M"]);
+        assert_eq!(one.filter.as_deref(), Some("Country <> 'X'"));
+        let two = input("[\"%m/%d/%Y %H:%M\", \"%Y-%m-%d\"]").unwrap();
+        assert_eq!(two.timestamp_format, vec!["%m/%d/%Y %H:%M", "%Y-%m-%d"]);
+        assert!(input("3").is_err());
+        let text = format!("{MINIMAL}\n[inputs.w]\nkind = \"table\"\ntimestamp_format = \"%Y\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("input w: timestamp_format"), "{err}");
     }
 
     #[test]

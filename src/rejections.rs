@@ -152,9 +152,12 @@ pub async fn summarise(
         })
         .collect();
     let sql = format!(
-        "SELECT CAST(reason AS VARCHAR) AS reason, count(*) AS rows, \
-         first_value(named_struct({})) AS example \
-         FROM {view} GROUP BY reason ORDER BY rows DESC, reason",
+        // Reasons may quote the value (`non-integral customer_id "17850.5"`):
+        // rows are counted by the kind of reason, the text before the first
+        // quote, and the example row shows the value.
+        "SELECT rtrim(split_part(CAST(reason AS VARCHAR), '\"', 1), ': ') AS reason, \
+         count(*) AS rows, first_value(named_struct({})) AS example \
+         FROM {view} GROUP BY 1 ORDER BY rows DESC, reason",
         fields.join(", ")
     );
     let batches = ctx.sql(&sql).await?.collect().await?;

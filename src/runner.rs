@@ -144,6 +144,7 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
             &job.spec.inputs,
             &opts.inputs,
             &job_dir(job),
+            &params.timezone,
             &scratch,
         )
         .await?;

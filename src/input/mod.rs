@@ -3,11 +3,12 @@
 //! typed, canonically named views the SQL steps read.
 
 mod files;
+mod mapping;
 mod schema;
 mod source;
 mod transactions;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -22,7 +23,7 @@ pub use files::FileFingerprint;
 pub use source::register_source;
 pub use transactions::TRANSACTION_COLUMNS;
 
-use schema::is_text;
+use mapping::{Mapping, Source};
 
 /// One registered input.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +37,10 @@ pub struct InputReport {
     /// The files read, in path order (a manifest's order when the folder has
     /// a `_manifest.json`); empty without a location.
     pub files: Vec<FileFingerprint>,
+    /// The job's `where` filter, as written; rows it leaves out are counted
+    /// as `rows_filtered` in the quality counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 pub(super) fn quote(ident: &str) -> String {
@@ -46,19 +51,22 @@ pub(super) fn quote(ident: &str) -> String {
 /// the view the SQL steps read, `NAME_typed` for transactions (columns of
 /// [`TRANSACTION_COLUMNS`]) or `NAME` for a table. `overrides` are `--input
 /// NAME=URL`; the job's own relative paths resolve against `base_dir`. An
-/// optional input without a URL is registered empty. One report per input,
-/// in name order.
+/// optional input without a URL is registered empty. The purchase day is
+/// the calendar day in `timezone` (an IANA name). One report per input, in
+/// name order.
 ///
 /// Errors: [`Error::Argument`] for an override naming no input or a required
 /// input without a URL; [`Error::Url`] for a location that does not parse;
 /// [`Error::InputSchema`] when a location has no data files, a file cannot be
-/// read, or the column mapping does not fit a file; [`Error::Storage`] when
+/// read, or the column mapping does not fit a file (an unknown column, an
+/// expression that does not type-check); [`Error::Storage`] when
 /// the store fails.
 pub async fn register_inputs(
     ctx: &SessionContext,
     inputs: &BTreeMap<String, InputSpec>,
     overrides: &BTreeMap<String, String>,
     base_dir: &std::path::Path,
+    timezone: &str,
     scratch: &crate::scratch::Scratch,
 ) -> Result<Vec<InputReport>> {
     for name in overrides.keys() {
@@ -95,44 +103,7 @@ pub async fn register_inputs(
     let mut reports = Vec::new();
     for (name, spec) in inputs {
         let loc = locations.get(name).cloned().flatten();
-        let raw_name = format!("__raw_{name}");
-        let (files, format) = match &loc {
-            Some(loc) => {
-                let registered = source::register(
-                    ctx,
-                    &raw_name,
-                    loc,
-                    spec.format,
-                    spec.kind == InputKind::Transactions,
-                )
-                .await?;
-                check_mapping(name, loc, spec, &registered.schema)?;
-                check_every_file(name, spec, &registered.per_file)?;
-                (registered.files, Some(registered.format))
-            }
-            None => {
-                register_empty(ctx, &raw_name, spec, scratch).await?;
-                (vec![], None)
-            }
-        };
-        let view = match spec.kind {
-            InputKind::Transactions => {
-                transactions::transactions_view_sql(&raw_name, spec, ctx, name).await?
-            }
-            InputKind::Table => table_view_sql(&raw_name, spec),
-        };
-        let view_name = match spec.kind {
-            InputKind::Transactions => format!("{name}_typed"),
-            InputKind::Table => name.clone(),
-        };
-        let df = ctx.sql(&view).await?;
-        ctx.register_table(view_name.as_str(), df.into_view())?;
-        reports.push(InputReport {
-            name: name.clone(),
-            url: loc.as_ref().map(|l| l.to_string()),
-            format: format.map(|f| format!("{f:?}").to_lowercase()),
-            files,
-        });
+        reports.push(register_one(ctx, name, spec, loc, timezone, scratch).await?);
     }
     Ok(reports)
 }
@@ -156,6 +127,79 @@ pub async fn limit_transactions(
     Ok(())
 }
 
+/// Register one input (its raw table and its view) and report it.
+async fn register_one(
+    ctx: &SessionContext,
+    name: &str,
+    spec: &InputSpec,
+    loc: Option<Location>,
+    timezone: &str,
+    scratch: &crate::scratch::Scratch,
+) -> Result<InputReport> {
+    let raw_name = format!("__raw_{name}");
+    let url = loc.as_ref().map(|l| l.to_string()).unwrap_or_default();
+    let (files, format, mapping, sampled) = match &loc {
+        Some(loc) => {
+            let registered = source::register(
+                ctx,
+                &raw_name,
+                loc,
+                spec.format,
+                spec.kind == InputKind::Transactions,
+            )
+            .await?;
+            let context = mapping::Context {
+                input: name,
+                url: &url,
+                schema: &registered.schema,
+            };
+            let mapping = resolve_mapping(&context, spec)?;
+            check_every_file(name, spec, &mapping, &registered.per_file)?;
+            let files = registered.files;
+            (files, Some(registered.format), mapping, registered.sampled)
+        }
+        None => {
+            let schema = register_empty(ctx, &raw_name, spec, scratch).await?;
+            (vec![], None, identity_mapping(&schema), HashMap::new())
+        }
+    };
+    let view = match spec.kind {
+        InputKind::Transactions => {
+            let input = transactions::ViewInput {
+                raw_name: &raw_name,
+                name,
+                url: &url,
+                spec,
+                mapping: &mapping,
+                sampled: &sampled,
+                timezone,
+            };
+            transactions::transactions_view_sql(ctx, &input).await?
+        }
+        InputKind::Table => table_view_sql(&raw_name, spec, &mapping)?,
+    };
+    let view_name = match spec.kind {
+        InputKind::Transactions => format!("{name}_typed"),
+        InputKind::Table => name.to_string(),
+    };
+    let df = ctx.sql(&view).await.map_err(|e| Error::InputSchema {
+        input: name.to_string(),
+        url: url.clone(),
+        message: format!(
+            "the mapped columns do not plan: {}",
+            source::first_line(&e.to_string())
+        ),
+    })?;
+    ctx.register_table(view_name.as_str(), df.into_view())?;
+    Ok(InputReport {
+        name: name.to_string(),
+        url: loc.as_ref().map(|l| l.to_string()),
+        format: format.map(|f| format!("{f:?}").to_lowercase()),
+        files,
+        filter: spec.filter.clone(),
+    })
+}
+
 /// Paths in a job file are relative to the job file; URLs are absolute.
 pub fn resolve_relative(base_dir: &std::path::Path, raw: &str) -> String {
     if raw.contains("://") || std::path::Path::new(raw).is_absolute() {
@@ -169,18 +213,73 @@ pub fn resolve_relative(base_dir: &std::path::Path, raw: &str) -> String {
     }
 }
 
-pub(super) fn source_column<'a>(spec: &'a InputSpec, canonical: &'a str) -> &'a str {
-    spec.columns
-        .get(canonical)
-        .map(|s| s.as_str())
-        .unwrap_or(canonical)
+/// Resolve the job's mapping against the input's schema: every mapped
+/// canonical column, each required one found under its own name when not
+/// mapped (exactly, or ignoring case when only one column matches), the
+/// optional ones found that way too, and the filter.
+fn resolve_mapping(ctx: &mapping::Context<'_>, spec: &InputSpec) -> Result<Mapping> {
+    let bad = |message: String| Error::InputSchema {
+        input: ctx.input.to_string(),
+        url: ctx.url.to_string(),
+        message,
+    };
+    let mut m = Mapping::default();
+    for (canonical, value) in &spec.columns {
+        if spec.kind == InputKind::Transactions
+            && !TRANSACTION_COLUMNS.iter().any(|(c, _)| c == canonical)
+        {
+            return Err(bad(format!(
+                "unknown canonical column {canonical:?} in the job's column mapping"
+            )));
+        }
+        m.columns
+            .insert(canonical.clone(), ctx.resolve(canonical, value)?);
+    }
+    if spec.kind == InputKind::Transactions {
+        for (canonical, required) in TRANSACTION_COLUMNS {
+            if m.columns.contains_key(*canonical) {
+                continue;
+            }
+            match ctx.lookup_column(canonical) {
+                Some(found) => {
+                    m.columns
+                        .insert(canonical.to_string(), Source::Column(found));
+                }
+                None if *required => {
+                    return Err(bad(format!(
+                        "column {canonical:?} (mapped to {canonical}) is missing; the file has: {}",
+                        ctx.available()
+                    )))
+                }
+                None => {}
+            }
+        }
+    }
+    if let Some(f) = &spec.filter {
+        m.filter = Some(ctx.resolve_filter(f)?);
+    }
+    Ok(m)
 }
 
-/// Each file of a transactions input has the required columns: a union
-/// would fill a missing one with NULL and reject every row of the file.
+/// Every column of a registered empty table maps to itself.
+fn identity_mapping(schema: &Schema) -> Mapping {
+    Mapping {
+        columns: schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), Source::Column(f.name().clone())))
+            .collect(),
+        filter: None,
+    }
+}
+
+/// Each file of a transactions input has the raw columns its required
+/// canonical columns read: a union would fill a missing one with NULL and
+/// reject every row of the file.
 fn check_every_file(
     name: &str,
     spec: &InputSpec,
+    mapping: &Mapping,
     per_file: &[(String, datafusion::arrow::datatypes::SchemaRef)],
 ) -> Result<()> {
     if spec.kind != InputKind::Transactions || per_file.len() < 2 {
@@ -188,78 +287,19 @@ fn check_every_file(
     }
     for (url, schema) in per_file {
         for (canonical, _) in TRANSACTION_COLUMNS.iter().filter(|(_, req)| *req) {
-            let source = source_column(spec, canonical);
-            if schema.field_with_name(source).is_err() {
-                let has: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                return Err(Error::InputSchema {
-                    input: name.to_string(),
-                    url: url.clone(),
-                    message: format!(
-                        "column {source:?} (mapped to {canonical}) is missing from this file, which has: {}; the other files of the input have it",
-                        has.join(", ")
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_mapping(name: &str, loc: &Location, spec: &InputSpec, schema: &Schema) -> Result<()> {
-    for canonical in spec.columns.keys() {
-        let known = match spec.kind {
-            InputKind::Transactions => TRANSACTION_COLUMNS.iter().any(|(c, _)| c == canonical),
-            InputKind::Table => true,
-        };
-        if !known {
-            return Err(Error::InputSchema {
-                input: name.to_string(),
-                url: loc.to_string(),
-                message: format!(
-                    "unknown canonical column {canonical:?} in the job's column mapping"
-                ),
-            });
-        }
-    }
-    let required: Vec<&str> = match spec.kind {
-        InputKind::Transactions => TRANSACTION_COLUMNS
-            .iter()
-            .filter(|(c, req)| *req || spec.columns.contains_key(*c))
-            .map(|(c, _)| *c)
-            .collect(),
-        InputKind::Table => spec.columns.keys().map(|s| s.as_str()).collect(),
-    };
-    let available: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    for canonical in required {
-        let source = source_column(spec, canonical);
-        let field = schema
-            .field_with_name(source)
-            .map_err(|_| Error::InputSchema {
-                input: name.to_string(),
-                url: loc.to_string(),
-                message: format!(
-                    "column {source:?} (mapped to {canonical}) is missing; the file has: {}",
-                    available.join(", ")
-                ),
-            })?;
-        if spec.kind == InputKind::Transactions {
-            let ok = match canonical {
-                "customer_id" | "order_id" | "category" | "peer_group" => {
-                    is_text(field.data_type()) || field.data_type().is_integer()
+            for source in mapping.raw_columns(canonical) {
+                if schema.field_with_name(source).is_err() {
+                    let has: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    return Err(Error::InputSchema {
+                        input: name.to_string(),
+                        url: url.clone(),
+                        message: format!(
+                            "column {source:?} (mapped to {canonical}) is missing from this file, which has: {}; the other files of the input have it",
+                            has.join(", ")
+                        ),
+                    });
                 }
-                "order_ts" => is_text(field.data_type()) || is_temporal(field.data_type()),
-                "amount" | "margin" => is_text(field.data_type()) || field.data_type().is_numeric(),
-                _ => true,
-            };
-            if !ok {
-                return Err(Error::InputSchema {
-                    input: name.to_string(),
-                    url: loc.to_string(),
-                    message: format!(
-                        "column {source:?} (mapped to {canonical}) has type {}, which cannot hold {canonical} values",
-                        field.data_type()
-                    ),
-                });
             }
         }
     }
@@ -278,7 +318,7 @@ async fn register_empty(
     raw_name: &str,
     spec: &InputSpec,
     scratch: &crate::scratch::Scratch,
-) -> Result<()> {
+) -> Result<Arc<Schema>> {
     let fields: Vec<Field> = match spec.kind {
         InputKind::Transactions => TRANSACTION_COLUMNS
             .iter()
@@ -290,9 +330,11 @@ async fn register_empty(
             .map(|(c, t)| Ok(Field::new(c, sql_type(t)?, true)))
             .collect::<Result<_>>()?,
     };
+    let schema = Arc::new(Schema::new(fields));
     scratch
-        .register_empty(ctx, raw_name, Arc::new(Schema::new(fields)))
-        .await
+        .register_empty(ctx, raw_name, Arc::clone(&schema))
+        .await?;
+    Ok(schema)
 }
 
 fn sql_type(t: &str) -> Result<DataType> {
@@ -310,20 +352,35 @@ fn sql_type(t: &str) -> Result<DataType> {
     })
 }
 
-fn table_view_sql(raw_name: &str, spec: &InputSpec) -> String {
+/// The view of a `table` input: every column as it is without a mapping;
+/// else each mapped column (a raw column or an expression) under its
+/// canonical name, cast to its declared type when the job gives one.
+fn table_view_sql(raw_name: &str, spec: &InputSpec, mapping: &Mapping) -> Result<String> {
+    let filter = match &mapping.filter {
+        Some(f) => format!(" WHERE {}", f.sql_with(quote)?),
+        None => String::new(),
+    };
     if spec.columns.is_empty() {
-        return format!("SELECT * FROM {}", quote(raw_name));
+        return Ok(format!("SELECT * FROM {}{filter}", quote(raw_name)));
     }
-    let cols: Vec<String> = spec
+    let cols = spec
         .columns
-        .iter()
-        .map(|(canonical, source)| {
-            let ty = spec.schema.get(canonical).map(|t| t.as_str());
-            match ty {
-                Some(t) => format!("TRY_CAST({} AS {t}) AS {}", quote(source), quote(canonical)),
-                None => format!("{} AS {}", quote(source), quote(canonical)),
-            }
+        .keys()
+        .map(|canonical| {
+            let source = match mapping.columns.get(canonical) {
+                Some(Source::Column(c)) => quote(c),
+                Some(Source::Expr(e)) => e.sql_with(quote)?,
+                None => quote(canonical),
+            };
+            Ok(match spec.schema.get(canonical) {
+                Some(t) => format!("TRY_CAST({source} AS {t}) AS {}", quote(canonical)),
+                None => format!("{source} AS {}", quote(canonical)),
+            })
         })
-        .collect();
-    format!("SELECT {} FROM {}", cols.join(", "), quote(raw_name))
+        .collect::<Result<Vec<String>>>()?;
+    Ok(format!(
+        "SELECT {} FROM {}{filter}",
+        cols.join(", "),
+        quote(raw_name)
+    ))
 }

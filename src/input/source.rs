@@ -36,6 +36,44 @@ pub(super) struct Registered {
     pub format: Format,
     /// Each file's URL and own schema, in path order.
     pub per_file: Vec<(String, SchemaRef)>,
+    /// For CSV columns read as text: what their sampled values were.
+    pub sampled: HashMap<String, Sampled>,
+}
+
+/// What the sampled records of every file held in a CSV column read as
+/// text: what an expression of the mapping may parse it as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sampled {
+    /// Numbers in some file, nothing else in any.
+    Numbers,
+    /// No value in any file's sample.
+    Empty,
+    /// Text, dates or booleans in some file.
+    Other,
+}
+
+/// Each column's [`Sampled`] kind over the files' inferred schemas.
+fn sample_kinds(per_file: &[FileSchema]) -> HashMap<String, Sampled> {
+    let mut kinds: HashMap<String, Sampled> = HashMap::new();
+    for f in per_file {
+        for field in f.schema.fields() {
+            let t = field.data_type();
+            let this = if t == &DataType::Null {
+                Sampled::Empty
+            } else if t.is_numeric() {
+                Sampled::Numbers
+            } else {
+                Sampled::Other
+            };
+            let k = kinds.entry(field.name().clone()).or_insert(this);
+            *k = match (*k, this) {
+                (Sampled::Other, _) | (_, Sampled::Other) => Sampled::Other,
+                (Sampled::Numbers, _) | (_, Sampled::Numbers) => Sampled::Numbers,
+                _ => Sampled::Empty,
+            };
+        }
+    }
+    kinds
 }
 
 /// Register `loc` as table `name`. With `csv_as_text` CSV columns are all
@@ -108,7 +146,9 @@ pub(super) async fn register(
     let mut per_file = schema::infer_each(&state, &store, parquet_ref, &listed)
         .await
         .map_err(|(url, e)| bad(url, format!("cannot read the schema: {}", first_line(&e))))?;
+    let mut sampled = HashMap::new();
     if format == Format::Csv && csv_as_text {
+        sampled = sample_kinds(&per_file);
         for f in &mut per_file {
             f.schema = csv_types(&f.schema, true);
         }
@@ -132,6 +172,7 @@ pub(super) async fn register(
         files: files::fingerprint(loc, &metas),
         format,
         per_file: per_file.into_iter().map(|f| (f.url, f.schema)).collect(),
+        sampled,
     })
 }
 

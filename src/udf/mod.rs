@@ -10,6 +10,7 @@ pub mod bgnbd;
 pub mod clv;
 pub mod concentration;
 pub mod gamma_gamma;
+pub mod parse;
 pub mod sbg;
 pub mod summary;
 
@@ -132,6 +133,7 @@ pub const MODELS: &[fn() -> Vec<Function>] = &[
     sbg::functions,
     concentration::functions,
     summary::functions,
+    parse::functions,
 ];
 
 /// All custval functions.
