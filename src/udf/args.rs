@@ -54,7 +54,9 @@ pub fn to_f64_array(v: &ColumnarValue, n: usize) -> Result<Float64Array> {
     Ok(arr.as_primitive::<Float64Type>().clone())
 }
 
-/// The named fields of a parameter-struct argument, as Float64 columns.
+/// The named fields of a parameter-struct argument, as Float64 columns. A
+/// field whose name ends in `?` is optional: a struct without it gives a
+/// NULL column.
 fn struct_fields(
     func: &str,
     arg: &str,
@@ -72,10 +74,17 @@ fn struct_fields(
     fields
         .iter()
         .map(|f| {
+            let (f, optional) = match f.strip_suffix('?') {
+                Some(name) => (name, true),
+                None => (*f, false),
+            };
             let Some(col) = s.column_by_name(f) else {
+                if optional {
+                    return Ok(Float64Array::new_null(n));
+                }
                 return exec_err!(
                     "{func}: argument {arg} has no field {f} (expected {}); pass the struct a fit returns or named_struct(...)",
-                    fields.join(", ")
+                    fields.iter().filter(|f| !f.ends_with('?')).copied().collect::<Vec<_>>().join(", ")
                 );
             };
             let col = cast(col, &DataType::Float64)?;
@@ -90,12 +99,15 @@ fn struct_fields(
 }
 
 /// Evaluation function of a [`ModelScalar`]: parameter values (all struct
-/// fields in order) and argument values; `Ok(None)` is SQL NULL, `Err` a
-/// message the wrapper prefixes with the function name.
+/// fields in order; a NULL field, or every field of a NULL struct, as NaN,
+/// for the model to decide: a limiting model may leave a parameter NULL)
+/// and argument values; `Ok(None)` is SQL NULL, `Err` a message the wrapper
+/// prefixes with the function name.
 pub type ScalarEval = fn(&[f64], &[f64]) -> std::result::Result<Option<f64>, String>;
 
 /// A scalar function of one or more parameter structs and numeric arguments,
-/// returning Float64. NULL in any input gives NULL.
+/// returning Float64. NULL in a numeric argument gives NULL; NULL parameters
+/// reach the evaluation function as NaN.
 #[derive(Debug)]
 pub struct ModelScalar {
     name: &'static str,
@@ -124,6 +136,12 @@ impl ModelScalar {
             eval,
             signature: Signature::user_defined(Volatility::Immutable),
         }
+    }
+
+    /// The name of the k-th parameter field over all structs.
+    fn field_name(&self, k: usize) -> &'static str {
+        let f = self.structs.iter().flat_map(|(_, f)| f.iter()).nth(k);
+        f.map_or("?", |f| f.trim_end_matches('?'))
     }
 
     /// Every argument's name, the structs' first.
@@ -202,8 +220,14 @@ impl ScalarUDFImpl for ModelScalar {
         for row in 0..rows {
             let mut null = false;
             for (k, c) in params.iter().enumerate() {
-                null |= c.is_null(row);
-                p[k] = c.value(row);
+                p[k] = if c.is_null(row) { f64::NAN } else { c.value(row) };
+                if !c.is_null(row) && p[k].is_nan() {
+                    return exec_err!(
+                        "{}: parameter {} is NaN (a NaN is never a parameter; NULL is)",
+                        self.name,
+                        self.field_name(k)
+                    );
+                }
             }
             for (k, c) in values.iter().enumerate() {
                 null |= c.is_null(row);
@@ -520,7 +544,9 @@ pub fn null_struct(t: &DataType) -> Result<ScalarValue> {
 }
 
 /// The struct type of a fit result: the parameters, then log_likelihood,
-/// converged, iterations and status ("converged", or why not).
+/// converged, iterations, status ("converged", "boundary", or why not) and
+/// at_bound (for a boundary optimum, which parameters are at which bound;
+/// NULL otherwise).
 pub fn fit_type(params: &[&str]) -> DataType {
     let mut fs: Vec<Field> = params
         .iter()
@@ -530,6 +556,7 @@ pub fn fit_type(params: &[&str]) -> DataType {
     fs.push(Field::new("converged", DataType::Boolean, true));
     fs.push(Field::new("iterations", DataType::Int64, true));
     fs.push(Field::new("status", DataType::Utf8, true));
+    fs.push(Field::new("at_bound", DataType::Utf8, true));
     DataType::Struct(fs.into())
 }
 
@@ -543,6 +570,7 @@ pub fn fit_scalar<P>(values: &[(&str, f64)], f: &FitResult<P>) -> Result<ScalarV
     fields.push(("converged", ScalarValue::Boolean(Some(f.converged))));
     fields.push(("iterations", ScalarValue::Int64(Some(f.iterations as i64))));
     fields.push(("status", ScalarValue::Utf8(Some(f.status.clone()))));
+    fields.push(("at_bound", ScalarValue::Utf8(f.at_bound.clone())));
     struct_scalar(&fields)
 }
 

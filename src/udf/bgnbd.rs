@@ -228,13 +228,26 @@ fn objective(theta: &[f64], patterns: &[Pattern], _total: f64, grad: &mut [f64])
 /// Maximum-likelihood fit over weighted patterns (L-BFGS in log-parameter
 /// space). Several starts are tried when one fails; the best fit is kept.
 pub fn fit(patterns: &[Pattern]) -> FitResult {
-    fit_with(patterns, stage_sample_size)
+    fit_with(patterns, 0.0, stage_sample_size)
 }
 
-/// [`fit`], starting on a sample of `sample(patterns)` customers when that
-/// is given (`optim::staged`), drawn over the sorted patterns, so
-/// stratified on frequency and times.
-fn fit_with(patterns: &[Pattern], sample: impl Fn(usize) -> Option<usize>) -> FitResult {
+/// [`fit`] with the L2 penalty `penalizer` on the log parameters
+/// ([`fit::penalised`]; alpha relative to the customers' mean age T, the
+/// others unit-free), so the penalised fit does not depend on the time
+/// unit either.
+pub fn fit_penalised(patterns: &[Pattern], penalizer: f64) -> FitResult {
+    fit_with(patterns, penalizer, stage_sample_size)
+}
+
+/// [`fit_penalised`], starting on a sample of `sample(patterns)` customers
+/// when that is given (`optim::staged`), drawn over the sorted patterns, so
+/// stratified on frequency and times. Without a penalty the no-dropout
+/// boundary (the NBD model, [`nbd_face`]) is tried first.
+fn fit_with(
+    patterns: &[Pattern],
+    penalizer: f64,
+    sample: impl Fn(usize) -> Option<usize>,
+) -> FitResult {
     let total: f64 = patterns.iter().map(|p| p.weight).sum();
     let mean_t = patterns.iter().map(|p| p.t * p.weight).sum::<f64>() / total.max(1.0);
     let scale = mean_t.max(1e-6);
@@ -257,19 +270,32 @@ fn fit_with(patterns: &[Pattern], sample: impl Fn(usize) -> Option<usize>) -> Fi
         let reweight = |p: Pattern, weight| Pattern { weight, ..p };
         Indexed::new(&systematic_sample(patterns, |p| p.weight, reweight, size))
     });
-    let sub = sample
-        .as_ref()
-        .map(|s| |th: &[f64], g: &mut [f64]| objective_indexed(th, s, g));
-    let found = if total > 0.0 {
-        fit::minimise(
-            |th, g| objective_indexed(th, &ix, g),
-            sub,
-            &starts,
-            &opts,
-            PARAMS,
+    let centre = [0.0, scale.ln(), 0.0, 0.0];
+    let sub = sample.as_ref().map(|s| {
+        fit::penalised(
+            |th: &[f64], g: &mut [f64]| objective_indexed(th, s, g),
+            penalizer,
+            &centre,
         )
-    } else {
+    });
+    let full = fit::penalised(|th, g| objective_indexed(th, &ix, g), penalizer, &centre);
+    let found = if !(total > 0.0) {
         fit::Found::nothing(4, "was not fitted: no customers")
+    } else if penalizer > 0.0 {
+        fit::minimise(full, sub, &starts, &opts, PARAMS)
+    } else {
+        let nbd = |th: &[f64], g: &mut [f64]| nbd_objective(th, &ix, g);
+        let slope = |th: &[f64]| dropout_slope(th, &ix);
+        let embed = |th: &[f64]| vec![th[0], th[1], f64::NEG_INFINITY, f64::NAN];
+        let face = fit::Face {
+            at_bound: "a = 0: nobody drops out (the NBD model; b has no effect)".into(),
+            names: &PARAMS[..2],
+            starts: starts.iter().map(|s| s[..2].to_vec()).collect(),
+            objective: &nbd,
+            off_face: &slope,
+            embed: &embed,
+        };
+        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &[face])
     };
     found.result(total, |v| BgNbdParams {
         r: v[0],
@@ -279,15 +305,96 @@ fn fit_with(patterns: &[Pattern], sample: impl Fn(usize) -> Option<usize>) -> Fi
     })
 }
 
+/// The BG/NBD likelihood's limit as a -> 0 (every dropout probability 0):
+/// the NBD model, ln L = ln Gamma(r+x) - ln Gamma(r) + r ln alpha
+/// - (r+x) ln(alpha+T) (Fader, Hardie & Lee 2005, eq. 6 without its
+/// dropout terms; the same limit as b -> infinity). Mean negative
+/// log-likelihood and gradient in (ln r, ln alpha).
+fn nbd_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f64 {
+    let (r, alpha) = (theta[0].exp(), theta[1].exp());
+    let (lg_r, psi_r, ln_alpha) = (ln_gamma(r), digamma(r), alpha.ln());
+    let xt: Vec<(f64, f64)> = ix
+        .xs
+        .iter()
+        .map(|&x| (ln_gamma(r + x) - lg_r, digamma(r + x) - psi_r))
+        .collect();
+    let (mut ll, mut gr, mut ga) = (0.0, 0.0, 0.0);
+    for &(xi, _, ti, w) in &ix.rows {
+        let x = ix.xs[xi as usize];
+        let u = alpha + ix.times[ti as usize];
+        let (lg, psi) = xt[xi as usize];
+        let lu = u.ln();
+        ll += w * (lg + r * ln_alpha - (r + x) * lu);
+        gr += w * (psi + ln_alpha - lu) * r;
+        ga += w * (r / alpha - (r + x) / u) * alpha;
+    }
+    grad[0] = -gr / ix.total;
+    grad[1] = -ga / ix.total;
+    -ll / ix.total
+}
+
+/// The largest slope of the mean BG/NBD log-likelihood leaving the NBD
+/// limit at (ln r, ln alpha) = `theta`, per unit of dropout. Off the face
+/// a = 0 towards a given b, d LL / da at a = 0 is, per customer,
+/// psi(b) - psi(b+x) + [x > 0] R / (b+x-1), R = ((alpha+T)/(alpha+t_x))^(r+x)
+/// (the derivatives of eq. 6's A2 and of ln(A3 + A4) at a = 0); it is the
+/// maximum over b (a grid from e^-10 to e^20, 0.1 apart in ln b). Towards
+/// b -> infinity at fixed a the likelihood moves by a/b times
+/// sum(R [x > 0] - x) per customer, the limit of b times the first. The
+/// larger of the two is returned; infinite when R overflows (customers
+/// who look long gone: the data show dropout).
+fn dropout_slope(theta: &[f64], ix: &Indexed) -> f64 {
+    let (r, alpha) = (theta[0].exp(), theta[1].exp());
+    let la: Vec<f64> = ix.times.iter().map(|u| (alpha + u).ln()).collect();
+    // Per distinct frequency: customers, and the sum of their R.
+    let mut by_x = vec![(0.0f64, 0.0f64); ix.xs.len()];
+    for &(xi, txi, ti, w) in &ix.rows {
+        let x = ix.xs[xi as usize];
+        let e = &mut by_x[xi as usize];
+        e.0 += w;
+        if x > 0.0 {
+            e.1 += w * ((r + x) * (la[ti as usize] - la[txi as usize])).exp();
+        }
+    }
+    let towards_infinity: f64 = ix
+        .xs
+        .iter()
+        .zip(&by_x)
+        .map(|(x, (w, s))| s - x * w)
+        .sum::<f64>()
+        / ix.total;
+    let at = |b: f64| -> f64 {
+        let psi_b = digamma(b);
+        ix.xs
+            .iter()
+            .zip(&by_x)
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(x, (w, s))| w * (psi_b - digamma(b + x)) + s / (b + x - 1.0))
+            .sum::<f64>()
+            / ix.total
+    };
+    (0..=300)
+        .map(|k| at((-10.0 + 0.1 * k as f64).exp()))
+        .fold(towards_infinity, |m, v| {
+            // A NaN slope verifies nothing: it stays NaN.
+            if m.is_nan() || v.is_nan() {
+                f64::NAN
+            } else {
+                m.max(v)
+            }
+        })
+}
+
 /// ln of a/(b+x-1) ((alpha+T)/(alpha+tx))^(r+x), the odds of having dropped out.
+/// `None` for x = 0 and in the NBD limit a = 0, where nobody drops out.
 fn log_dropout_odds(p: &BgNbdParams, x: f64, tx: f64, t: f64) -> Option<f64> {
-    if x <= 0.0 {
+    if x <= 0.0 || p.a == 0.0 {
         return None;
     }
     Some(p.a.ln() - (p.b + x - 1.0).ln() + (p.r + x) * ((p.alpha + t).ln() - (p.alpha + tx).ln()))
 }
 
-/// P(alive | x, tx, T) (Hardie, note 021).
+/// P(alive | x, tx, T) (Hardie, note 021); 1 in the NBD limit a = 0.
 pub fn p_alive(p: &BgNbdParams, x: f64, tx: f64, t: f64) -> f64 {
     match log_dropout_odds(p, x, tx, t) {
         None => 1.0,
@@ -436,9 +543,19 @@ fn memo_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
 /// E[Y(h) | x, tx, T] / P(alive): the factor of eq. 10 that does not depend
 /// on recency, so customers with the same (x, T) share it. Finite for every
 /// valid argument (a = 1 included: the quadrature has no singularity there).
+///
+/// In the NBD limit a = 0 (a boundary fit: nobody drops out) it is
+/// (r+x) h / (alpha+T), whatever b: the Gamma(r+x, alpha+T) posterior
+/// mean rate times h (Fader, Hardie & Lee 2005, eq. 10 as a -> 0: with
+/// a - 1 = -1 the series 2F1(., a-1; c; z) of [`bracket_series`] ends
+/// after its linear term and the bracket reduces to (r+x) z/(1-z); the
+/// tests check the limit against a small a).
 pub fn conditional_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
     if h <= 0.0 {
         return 0.0;
+    }
+    if p.a == 0.0 {
+        return (p.r + x) * h / (p.alpha + t);
     }
     bracket(p, h, x, t)
 }
@@ -490,18 +607,26 @@ impl Collector for Fit {
     }
 }
 
-fn params(v: &[f64]) -> std::result::Result<BgNbdParams, String> {
+/// The parameters of a struct's fields (NULL fields as NaN): `None` when
+/// one is NULL (a fit that did not converge publishes NULL for what ran
+/// off, and its outputs are NULL), except b in the NBD limit a = 0, where b
+/// has no effect and a boundary fit publishes it NULL; an error when one
+/// is not positive (a = 0 allowed).
+pub(crate) fn params(v: &[f64]) -> std::result::Result<Option<BgNbdParams>, String> {
+    let limit = v[2] == 0.0;
     let p = BgNbdParams {
         r: v[0],
         alpha: v[1],
         a: v[2],
-        b: v[3],
+        // Any b gives the same model at a = 0 (nothing reads it there).
+        b: if limit && v[3].is_nan() { 1.0 } else { v[3] },
     };
-    if [p.r, p.alpha, p.a, p.b]
-        .iter()
-        .all(|x| x.is_finite() && *x > 0.0)
-    {
-        Ok(p)
+    if [p.r, p.alpha, p.a, p.b].iter().any(|x| x.is_nan()) {
+        return Ok(None);
+    }
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if positive(p.r) && positive(p.alpha) && positive(p.b) && (limit || positive(p.a)) {
+        Ok(Some(p))
     } else {
         Err(format!(
             "parameters must be positive, got r={}, alpha={}, a={}, b={}",
@@ -511,13 +636,17 @@ fn params(v: &[f64]) -> std::result::Result<BgNbdParams, String> {
 }
 
 fn eval_p_alive(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    let p = params(pv)?;
+    let Some(p) = params(pv)? else {
+        return Ok(None);
+    };
     validate(v[0], v[1], v[2])?;
     finite(p_alive(&p, v[0], v[1], v[2]), "P(alive)", &p, v).map(Some)
 }
 
 fn eval_expected(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    let p = params(pv)?;
+    let Some(p) = params(pv)? else {
+        return Ok(None);
+    };
     if !(v[0] >= 0.0 && v[0].is_finite()) {
         return Err(format!("horizon must be >= 0, got {}", v[0]));
     }
@@ -660,8 +789,8 @@ pub(crate) mod tests {
         // the optimum is the direct fit's: 1e-6 relative (both stop at a
         // gradient of 1e-9), and still the published values within 0.001.
         let p = patterns(true);
-        let direct = fit_with(&p, |_| None);
-        let staged = fit_with(&p, |_| Some(500));
+        let direct = fit_with(&p, 0.0, |_| None);
+        let staged = fit_with(&p, 0.0, |_| Some(500));
         assert!(direct.converged && staged.converged, "{staged:?}");
         for (x, y) in [
             (direct.params.r, staged.params.r),

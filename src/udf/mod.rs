@@ -11,6 +11,8 @@ pub mod clv;
 pub mod concentration;
 pub mod gamma_gamma;
 pub mod sbg;
+#[cfg(test)]
+mod shapes;
 pub mod summary;
 
 use std::sync::Arc;

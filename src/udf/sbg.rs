@@ -165,12 +165,17 @@ impl Collector for Fit {
     }
 }
 
-fn params(v: &[f64]) -> std::result::Result<SbgParams, String> {
+/// The parameters of a struct's fields (NULL as NaN): `None` when one is
+/// NULL (a fit that did not converge), an error when one is not positive.
+fn params(v: &[f64]) -> std::result::Result<Option<SbgParams>, String> {
+    if v[0].is_nan() || v[1].is_nan() {
+        return Ok(None);
+    }
     if v[0] > 0.0 && v[1] > 0.0 && v[0].is_finite() && v[1].is_finite() {
-        Ok(SbgParams {
+        Ok(Some(SbgParams {
             alpha: v[0],
             beta: v[1],
-        })
+        }))
     } else {
         Err(format!(
             "alpha and beta must be positive, got {} and {}",
@@ -180,7 +185,9 @@ fn params(v: &[f64]) -> std::result::Result<SbgParams, String> {
 }
 
 fn eval_survival(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    let p = params(pv)?;
+    let Some(p) = params(pv)? else {
+        return Ok(None);
+    };
     if !(v[0] >= 0.0) {
         return Err(format!("period must be >= 0, got {}", v[0]));
     }
@@ -188,7 +195,9 @@ fn eval_survival(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, Stri
 }
 
 fn eval_retention(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    let p = params(pv)?;
+    let Some(p) = params(pv)? else {
+        return Ok(None);
+    };
     if !(v[0] >= 1.0) {
         return Err(format!("period must be >= 1, got {}", v[0]));
     }
