@@ -267,14 +267,16 @@ pub trait Collector: std::fmt::Debug + Send + Sync + 'static {
     /// Return type of the aggregate.
     fn return_type() -> DataType;
     /// Turn weighted distinct rows, sorted by their values (first value
-    /// first), into the result.
-    fn finish(patterns: &[Weighted]) -> Result<ScalarValue>;
+    /// first), into the result; `penalizer` is the optional last argument
+    /// (the L2 penalty on log parameters, 0 when not given).
+    fn finish(patterns: &[Weighted], penalizer: f64) -> Result<ScalarValue>;
 }
 
 /// An aggregate that compresses its rows into distinct patterns with
 /// weights (customers sharing a pattern share a likelihood term), so memory
 /// and fit cost follow the number of patterns, not of rows. Partial states
-/// are lists of pattern columns plus weights, merged by summing weights.
+/// are lists of pattern columns plus weights, merged by summing weights,
+/// and the optional last argument `penalizer` (one value for all rows).
 #[derive(Debug)]
 pub struct FitAggregate<C: Collector> {
     name: &'static str,
@@ -284,8 +286,10 @@ pub struct FitAggregate<C: Collector> {
 }
 
 impl<C: Collector> FitAggregate<C> {
-    /// Aggregate `name(args...)`: `args` names the numeric arguments (one
-    /// per pattern value, [`Collector::WIDTH`] of them), coerced to Float64.
+    /// Aggregate `name(args...[, penalizer])`: `args` names the numeric
+    /// arguments (one per pattern value, [`Collector::WIDTH`] of them),
+    /// coerced to Float64; the optional last argument is the fit's
+    /// penalizer (finite, >= 0, the same on every row; NULL or absent is 0).
     /// A row with a NULL is skipped; an invalid one (per
     /// [`Collector::validate`]) is an execution error.
     pub fn new(name: &'static str, args: &'static [&'static str]) -> Self {
@@ -326,7 +330,13 @@ impl<C: Collector> AggregateUDFImpl for FitAggregate<C> {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let out = coerce(self.name, self.args, arg_types)?;
+        let with_penalizer: Vec<&str> = self.args.iter().copied().chain(["penalizer"]).collect();
+        let names = if arg_types.len() == with_penalizer.len() {
+            &with_penalizer[..]
+        } else {
+            self.args
+        };
+        let out = coerce(self.name, names, arg_types)?;
         if out.iter().any(|t| matches!(t, DataType::Struct(_))) {
             return plan_err!("{}: arguments must be numeric", self.name);
         }
@@ -346,6 +356,11 @@ impl<C: Collector> AggregateUDFImpl for FitAggregate<C> {
             })
             .collect();
         f.push(list_field(&format!("{}_weight", args.name)));
+        f.push(Arc::new(Field::new(
+            format!("{}_penalizer", args.name),
+            DataType::Float64,
+            true,
+        )));
         Ok(f)
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -368,6 +383,8 @@ struct PatternAccumulator<C: Collector> {
     rows: Vec<(Key, f64)>,
     /// Compact when `rows` reaches this length.
     next_compaction: usize,
+    /// The penalizer argument, once seen.
+    penalizer: Option<f64>,
     _c: std::marker::PhantomData<C>,
 }
 
@@ -415,7 +432,25 @@ impl<C: Collector> PatternAccumulator<C> {
             name,
             rows: Vec::new(),
             next_compaction: MIN_BUFFER,
+            penalizer: None,
             _c: std::marker::PhantomData,
+        }
+    }
+
+    /// Take the penalizer of a row: finite, >= 0, the same on every row.
+    fn set_penalizer(&mut self, v: f64) -> Result<()> {
+        if !(v.is_finite() && v >= 0.0) {
+            return exec_err!("{}: penalizer must be finite and >= 0, got {v}", self.name);
+        }
+        match self.penalizer {
+            Some(p) if p != v => exec_err!(
+                "{}: penalizer must be the same on every row ({p} and {v})",
+                self.name
+            ),
+            _ => {
+                self.penalizer = Some(v);
+                Ok(())
+            }
         }
     }
 
@@ -455,9 +490,14 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
             .map(|a| to_f64_array(&ColumnarValue::Array(a.clone()), a.len()))
             .collect::<Result<_>>()?;
         let n = cols.first().map(|c| c.len()).unwrap_or(0);
+        if let Some(pen) = cols.get(C::WIDTH) {
+            for v in pen.iter().flatten() {
+                self.set_penalizer(v)?;
+            }
+        }
         let mut row = [0.0; MAX_WIDTH];
         'rows: for i in 0..n {
-            for (k, c) in cols.iter().enumerate() {
+            for (k, c) in cols[..C::WIDTH].iter().enumerate() {
                 if c.is_null(i) {
                     continue 'rows;
                 }
@@ -472,7 +512,8 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        C::finish(&self.patterns())
+        let penalizer = self.penalizer.unwrap_or(0.0);
+        C::finish(&self.patterns(), penalizer)
     }
 
     fn size(&self) -> usize {
@@ -490,16 +531,25 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
             }
             cols[C::WIDTH].push(*w);
         }
-        Ok(cols
+        let mut state: Vec<ScalarValue> = cols
             .into_iter()
             .map(|c| {
                 SingleRowListArrayBuilder::new(Arc::new(Float64Array::from(c))).build_list_scalar()
             })
-            .collect())
+            .collect();
+        state.push(ScalarValue::Float64(self.penalizer));
+        Ok(state)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists: Vec<&ListArray> = states.iter().map(|s| s.as_list::<i32>()).collect();
+        let penalizers = states[C::WIDTH + 1].as_primitive::<Float64Type>();
+        for v in penalizers.iter().flatten() {
+            self.set_penalizer(v)?;
+        }
+        let lists: Vec<&ListArray> = states[..=C::WIDTH]
+            .iter()
+            .map(|s| s.as_list::<i32>())
+            .collect();
         let n = lists.first().map(|l| l.len()).unwrap_or(0);
         for i in 0..n {
             if lists.iter().any(|l| l.is_null(i)) {
@@ -744,8 +794,8 @@ mod tests {
         fn return_type() -> DataType {
             DataType::Utf8
         }
-        fn finish(patterns: &[Weighted]) -> Result<ScalarValue> {
-            Ok(ScalarValue::Utf8(Some(format!("{patterns:?}"))))
+        fn finish(patterns: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
+            Ok(ScalarValue::Utf8(Some(format!("{patterns:?} {penalizer}"))))
         }
     }
 

@@ -581,7 +581,7 @@ impl Collector for Fit {
     fn return_type() -> DataType {
         fit_type(PARAMS)
     }
-    fn finish(rows: &[Weighted]) -> Result<ScalarValue> {
+    fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
             return null_struct(&Self::return_type());
         }
@@ -594,7 +594,7 @@ impl Collector for Fit {
                 weight: *w,
             })
             .collect();
-        let f = fit(&patterns);
+        let f = fit_penalised(&patterns, penalizer);
         fit_scalar(
             &[
                 ("r", f.params.r),

@@ -355,7 +355,7 @@ impl Collector for Fit {
     fn return_type() -> DataType {
         fit_type(FIT_FIELDS)
     }
-    fn finish(rows: &[Weighted]) -> Result<ScalarValue> {
+    fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
             return null_struct(&Self::return_type());
         }
@@ -367,7 +367,7 @@ impl Collector for Fit {
                 weight: *w,
             })
             .collect();
-        let f = fit(&pts);
+        let f = fit_penalised(&pts, penalizer);
         fit_scalar(
             &[
                 ("p", f.params.p),

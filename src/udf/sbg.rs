@@ -82,6 +82,14 @@ fn objective(theta: &[f64], n: &[f64], grad: &mut [f64]) -> f64 {
 /// Fit from survivors[t] = customers active at the start of period t
 /// (survivors[0] = cohort size).
 pub fn fit(survivors: &[f64]) -> std::result::Result<FitResult, String> {
+    fit_penalised(survivors, 0.0)
+}
+
+/// [`fit`] with the L2 penalty `penalizer` on the (unit-free) log
+/// parameters ([`fit::penalised`]). sBG has no boundary face to try: a
+/// cohort where nobody churns sends alpha to 0 with no limiting model
+/// that scores anything, and is reported as a parameter that ran off.
+pub fn fit_penalised(survivors: &[f64], penalizer: f64) -> std::result::Result<FitResult, String> {
     if survivors.len() < 2 {
         return Err("need survivors for at least periods 0 and 1".into());
     }
@@ -108,7 +116,7 @@ pub fn fit(survivors: &[f64]) -> std::result::Result<FitResult, String> {
         .map(|s| s.iter().map(|v| v.ln()).collect())
         .collect();
     let found = fit::minimise(
-        |th, g| objective(th, survivors, g),
+        fit::penalised(|th, g| objective(th, survivors, g), penalizer, &[0.0, 0.0]),
         None::<fn(&[f64], &mut [f64]) -> f64>,
         &starts,
         &opts,
@@ -146,7 +154,7 @@ impl Collector for Fit {
     fn return_type() -> DataType {
         fit_type(PARAMS)
     }
-    fn finish(rows: &[Weighted]) -> Result<ScalarValue> {
+    fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
             return null_struct(&Self::return_type());
         }
@@ -158,7 +166,7 @@ impl Collector for Fit {
             }
             survivors.push(k[1]);
         }
-        match fit(&survivors) {
+        match fit_penalised(&survivors, penalizer) {
             Ok(f) => fit_scalar(&[("alpha", f.params.alpha), ("beta", f.params.beta)], &f),
             Err(m) => exec_err!("sbg_fit: {m}"),
         }
