@@ -536,4 +536,94 @@ mod tests {
         assert_eq!(s, rows.iter().sum::<f64>());
         assert_eq!(g[0], 100_000.0);
     }
+
+    /// f = (x0 - 1)^2 + w u + u^2 with u = e^x1: as u -> 0 (x1 -> -inf)
+    /// f tends to (x0 - 1)^2, the limiting model; the slope of -f leaving
+    /// u = 0 is -w. For w > 0 the infimum is on the face u = 0; for w < 0
+    /// the minimum is interior at u = -w/2.
+    fn towards_a_face(x: &[f64], g: &mut [f64], w: f64) -> f64 {
+        let u = x[1].exp();
+        g[0] = 2.0 * (x[0] - 1.0);
+        g[1] = (w + 2.0 * u) * u;
+        (x[0] - 1.0).powi(2) + w * u + u * u
+    }
+
+    fn limit(x: &[f64], g: &mut [f64]) -> f64 {
+        g[0] = 2.0 * (x[0] - 1.0);
+        (x[0] - 1.0).powi(2)
+    }
+
+    fn fit_towards(w: f64) -> Found {
+        let slope = move |_x: &[f64]| -w;
+        let embed = |x: &[f64]| vec![x[0], f64::NEG_INFINITY];
+        let face = Face {
+            at_bound: "u = 0".into(),
+            names: &["t"],
+            starts: vec![vec![0.0]],
+            objective: &limit,
+            off_face: &slope,
+            embed: &embed,
+        };
+        minimise_faces(
+            |x: &[f64], g: &mut [f64]| towards_a_face(x, g, w),
+            None::<fn(&[f64], &mut [f64]) -> f64>,
+            &[vec![0.0, 0.0]],
+            &Options::default(),
+            &["t", "u"],
+            &[face],
+        )
+    }
+
+    #[test]
+    fn an_optimum_on_a_face_is_a_verified_boundary_in_few_iterations() {
+        // w = 1: the infimum is at u = 0, t = 1 (exact), reached only in
+        // the limit; the face's model is fitted instead of crawling there.
+        let found = fit_towards(1.0);
+        assert!(found.converged && found.status == "boundary", "{found:?}");
+        assert!((found.theta[0] - 1.0).abs() < 1e-8, "{found:?}");
+        assert_eq!(found.theta[1], f64::NEG_INFINITY);
+        assert_eq!(found.limit.len(), 1);
+        assert!(
+            found
+                .at_bound
+                .as_deref()
+                .is_some_and(|b| b.starts_with("u = 0")),
+            "{found:?}"
+        );
+        assert!(found.iterations < 50, "{found:?}");
+    }
+
+    #[test]
+    fn a_face_that_moving_off_improves_is_not_the_result() {
+        // w = -1: the slope off the face is +1, so the face is not an
+        // optimum; the interior minimum u = 0.5 (exact) is, converged.
+        let found = fit_towards(-1.0);
+        assert!(found.converged && found.status == "converged", "{found:?}");
+        assert!((found.theta[1] - 0.5f64.ln()).abs() < 1e-6, "{found:?}");
+        assert!(found.at_bound.is_none());
+    }
+
+    #[test]
+    fn the_penalty_adds_its_value_and_gradient_and_zero_adds_nothing() {
+        // penalizer 0.5, centre (0, 1): at x = (1, 3) the penalty is
+        // 0.5 * (1 + 4) = 2.5 and its gradient (1, 2).
+        let centre = [0.0, 1.0];
+        let mut f = penalised(
+            |x: &[f64], g: &mut [f64]| quadratic(x, g, &[1.0, 1.0]),
+            0.5,
+            &centre,
+        );
+        let mut g = [0.0; 2];
+        let v = f(&[1.0, 3.0], &mut g);
+        assert!((v - (0.25 + 6.25 + 2.5)).abs() < 1e-12, "{v}");
+        assert!((g[0] - (1.0 + 1.0)).abs() < 1e-12 && (g[1] - (5.0 + 2.0)).abs() < 1e-12);
+        let mut f0 = penalised(
+            |x: &[f64], g: &mut [f64]| quadratic(x, g, &[1.0, 1.0]),
+            0.0,
+            &centre,
+        );
+        let mut g0 = [0.0; 2];
+        assert_eq!(f0(&[1.0, 3.0], &mut g0), 6.5);
+        assert_eq!(g0, [1.0, 5.0]);
+    }
 }

@@ -220,7 +220,11 @@ impl ScalarUDFImpl for ModelScalar {
         for row in 0..rows {
             let mut null = false;
             for (k, c) in params.iter().enumerate() {
-                p[k] = if c.is_null(row) { f64::NAN } else { c.value(row) };
+                p[k] = if c.is_null(row) {
+                    f64::NAN
+                } else {
+                    c.value(row)
+                };
                 if !c.is_null(row) && p[k].is_nan() {
                     return exec_err!(
                         "{}: parameter {} is NaN (a NaN is never a parameter; NULL is)",
