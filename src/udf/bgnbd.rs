@@ -306,8 +306,9 @@ fn fit_with(
 }
 
 /// The BG/NBD likelihood's limit as a -> 0 (every dropout probability 0):
-/// the NBD model, ln L = ln Gamma(r+x) - ln Gamma(r) + r ln alpha
-/// - (r+x) ln(alpha+T) (Fader, Hardie & Lee 2005, eq. 6 without its
+/// the NBD model,
+/// ln L = ln Gamma(r+x) - ln Gamma(r) + r ln alpha - (r+x) ln(alpha+T)
+/// (Fader, Hardie & Lee 2005, eq. 6 without its
 /// dropout terms; the same limit as b -> infinity). Mean negative
 /// log-likelihood and gradient in (ln r, ln alpha).
 fn nbd_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f64 {

@@ -261,9 +261,10 @@ fn fit_with(
 
 /// The Gamma-Gamma likelihood's limit as q, v -> infinity with v/q = c:
 /// every customer's rate is 1/c, so the mean of x spends is Gamma(p x,
-/// rate x / c): ln L = p x ln(x/c) + (p x - 1) ln m - x m / c
-/// - ln Gamma(p x) (eq. 3's limit: q ln v - (p x + q) ln(x m + v) +
-/// ln Gamma(p x + q) - ln Gamma(q) -> -p x ln c - x m / c). Mean negative
+/// rate x / c):
+/// ln L = p x ln(x/c) + (p x - 1) ln m - x m / c - ln Gamma(p x)
+/// (eq. 3's limit: q ln v - (p x + q) ln(x m + v) + ln Gamma(p x + q) -
+/// ln Gamma(q) tends to -p x ln c - x m / c). Mean negative
 /// log-likelihood and gradient in (ln p, ln c).
 fn same_rate_objective(theta: &[f64], pr: &Prepared, grad: &mut [f64]) -> f64 {
     let (p, c) = (theta[0].exp(), theta[1].exp());
