@@ -251,20 +251,7 @@ fn fit_with(
     let total: f64 = patterns.iter().map(|p| p.weight).sum();
     let mean_t = patterns.iter().map(|p| p.t * p.weight).sum::<f64>() / total.max(1.0);
     let scale = mean_t.max(1e-6);
-    let starts = [
-        [1.0, 1.0, 1.0, 1.0],
-        [0.5, 0.1 * scale, 0.8, 2.5],
-        [1.0, scale, 0.5, 1.0],
-        [0.1, 0.01 * scale, 1.5, 5.0],
-    ];
-    let opts = Options {
-        grad_tol: 1e-9,
-        ..Options::default()
-    };
-    let starts: Vec<Vec<f64>> = starts
-        .iter()
-        .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
-        .collect();
+    let (starts, opts) = (starts(scale), options());
     let ix = Indexed::new(patterns);
     let sample = sample(patterns.len()).map(|size| {
         let reweight = |p: Pattern, weight| Pattern { weight, ..p };
@@ -303,6 +290,28 @@ fn fit_with(
         a: v[2],
         b: v[3],
     })
+}
+
+/// The fit's start points (log parameters) for data whose mean age T is
+/// `scale` time units.
+fn starts(scale: f64) -> Vec<Vec<f64>> {
+    [
+        [1.0, 1.0, 1.0, 1.0],
+        [0.5, 0.1 * scale, 0.8, 2.5],
+        [1.0, scale, 0.5, 1.0],
+        [0.1, 0.01 * scale, 1.5, 5.0],
+    ]
+    .iter()
+    .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
+    .collect()
+}
+
+/// The fit's stopping rules.
+fn options() -> Options {
+    Options {
+        grad_tol: 1e-9,
+        ..Options::default()
+    }
 }
 
 /// The BG/NBD likelihood's limit as a -> 0 (every dropout probability 0):
@@ -1248,5 +1257,30 @@ pub(crate) mod tests {
             (w.params.alpha * 7.0 / d.params.alpha - 1.0).abs() < 1e-6,
             "{w:?} {d:?}"
         );
+    }
+
+    #[test]
+    fn the_cdnow_fit_is_the_interior_search_s_bit_for_bit() {
+        // CDNOW has dropout: the NBD face is no optimum (its slope is
+        // positive), so the fit is the interior search alone, exactly as
+        // before faces existed (fit::minimise from the same starts): the
+        // same parameters to the last bit, only the face's iterations added.
+        let p = patterns(true);
+        let total: f64 = p.iter().map(|p| p.weight).sum();
+        let scale = p.iter().map(|p| p.t * p.weight).sum::<f64>() / total;
+        let ix = Indexed::new(&p);
+        let plain = fit::minimise(
+            |th, g| objective_indexed(th, &ix, g),
+            None::<fn(&[f64], &mut [f64]) -> f64>,
+            &starts(scale),
+            &options(),
+            PARAMS,
+        );
+        let f = fit_with(&p, 0.0, |_| None);
+        let got = [f.params.r, f.params.alpha, f.params.a, f.params.b];
+        let want: Vec<f64> = plain.theta.iter().map(|t| t.exp()).collect();
+        assert_eq!(got.to_vec(), want, "{f:?}");
+        assert!(f.status == "converged" && f.at_bound.is_none(), "{f:?}");
+        assert!(f.iterations > plain.iterations, "{f:?} {plain:?}");
     }
 }

@@ -201,20 +201,7 @@ fn fit_with(
     // Grouped by frequency, so the objective computes its terms once per group.
     pts.sort_by(|a, b| a.frequency.total_cmp(&b.frequency));
     let prepared = Prepared::new(&pts);
-    let starts = [
-        [1.0, 1.0, 1.0],
-        [5.0, 3.0, 1.0],
-        [0.5, 2.0, 0.1],
-        [20.0, 10.0, 5.0],
-    ];
-    let opts = Options {
-        grad_tol: 1e-9,
-        ..Options::default()
-    };
-    let starts: Vec<Vec<f64>> = starts
-        .iter()
-        .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
-        .collect();
+    let (starts, opts) = (starts(), options());
     let sample = sample(pts.len()).map(|size| {
         let reweight = |p: Pattern, weight| Pattern { weight, ..p };
         Prepared::new(&systematic_sample(&pts, |p| p.weight, reweight, size))
@@ -257,6 +244,27 @@ fn fit_with(
     f.params.v_over_q *= scale;
     f.log_likelihood -= total * scale.ln();
     f
+}
+
+/// The fit's start points (log parameters, spend in units of its mean).
+fn starts() -> Vec<Vec<f64>> {
+    [
+        [1.0, 1.0, 1.0],
+        [5.0, 3.0, 1.0],
+        [0.5, 2.0, 0.1],
+        [20.0, 10.0, 5.0],
+    ]
+    .iter()
+    .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
+    .collect()
+}
+
+/// The fit's stopping rules.
+fn options() -> Options {
+    Options {
+        grad_tol: 1e-9,
+        ..Options::default()
+    }
 }
 
 /// The Gamma-Gamma likelihood's limit as q, v -> infinity with v/q = c:
@@ -661,5 +669,40 @@ mod tests {
         assert_eq!(params(&[p, f64::NAN, f64::NAN, c]).unwrap(), Some(limit));
         assert_eq!(params(&[p, f64::NAN, f64::NAN, f64::NAN]).unwrap(), None);
         assert!(params(&[p, -1.0, 2.0, f64::NAN]).is_err());
+    }
+
+    #[test]
+    fn the_cdnow_fit_is_the_interior_search_s_bit_for_bit() {
+        // CDNOW's spend is heterogeneous: the one-rate face is no optimum,
+        // so the fit is the interior search alone, as before faces existed
+        // (fit::minimise on spend / its mean from the same starts): the
+        // same p, q and v / mean to the last bit.
+        let pts = patterns();
+        let scale = pts.iter().map(|p| p.monetary_value).sum::<f64>() / pts.len() as f64;
+        let mut scaled: Vec<Pattern> = pts
+            .iter()
+            .map(|p| Pattern {
+                monetary_value: p.monetary_value / scale,
+                ..*p
+            })
+            .collect();
+        scaled.sort_by(|a, b| a.frequency.total_cmp(&b.frequency));
+        let pr = Prepared::new(&scaled);
+        let plain = fit::minimise(
+            |th, g| objective_prepared(th, &pr, g),
+            None::<fn(&[f64], &mut [f64]) -> f64>,
+            &starts(),
+            &options(),
+            PARAMS,
+        );
+        let f = fit_with(&pts, 0.0, |_| None);
+        let want: Vec<f64> = plain.theta.iter().map(|t| t.exp()).collect();
+        assert_eq!(
+            [f.params.p, f.params.q].to_vec(),
+            want[..2].to_vec(),
+            "{f:?}"
+        );
+        assert_eq!(f.params.v, want[2] * scale, "{f:?}");
+        assert!(f.status == "converged" && f.at_bound.is_none(), "{f:?}");
     }
 }
