@@ -1,11 +1,14 @@
 -- Step: one row per fitted model, flat, for monitoring; with a holdout, the
 -- calibration fit's prediction of the holdout beside what happened.
 -- Inputs: model_params, customer_scores
--- Output: model_fit (model, r, alpha, a, b, p, q, v, log_likelihood, customers,
---         converged, iterations, status ('converged', or why not), time_unit, holdout_days, holdout_customers,
+-- Output: model_fit (model, r, alpha, a, b, p, q, v, v_over_q, log_likelihood, customers,
+--         converged, iterations, status ('converged', 'boundary', or why not), at_bound
+--         (for a boundary optimum: which parameters are at which bound, the limiting
+--         model used; NULL otherwise), penalizer, time_unit, holdout_days, holdout_customers,
 --         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
 --         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged))
--- Params: $time_unit ('day' or 'week': the unit of alpha, recency and t), $holdout_days
+-- Params: $time_unit ('day' or 'week': the unit of alpha, recency and t), $holdout_days,
+--         $penalizer
 -- Average ranks from the distinct values: a value's rank is the count of
 -- smaller values plus (its count + 1) / 2. Holdout purchases are a few small
 -- integers shared by millions of customers; a RANGE frame over such ties
@@ -41,11 +44,14 @@ SELECT
   'bgnbd' AS model,
   bgnbd['r'] AS r, bgnbd['alpha'] AS alpha, bgnbd['a'] AS a, bgnbd['b'] AS b,
   CAST(NULL AS DOUBLE) AS p, CAST(NULL AS DOUBLE) AS q, CAST(NULL AS DOUBLE) AS v,
+  CAST(NULL AS DOUBLE) AS v_over_q,
   bgnbd['log_likelihood'] AS log_likelihood,
   model_params.customers,
   bgnbd['converged'] AS converged,
   bgnbd['iterations'] AS iterations,
   bgnbd['status'] AS status,
+  bgnbd['at_bound'] AS at_bound,
+  CAST($penalizer AS DOUBLE) AS penalizer,
   CAST($time_unit AS VARCHAR) AS time_unit,
   CAST($holdout_days AS BIGINT) AS holdout_days,
   CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.customers END AS holdout_customers,
@@ -58,12 +64,14 @@ UNION ALL
 SELECT
   'gamma_gamma' AS model,
   CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
-  gamma_gamma['p'], gamma_gamma['q'], gamma_gamma['v'],
+  gamma_gamma['p'], gamma_gamma['q'], gamma_gamma['v'], gamma_gamma['v_over_q'],
   gamma_gamma['log_likelihood'],
   gg_customers,
   gamma_gamma['converged'],
   gamma_gamma['iterations'],
   gamma_gamma['status'],
+  gamma_gamma['at_bound'],
+  CAST($penalizer AS DOUBLE),
   CAST($time_unit AS VARCHAR),
   CAST($holdout_days AS BIGINT),
   CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)

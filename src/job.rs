@@ -351,6 +351,7 @@ const RANGES: &[(&str, f64, f64)] = &[
     ("pareto_b", 0.0, 1.0),
     ("at_risk_p_alive", 0.0, 1.0),
     ("horizon_months", 0.0, 1200.0),
+    ("penalizer", 0.0, 1e6),
 ];
 
 /// A job's parameters bound to an as-of date: checked, typed, with the ones

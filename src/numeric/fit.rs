@@ -12,8 +12,26 @@
 //! - the Hessian there is positive definite: a flat likelihood (data that
 //!   identify nothing) has a zero gradient everywhere, the start included,
 //!   and must not pass for an optimum.
+//!
+//! A likelihood whose supremum lies on a boundary of the parameter space
+//! (BG/NBD's a -> 0: nobody drops out) has no interior optimum, but a
+//! legitimate limiting model. A model names such boundaries as [`Face`]s:
+//! the limiting model's own likelihood over its free parameters and the
+//! slope of the full likelihood moving off the face. [`minimise_faces`]
+//! fits each face first (a small, well-conditioned problem), and reports a
+//! boundary optimum when the limiting model's optimum is verified as
+//! above, no direction off the face raises the likelihood (the slope is at
+//! most [`OFF_FACE_SLOPE`]) and a short interior search finds nothing
+//! better; otherwise the interior search runs as before, and the limit
+//! still wins when no interior point beats it by more than rounding. This
+//! costs tens of iterations where a search crawling towards the boundary in
+//! log parameters took thousands.
+//!
+//! [`penalised`] adds the L2 penalty on log parameters (`penalizer`) to any
+//! objective; with a penalty every optimum is interior and faces are not
+//! tried.
 
-use super::optim::{staged, Options};
+use super::optim::{lbfgs, multi_start, staged, Options};
 
 /// Parameters beyond e^±LOG_BOX (1e±13) are never evaluated: the objective
 /// is infinite there, so a line search backs off instead of running into
@@ -39,8 +57,12 @@ pub struct FitResult<P> {
     pub converged: bool,
     /// Iterations over all starts tried.
     pub iterations: usize,
-    /// "converged", or why not, for `model_fit` and the convergence gate.
+    /// "converged", "boundary", or why not, for `model_fit` and the
+    /// convergence gate.
     pub status: String,
+    /// For a boundary optimum, which parameters are at which bound and the
+    /// limiting model used (e.g. "a = 0: ..."); `None` otherwise.
+    pub at_bound: Option<String>,
 }
 
 /// The minimum a fit found, in log-parameter space.
@@ -55,8 +77,13 @@ pub struct Found {
     pub converged: bool,
     /// Iterations over all starts and stages tried.
     pub iterations: usize,
-    /// "converged", or why not.
+    /// "converged", "boundary", or why not.
     pub status: String,
+    /// For a boundary optimum, the [`Face`]'s `at_bound`.
+    pub at_bound: Option<String>,
+    /// For a boundary optimum, the limiting model's free log parameters
+    /// (the face's parameters, in its order); empty otherwise.
+    pub limit: Vec<f64>,
 }
 
 impl Found {
@@ -68,6 +95,8 @@ impl Found {
             converged: false,
             iterations: 0,
             status: why.to_string(),
+            at_bound: None,
+            limit: Vec::new(),
         }
     }
 
@@ -81,6 +110,7 @@ impl Found {
             converged: self.converged,
             iterations: self.iterations,
             status: self.status.clone(),
+            at_bound: self.at_bound.clone(),
         }
     }
 }
@@ -160,6 +190,8 @@ where
         converged: false,
         iterations,
         status: String::new(),
+        at_bound: None,
+        limit: Vec::new(),
     };
     if !m.f.is_finite() {
         found.status = "did not converge: no start point has a finite likelihood".into();
@@ -205,6 +237,210 @@ where
         }
     }
     found
+}
+
+/// Largest slope (rise of the mean log-likelihood per customer, per unit of
+/// the parameter leaving the bound) that still counts as "moving off the
+/// face does not raise the likelihood". A slope d with curvature C gains
+/// at most d^2 / 2C per customer off the face: 1e-4 bounds that by about
+/// 5e-9 per customer for curvatures of order 1, below what the interior
+/// fit's own gradient tolerance resolves.
+pub const OFF_FACE_SLOPE: f64 = 1e-4;
+
+/// Iterations of the interior search that checks a verified face: a
+/// likelihood with a better interior optimum shows it within these.
+const PROBE_ITERATIONS: usize = 30;
+
+/// A boundary of the parameter space where the likelihood tends to a
+/// limiting model of its own (see the module docs).
+pub struct Face<'a> {
+    /// What is at which bound and what the limit means, for `at_bound`
+    /// (e.g. "a = 0: nobody drops out (the NBD model); b has no effect").
+    pub at_bound: String,
+    /// Names of the limiting model's free parameters.
+    pub names: &'a [&'a str],
+    /// Start points of the limiting model, in its log parameters.
+    pub starts: Vec<Vec<f64>>,
+    /// The limiting model's mean negative log-likelihood and its gradient
+    /// in its log parameters: the full objective's limit on the face.
+    pub objective: &'a dyn Fn(&[f64], &mut [f64]) -> f64,
+    /// The largest slope of the mean log-likelihood leaving the face, at
+    /// the limiting model's log parameters given (over every direction
+    /// off it, per unit of the parameter leaving its bound).
+    pub off_face: &'a dyn Fn(&[f64]) -> f64,
+    /// The full log parameters of a point of the face: -inf for one at 0,
+    /// +inf at infinity, NaN for one the limit does not depend on.
+    pub embed: &'a dyn Fn(&[f64]) -> Vec<f64>,
+}
+
+/// How much better (relative, per customer) than a face's limit an
+/// interior point the search could not verify may be while the limit
+/// still wins: the interior search fails as "flat" when its weakest
+/// curvature is below 1e-8 of the largest (about 1 to 100 per customer for
+/// these models), which is a likelihood within about 1e-6 per customer of
+/// the limit along that direction; the data cannot tell them apart.
+const FLAT_GAIN: f64 = 1e-6;
+
+/// A verified interior optimum beats a face's limit when better by more
+/// than rounding (relative).
+const ROUNDING: f64 = 1e-12;
+
+/// [`minimise`], trying each of `faces` first. The first face whose
+/// limiting model is a verified optimum from which no direction raises
+/// the likelihood (slope at most [`OFF_FACE_SLOPE`]), and which a short
+/// interior search from the first start does not beat, is the result
+/// ("boundary", converged). A verified limit with a positive slope off it
+/// is kept as a candidate: it is the result when the full interior search
+/// then finds no verified optimum better than it (by [`ROUNDING`]) and no
+/// unverified point better by [`FLAT_GAIN`] (data consistent with the
+/// limit put the interior optimum so far out that the likelihood is flat
+/// there), its `at_bound` saying so. Iterations count every search.
+pub fn minimise_faces<F, G>(
+    full: F,
+    sub: Option<G>,
+    starts: &[Vec<f64>],
+    opts: &Options,
+    names: &[&str],
+    faces: &[Face],
+) -> Found
+where
+    F: FnMut(&[f64], &mut [f64]) -> f64,
+    G: FnMut(&[f64], &mut [f64]) -> f64,
+{
+    let mut full = boxed(full);
+    let mut spent = 0;
+    let mut candidate: Option<Found> = None;
+    for face in faces {
+        match on_face(&mut full, starts, opts, face) {
+            OnFace::Optimum(found) => {
+                return Found {
+                    iterations: found.iterations + spent,
+                    ..found
+                }
+            }
+            OnFace::Candidate(found) => {
+                spent += found.iterations;
+                if candidate
+                    .as_ref()
+                    .is_none_or(|c| found.mean_nll < c.mean_nll)
+                {
+                    candidate = Some(found);
+                }
+            }
+            OnFace::Nothing(it) => spent += it,
+        }
+    }
+    let found = minimise(full, sub, starts, opts, names);
+    let iterations = found.iterations + spent;
+    let beaten = |c: &Found| {
+        let scale = c.mean_nll.abs().max(1.0);
+        let by = c.mean_nll - found.mean_nll;
+        if found.converged {
+            by > ROUNDING * scale
+        } else {
+            !(by <= FLAT_GAIN * scale)
+        }
+    };
+    match candidate {
+        Some(c) if !beaten(&c) => {
+            let at_bound = c.at_bound.map(|b| {
+                format!(
+                    "{b}; no interior point is better (the interior search {})",
+                    found.status.trim_start_matches("did not converge: ")
+                )
+            });
+            Found {
+                iterations,
+                at_bound,
+                ..c
+            }
+        }
+        _ => Found {
+            iterations,
+            ..found
+        },
+    }
+}
+
+/// What a face holds (see [`minimise_faces`]).
+enum OnFace {
+    /// A verified boundary optimum.
+    Optimum(Found),
+    /// A verified limit with a positive slope off it (or beaten by the
+    /// probe): the result only if the interior holds nothing better.
+    Candidate(Found),
+    /// No verified limit; the iterations spent.
+    Nothing(usize),
+}
+
+/// The boundary optimum on `face`, a candidate, or nothing.
+fn on_face<F: FnMut(&[f64], &mut [f64]) -> f64>(
+    full: &mut F,
+    starts: &[Vec<f64>],
+    opts: &Options,
+    face: &Face,
+) -> OnFace {
+    let mut limit = boxed(|th: &[f64], g: &mut [f64]| (face.objective)(th, g));
+    let Some((m, mut spent)) = multi_start(&mut limit, &face.starts, opts) else {
+        return OnFace::Nothing(0);
+    };
+    if !(m.converged && verify_minimum(&mut limit, &m.x, face.names).is_ok()) {
+        return OnFace::Nothing(spent);
+    }
+    let slope = (face.off_face)(&m.x);
+    let mut optimum = slope <= OFF_FACE_SLOPE;
+    if let (true, Some(x0)) = (optimum, starts.first()) {
+        let probe = Options {
+            max_iter: PROBE_ITERATIONS,
+            ..opts.clone()
+        };
+        let p = lbfgs(&mut *full, x0, &probe);
+        spent += p.iterations;
+        // Better than the face's supremum by more than rounding: an
+        // interior optimum elsewhere, which the full search will find.
+        optimum = p.f >= m.f - 1e-12 * m.f.abs().max(1.0);
+    }
+    let found = Found {
+        theta: (face.embed)(&m.x),
+        mean_nll: m.f,
+        converged: true,
+        iterations: spent,
+        status: "boundary".into(),
+        at_bound: Some(format!(
+            "{} (slope off it {slope:.1e} per customer)",
+            face.at_bound
+        )),
+        limit: m.x,
+    };
+    if optimum {
+        OnFace::Optimum(found)
+    } else {
+        OnFace::Candidate(found)
+    }
+}
+
+/// `f` plus the L2 penalty `penalizer * sum((theta_i - centre_i)^2)` on
+/// the log parameters (and its gradient): `centre` is the log of each
+/// parameter's natural unit (0 for unit-free ones), so the penalty shrinks
+/// every parameter towards its unit and does not depend on the units of
+/// money or time. A penalizer of 0 returns `f`'s values unchanged.
+pub fn penalised<'a, F: FnMut(&[f64], &mut [f64]) -> f64 + 'a>(
+    mut f: F,
+    penalizer: f64,
+    centre: &'a [f64],
+) -> impl FnMut(&[f64], &mut [f64]) -> f64 + 'a {
+    move |th: &[f64], g: &mut [f64]| {
+        let v = f(th, g);
+        if penalizer == 0.0 {
+            return v;
+        }
+        let mut pen = 0.0;
+        for ((t, c), gi) in th.iter().zip(centre).zip(g.iter_mut()) {
+            pen += (t - c) * (t - c);
+            *gi += 2.0 * penalizer * (t - c);
+        }
+        v + penalizer * pen
+    }
 }
 
 /// Check that `x` is a strict local minimum of `f`: the Hessian (central
@@ -363,5 +599,95 @@ mod tests {
         let (s, g) = parallel_sum(&rows, |c| (c.iter().sum(), [c.len() as f64]));
         assert_eq!(s, rows.iter().sum::<f64>());
         assert_eq!(g[0], 100_000.0);
+    }
+
+    /// f = (x0 - 1)^2 + w u + u^2 with u = e^x1: as u -> 0 (x1 -> -inf)
+    /// f tends to (x0 - 1)^2, the limiting model; the slope of -f leaving
+    /// u = 0 is -w. For w > 0 the infimum is on the face u = 0; for w < 0
+    /// the minimum is interior at u = -w/2.
+    fn towards_a_face(x: &[f64], g: &mut [f64], w: f64) -> f64 {
+        let u = x[1].exp();
+        g[0] = 2.0 * (x[0] - 1.0);
+        g[1] = (w + 2.0 * u) * u;
+        (x[0] - 1.0).powi(2) + w * u + u * u
+    }
+
+    fn limit(x: &[f64], g: &mut [f64]) -> f64 {
+        g[0] = 2.0 * (x[0] - 1.0);
+        (x[0] - 1.0).powi(2)
+    }
+
+    fn fit_towards(w: f64) -> Found {
+        let slope = move |_x: &[f64]| -w;
+        let embed = |x: &[f64]| vec![x[0], f64::NEG_INFINITY];
+        let face = Face {
+            at_bound: "u = 0".into(),
+            names: &["t"],
+            starts: vec![vec![0.0]],
+            objective: &limit,
+            off_face: &slope,
+            embed: &embed,
+        };
+        minimise_faces(
+            |x: &[f64], g: &mut [f64]| towards_a_face(x, g, w),
+            None::<fn(&[f64], &mut [f64]) -> f64>,
+            &[vec![0.0, 0.0]],
+            &Options::default(),
+            &["t", "u"],
+            &[face],
+        )
+    }
+
+    #[test]
+    fn an_optimum_on_a_face_is_a_verified_boundary_in_few_iterations() {
+        // w = 1: the infimum is at u = 0, t = 1 (exact), reached only in
+        // the limit; the face's model is fitted instead of crawling there.
+        let found = fit_towards(1.0);
+        assert!(found.converged && found.status == "boundary", "{found:?}");
+        assert!((found.theta[0] - 1.0).abs() < 1e-8, "{found:?}");
+        assert_eq!(found.theta[1], f64::NEG_INFINITY);
+        assert_eq!(found.limit.len(), 1);
+        assert!(
+            found
+                .at_bound
+                .as_deref()
+                .is_some_and(|b| b.starts_with("u = 0")),
+            "{found:?}"
+        );
+        assert!(found.iterations < 50, "{found:?}");
+    }
+
+    #[test]
+    fn a_face_that_moving_off_improves_is_not_the_result() {
+        // w = -1: the slope off the face is +1, so the face is not an
+        // optimum; the interior minimum u = 0.5 (exact) is, converged.
+        let found = fit_towards(-1.0);
+        assert!(found.converged && found.status == "converged", "{found:?}");
+        assert!((found.theta[1] - 0.5f64.ln()).abs() < 1e-6, "{found:?}");
+        assert!(found.at_bound.is_none());
+    }
+
+    #[test]
+    fn the_penalty_adds_its_value_and_gradient_and_zero_adds_nothing() {
+        // penalizer 0.5, centre (0, 1): at x = (1, 3) the penalty is
+        // 0.5 * (1 + 4) = 2.5 and its gradient (1, 2).
+        let centre = [0.0, 1.0];
+        let mut f = penalised(
+            |x: &[f64], g: &mut [f64]| quadratic(x, g, &[1.0, 1.0]),
+            0.5,
+            &centre,
+        );
+        let mut g = [0.0; 2];
+        let v = f(&[1.0, 3.0], &mut g);
+        assert!((v - (0.25 + 6.25 + 2.5)).abs() < 1e-12, "{v}");
+        assert!((g[0] - (1.0 + 1.0)).abs() < 1e-12 && (g[1] - (5.0 + 2.0)).abs() < 1e-12);
+        let mut f0 = penalised(
+            |x: &[f64], g: &mut [f64]| quadratic(x, g, &[1.0, 1.0]),
+            0.0,
+            &centre,
+        );
+        let mut g0 = [0.0; 2];
+        assert_eq!(f0(&[1.0, 3.0], &mut g0), 6.5);
+        assert_eq!(g0, [1.0, 5.0]);
     }
 }

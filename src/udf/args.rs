@@ -54,7 +54,9 @@ pub fn to_f64_array(v: &ColumnarValue, n: usize) -> Result<Float64Array> {
     Ok(arr.as_primitive::<Float64Type>().clone())
 }
 
-/// The named fields of a parameter-struct argument, as Float64 columns.
+/// The named fields of a parameter-struct argument, as Float64 columns. A
+/// field whose name ends in `?` is optional: a struct without it gives a
+/// NULL column.
 fn struct_fields(
     func: &str,
     arg: &str,
@@ -72,10 +74,17 @@ fn struct_fields(
     fields
         .iter()
         .map(|f| {
+            let (f, optional) = match f.strip_suffix('?') {
+                Some(name) => (name, true),
+                None => (*f, false),
+            };
             let Some(col) = s.column_by_name(f) else {
+                if optional {
+                    return Ok(Float64Array::new_null(n));
+                }
                 return exec_err!(
                     "{func}: argument {arg} has no field {f} (expected {}); pass the struct a fit returns or named_struct(...)",
-                    fields.join(", ")
+                    fields.iter().filter(|f| !f.ends_with('?')).copied().collect::<Vec<_>>().join(", ")
                 );
             };
             let col = cast(col, &DataType::Float64)?;
@@ -90,12 +99,15 @@ fn struct_fields(
 }
 
 /// Evaluation function of a [`ModelScalar`]: parameter values (all struct
-/// fields in order) and argument values; `Ok(None)` is SQL NULL, `Err` a
-/// message the wrapper prefixes with the function name.
+/// fields in order; a NULL field, or every field of a NULL struct, as NaN,
+/// for the model to decide: a limiting model may leave a parameter NULL)
+/// and argument values; `Ok(None)` is SQL NULL, `Err` a message the wrapper
+/// prefixes with the function name.
 pub type ScalarEval = fn(&[f64], &[f64]) -> std::result::Result<Option<f64>, String>;
 
 /// A scalar function of one or more parameter structs and numeric arguments,
-/// returning Float64. NULL in any input gives NULL.
+/// returning Float64. NULL in a numeric argument gives NULL; NULL parameters
+/// reach the evaluation function as NaN.
 #[derive(Debug)]
 pub struct ModelScalar {
     name: &'static str,
@@ -124,6 +136,12 @@ impl ModelScalar {
             eval,
             signature: Signature::user_defined(Volatility::Immutable),
         }
+    }
+
+    /// The name of the k-th parameter field over all structs.
+    fn field_name(&self, k: usize) -> &'static str {
+        let f = self.structs.iter().flat_map(|(_, f)| f.iter()).nth(k);
+        f.map_or("?", |f| f.trim_end_matches('?'))
     }
 
     /// Every argument's name, the structs' first.
@@ -202,8 +220,18 @@ impl ScalarUDFImpl for ModelScalar {
         for row in 0..rows {
             let mut null = false;
             for (k, c) in params.iter().enumerate() {
-                null |= c.is_null(row);
-                p[k] = c.value(row);
+                p[k] = if c.is_null(row) {
+                    f64::NAN
+                } else {
+                    c.value(row)
+                };
+                if !c.is_null(row) && p[k].is_nan() {
+                    return exec_err!(
+                        "{}: parameter {} is NaN (a NaN is never a parameter; NULL is)",
+                        self.name,
+                        self.field_name(k)
+                    );
+                }
             }
             for (k, c) in values.iter().enumerate() {
                 null |= c.is_null(row);
@@ -243,14 +271,16 @@ pub trait Collector: std::fmt::Debug + Send + Sync + 'static {
     /// Return type of the aggregate.
     fn return_type() -> DataType;
     /// Turn weighted distinct rows, sorted by their values (first value
-    /// first), into the result.
-    fn finish(patterns: &[Weighted]) -> Result<ScalarValue>;
+    /// first), into the result; `penalizer` is the optional last argument
+    /// (the L2 penalty on log parameters, 0 when not given).
+    fn finish(patterns: &[Weighted], penalizer: f64) -> Result<ScalarValue>;
 }
 
 /// An aggregate that compresses its rows into distinct patterns with
 /// weights (customers sharing a pattern share a likelihood term), so memory
 /// and fit cost follow the number of patterns, not of rows. Partial states
-/// are lists of pattern columns plus weights, merged by summing weights.
+/// are lists of pattern columns plus weights, merged by summing weights,
+/// and the optional last argument `penalizer` (one value for all rows).
 #[derive(Debug)]
 pub struct FitAggregate<C: Collector> {
     name: &'static str,
@@ -260,8 +290,10 @@ pub struct FitAggregate<C: Collector> {
 }
 
 impl<C: Collector> FitAggregate<C> {
-    /// Aggregate `name(args...)`: `args` names the numeric arguments (one
-    /// per pattern value, [`Collector::WIDTH`] of them), coerced to Float64.
+    /// Aggregate `name(args...[, penalizer])`: `args` names the numeric
+    /// arguments (one per pattern value, [`Collector::WIDTH`] of them),
+    /// coerced to Float64; the optional last argument is the fit's
+    /// penalizer (finite, >= 0, the same on every row; NULL or absent is 0).
     /// A row with a NULL is skipped; an invalid one (per
     /// [`Collector::validate`]) is an execution error.
     pub fn new(name: &'static str, args: &'static [&'static str]) -> Self {
@@ -302,7 +334,13 @@ impl<C: Collector> AggregateUDFImpl for FitAggregate<C> {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let out = coerce(self.name, self.args, arg_types)?;
+        let with_penalizer: Vec<&str> = self.args.iter().copied().chain(["penalizer"]).collect();
+        let names = if arg_types.len() == with_penalizer.len() {
+            &with_penalizer[..]
+        } else {
+            self.args
+        };
+        let out = coerce(self.name, names, arg_types)?;
         if out.iter().any(|t| matches!(t, DataType::Struct(_))) {
             return plan_err!("{}: arguments must be numeric", self.name);
         }
@@ -322,6 +360,11 @@ impl<C: Collector> AggregateUDFImpl for FitAggregate<C> {
             })
             .collect();
         f.push(list_field(&format!("{}_weight", args.name)));
+        f.push(Arc::new(Field::new(
+            format!("{}_penalizer", args.name),
+            DataType::Float64,
+            true,
+        )));
         Ok(f)
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -344,6 +387,8 @@ struct PatternAccumulator<C: Collector> {
     rows: Vec<(Key, f64)>,
     /// Compact when `rows` reaches this length.
     next_compaction: usize,
+    /// The penalizer argument, once seen.
+    penalizer: Option<f64>,
     _c: std::marker::PhantomData<C>,
 }
 
@@ -391,7 +436,25 @@ impl<C: Collector> PatternAccumulator<C> {
             name,
             rows: Vec::new(),
             next_compaction: MIN_BUFFER,
+            penalizer: None,
             _c: std::marker::PhantomData,
+        }
+    }
+
+    /// Take the penalizer of a row: finite, >= 0, the same on every row.
+    fn set_penalizer(&mut self, v: f64) -> Result<()> {
+        if !(v.is_finite() && v >= 0.0) {
+            return exec_err!("{}: penalizer must be finite and >= 0, got {v}", self.name);
+        }
+        match self.penalizer {
+            Some(p) if p != v => exec_err!(
+                "{}: penalizer must be the same on every row ({p} and {v})",
+                self.name
+            ),
+            _ => {
+                self.penalizer = Some(v);
+                Ok(())
+            }
         }
     }
 
@@ -431,9 +494,14 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
             .map(|a| to_f64_array(&ColumnarValue::Array(a.clone()), a.len()))
             .collect::<Result<_>>()?;
         let n = cols.first().map(|c| c.len()).unwrap_or(0);
+        if let Some(pen) = cols.get(C::WIDTH) {
+            for v in pen.iter().flatten() {
+                self.set_penalizer(v)?;
+            }
+        }
         let mut row = [0.0; MAX_WIDTH];
         'rows: for i in 0..n {
-            for (k, c) in cols.iter().enumerate() {
+            for (k, c) in cols[..C::WIDTH].iter().enumerate() {
                 if c.is_null(i) {
                     continue 'rows;
                 }
@@ -448,7 +516,8 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        C::finish(&self.patterns())
+        let penalizer = self.penalizer.unwrap_or(0.0);
+        C::finish(&self.patterns(), penalizer)
     }
 
     fn size(&self) -> usize {
@@ -466,16 +535,25 @@ impl<C: Collector> Accumulator for PatternAccumulator<C> {
             }
             cols[C::WIDTH].push(*w);
         }
-        Ok(cols
+        let mut state: Vec<ScalarValue> = cols
             .into_iter()
             .map(|c| {
                 SingleRowListArrayBuilder::new(Arc::new(Float64Array::from(c))).build_list_scalar()
             })
-            .collect())
+            .collect();
+        state.push(ScalarValue::Float64(self.penalizer));
+        Ok(state)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists: Vec<&ListArray> = states.iter().map(|s| s.as_list::<i32>()).collect();
+        let penalizers = states[C::WIDTH + 1].as_primitive::<Float64Type>();
+        for v in penalizers.iter().flatten() {
+            self.set_penalizer(v)?;
+        }
+        let lists: Vec<&ListArray> = states[..=C::WIDTH]
+            .iter()
+            .map(|s| s.as_list::<i32>())
+            .collect();
         let n = lists.first().map(|l| l.len()).unwrap_or(0);
         for i in 0..n {
             if lists.iter().any(|l| l.is_null(i)) {
@@ -520,7 +598,9 @@ pub fn null_struct(t: &DataType) -> Result<ScalarValue> {
 }
 
 /// The struct type of a fit result: the parameters, then log_likelihood,
-/// converged, iterations and status ("converged", or why not).
+/// converged, iterations, status ("converged", "boundary", or why not) and
+/// at_bound (for a boundary optimum, which parameters are at which bound;
+/// NULL otherwise).
 pub fn fit_type(params: &[&str]) -> DataType {
     let mut fs: Vec<Field> = params
         .iter()
@@ -530,6 +610,7 @@ pub fn fit_type(params: &[&str]) -> DataType {
     fs.push(Field::new("converged", DataType::Boolean, true));
     fs.push(Field::new("iterations", DataType::Int64, true));
     fs.push(Field::new("status", DataType::Utf8, true));
+    fs.push(Field::new("at_bound", DataType::Utf8, true));
     DataType::Struct(fs.into())
 }
 
@@ -543,6 +624,7 @@ pub fn fit_scalar<P>(values: &[(&str, f64)], f: &FitResult<P>) -> Result<ScalarV
     fields.push(("converged", ScalarValue::Boolean(Some(f.converged))));
     fields.push(("iterations", ScalarValue::Int64(Some(f.iterations as i64))));
     fields.push(("status", ScalarValue::Utf8(Some(f.status.clone()))));
+    fields.push(("at_bound", ScalarValue::Utf8(f.at_bound.clone())));
     struct_scalar(&fields)
 }
 
@@ -716,8 +798,8 @@ mod tests {
         fn return_type() -> DataType {
             DataType::Utf8
         }
-        fn finish(patterns: &[Weighted]) -> Result<ScalarValue> {
-            Ok(ScalarValue::Utf8(Some(format!("{patterns:?}"))))
+        fn finish(patterns: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
+            Ok(ScalarValue::Utf8(Some(format!("{patterns:?} {penalizer}"))))
         }
     }
 

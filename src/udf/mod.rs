@@ -12,6 +12,8 @@ pub mod concentration;
 pub mod gamma_gamma;
 pub mod parse;
 pub mod sbg;
+#[cfg(test)]
+mod shapes;
 pub mod summary;
 
 use std::sync::Arc;

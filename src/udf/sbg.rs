@@ -82,6 +82,15 @@ fn objective(theta: &[f64], n: &[f64], grad: &mut [f64]) -> f64 {
 /// Fit from survivors[t] = customers active at the start of period t
 /// (survivors[0] = cohort size).
 pub fn fit(survivors: &[f64]) -> std::result::Result<FitResult, String> {
+    fit_penalised(survivors, 0.0)
+}
+
+/// [`fit`] with the L2 penalty `penalizer` on the (unit-free) log
+/// parameters ([`fit::penalised`]). sBG has no boundary face to try: its
+/// likelihood reaches a boundary only when nobody in the cohort churns,
+/// where the limit (survival 1) leaves nothing to fit; that is reported as
+/// not identified, within tens of iterations (tested).
+pub fn fit_penalised(survivors: &[f64], penalizer: f64) -> std::result::Result<FitResult, String> {
     if survivors.len() < 2 {
         return Err("need survivors for at least periods 0 and 1".into());
     }
@@ -108,7 +117,7 @@ pub fn fit(survivors: &[f64]) -> std::result::Result<FitResult, String> {
         .map(|s| s.iter().map(|v| v.ln()).collect())
         .collect();
     let found = fit::minimise(
-        |th, g| objective(th, survivors, g),
+        fit::penalised(|th, g| objective(th, survivors, g), penalizer, &[0.0, 0.0]),
         None::<fn(&[f64], &mut [f64]) -> f64>,
         &starts,
         &opts,
@@ -146,7 +155,7 @@ impl Collector for Fit {
     fn return_type() -> DataType {
         fit_type(PARAMS)
     }
-    fn finish(rows: &[Weighted]) -> Result<ScalarValue> {
+    fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
             return null_struct(&Self::return_type());
         }
@@ -158,19 +167,24 @@ impl Collector for Fit {
             }
             survivors.push(k[1]);
         }
-        match fit(&survivors) {
+        match fit_penalised(&survivors, penalizer) {
             Ok(f) => fit_scalar(&[("alpha", f.params.alpha), ("beta", f.params.beta)], &f),
             Err(m) => exec_err!("sbg_fit: {m}"),
         }
     }
 }
 
-fn params(v: &[f64]) -> std::result::Result<SbgParams, String> {
+/// The parameters of a struct's fields (NULL as NaN): `None` when one is
+/// NULL (a fit that did not converge), an error when one is not positive.
+fn params(v: &[f64]) -> std::result::Result<Option<SbgParams>, String> {
+    if v[0].is_nan() || v[1].is_nan() {
+        return Ok(None);
+    }
     if v[0] > 0.0 && v[1] > 0.0 && v[0].is_finite() && v[1].is_finite() {
-        Ok(SbgParams {
+        Ok(Some(SbgParams {
             alpha: v[0],
             beta: v[1],
-        })
+        }))
     } else {
         Err(format!(
             "alpha and beta must be positive, got {} and {}",
@@ -180,7 +194,9 @@ fn params(v: &[f64]) -> std::result::Result<SbgParams, String> {
 }
 
 fn eval_survival(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    let p = params(pv)?;
+    let Some(p) = params(pv)? else {
+        return Ok(None);
+    };
     if !(v[0] >= 0.0) {
         return Err(format!("period must be >= 0, got {}", v[0]));
     }
@@ -188,7 +204,9 @@ fn eval_survival(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, Stri
 }
 
 fn eval_retention(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    let p = params(pv)?;
+    let Some(p) = params(pv)? else {
+        return Ok(None);
+    };
     if !(v[0] >= 1.0) {
         return Err(format!("period must be >= 1, got {}", v[0]));
     }
@@ -284,5 +302,22 @@ mod tests {
         assert!(retention(&p, 2.0) > retention(&p, 1.0));
         assert!((survival(&p, 0.0) - 1.0).abs() < 1e-12);
         assert!(fit(&[100.0, 120.0]).unwrap_err().contains("period 1"));
+    }
+
+    #[test]
+    fn a_cohort_where_nobody_churns_stops_quickly_and_says_so() {
+        // Survivors all 1,000: the likelihood (eq. 5) rises towards a churn
+        // probability of 0 without a maximum, and its limit has nothing left
+        // to fit (survival 1): not converged, within 100 iterations, and a
+        // penalizer makes it an interior fit.
+        let f = fit(&[1000.0; 8]).unwrap();
+        assert!(!f.converged && f.iterations < 100, "{f:?}");
+        let p = fit_penalised(&[1000.0; 8], 0.01).unwrap();
+        assert!(p.converged, "{p:?}");
+        // A penalizer of 0 is the plain fit.
+        assert_eq!(
+            fit_penalised(&REGULAR[..8], 0.0).unwrap().params,
+            fit(&REGULAR[..8]).unwrap().params
+        );
     }
 }
