@@ -78,6 +78,14 @@ pub const SQL: &[(&str, &str)] = &[
         include_str!("../sql/17_share_categories.sql"),
     ),
     (
+        "18_count_tier_transitions.sql",
+        include_str!("../sql/18_count_tier_transitions.sql"),
+    ),
+    (
+        "19_project_retention_scenarios.sql",
+        include_str!("../sql/19_project_retention_scenarios.sql"),
+    ),
+    (
         "20_count_subscription_survivors.sql",
         include_str!("../sql/20_count_subscription_survivors.sql"),
     ),

@@ -325,6 +325,8 @@ const RANGES: &[(&str, f64, f64)] = &[
     ("pareto_b", 0.0, 1.0),
     ("at_risk_p_alive", 0.0, 1.0),
     ("horizon_months", 0.0, 1200.0),
+    ("tier_hysteresis", 0.0, 0.5),
+    ("tier_min_nights", 1.0, 1e6),
 ];
 
 /// A job's parameters bound to an as-of date: checked, typed, with the ones
@@ -526,6 +528,7 @@ impl Job {
             }
         }
         self.check_value_param()?;
+        self.check_uplift_points()?;
         Ok(BoundParams {
             as_of,
             calibration_end: as_of - chrono::Duration::days(holdout),
@@ -543,6 +546,27 @@ impl Job {
                 format!("must be a whole number of days >= 0, got {other}"),
             )),
             None => Ok(None),
+        }
+    }
+
+    /// `retention_uplift_points`, when declared: a comma-separated list of
+    /// retention points, each a number above 0 and below 100.
+    fn check_uplift_points(&self) -> Result<()> {
+        let name = "retention_uplift_points";
+        let Some(p) = self.params.get(name) else {
+            return Ok(());
+        };
+        let ok = p.as_str().is_some_and(|list| {
+            list.split(',')
+                .all(|v| v.trim().parse::<f64>().is_ok_and(|k| k > 0.0 && k < 100.0))
+        });
+        if ok {
+            Ok(())
+        } else {
+            let m = format!(
+                "must be comma-separated points above 0 and below 100, e.g. \"1,5,10\", got {p}"
+            );
+            Err(Error::param(name, m))
         }
     }
 

@@ -17,6 +17,8 @@ mod publish;
 mod quality;
 mod report;
 mod run_nightly;
+mod scenarios;
 mod sqllogic;
 mod storage;
 mod terminal;
+mod tiers;
