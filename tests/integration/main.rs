@@ -6,6 +6,7 @@ mod check;
 mod cli_sql;
 #[cfg(feature = "cluster")]
 mod cluster;
+mod column_docs;
 mod common;
 mod demo;
 mod hostile;
