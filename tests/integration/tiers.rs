@@ -82,7 +82,19 @@ fn hysteresis_gives_fewer_tier_changes_over_three_nights() {
         assert_eq!(rows[0]["n"], "0", "{d}");
     }
     assert_tier_dates(&with);
-    for out in [&with, &without] {
+    // A kept tier is one the rank has left for fewer than tier_min_nights
+    // (3) runs in a row; with tier_min_nights=2 nobody waits a second night.
+    let held = "SELECT count(*) FILTER (WHERE tier <> rank_tier) AS held, \
+                count(*) FILTER (WHERE tier <> rank_tier AND tier_pending_nights NOT BETWEEN 1 AND 2) AS bad, \
+                max(tier_pending_nights) AS most FROM t";
+    let last = read_table(&with, "customer_tiers", NIGHTS[2], held);
+    assert_eq!(last[0]["bad"], "0", "{last:?}");
+    assert_ne!(last[0]["held"], "0", "hysteresis kept nobody: {last:?}");
+    let two = tmp.path().join("two");
+    three_nights(&data, &two, &["--set", "tier_min_nights=2"]);
+    let last = read_table(&two, "customer_tiers", NIGHTS[2], held);
+    assert_eq!(last[0]["most"], "1", "{last:?}");
+    for out in [&with, &without, &two] {
         for d in NIGHTS {
             assert_transitions_add_up(out, d);
         }
