@@ -7,7 +7,8 @@
 --         dropout; clv_gain = clv_scenario - clv_base; clv_gain_share = clv_gain /
 --         clv_base (NULL when clv_base is not positive); purchases_gain = summed
 --         change of expected_purchases). The scenario columns are NULL for an
---         uplift of at least the mean dropout probability (see below).
+--         uplift of at least the mean dropout probability, or when a fit
+--         did not converge (see below).
 -- Params: $retention_uplift_points (comma-separated points, e.g. '1,5,10'),
 --         $horizon_months, $monthly_discount_rate, $time_units_per_month
 -- Functions: clv, bgnbd_expected_purchases
@@ -21,6 +22,9 @@
 -- every customer is re-scored (their own frequency, recency, T: the posterior
 -- of p given the history is Beta(a', b' + x)). Without a' > 0 (k/100 at
 -- least the mean dropout a / (a + b)) no Beta has that mean: NULL, not a clamp.
+-- Only converged BG/NBD and Gamma-Gamma fits are varied (allow_unconverged
+-- publishes the base tables of fits that are not an optimum; a what-if on
+-- them means nothing): otherwise the scenario columns are NULL too.
 WITH uplifts AS (
   SELECT DISTINCT CAST(trim(u) AS DOUBLE) AS uplift_points
   FROM (SELECT unnest(string_to_array($retention_uplift_points, ',')) AS u)
@@ -34,7 +38,8 @@ WITH uplifts AS (
       'a', m.bgnbd.a - u.uplift_points / 100.0 * (m.bgnbd.a + m.bgnbd.b),
       'b', m.bgnbd.b + u.uplift_points / 100.0 * (m.bgnbd.a + m.bgnbd.b)) AS bgnbd
   FROM uplifts u CROSS JOIN model_params m
-  WHERE m.bgnbd.a - u.uplift_points / 100.0 * (m.bgnbd.a + m.bgnbd.b) > 0
+  WHERE m.bgnbd.converged AND m.gamma_gamma.converged
+    AND m.bgnbd.a - u.uplift_points / 100.0 * (m.bgnbd.a + m.bgnbd.b) > 0
 ), scored AS (
   SELECT
     s.uplift_points,

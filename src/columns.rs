@@ -402,7 +402,7 @@ const RETENTION_SCENARIOS: &[Column] = &[
     c("uplift_points", "points", "retention points added: the mean BG/NBD survival at a purchase, 1 - a / (a + b), raised by this / 100"),
     c("tier", "text", "the customers' tier, or Total for all"),
     c("clv_base", "money", "their summed clv"),
-    c("clv_scenario", "money", "their summed CLV with the lowered dropout (NULL when the uplift reaches the mean dropout)"),
+    c("clv_scenario", "money", "their summed CLV with the lowered dropout (NULL when the uplift reaches the mean dropout, or a fit did not converge)"),
     c("clv_gain", "money", "clv_scenario - clv_base"),
     c("clv_gain_share", "share", "clv_gain / clv_base (NULL when clv_base is not positive)"),
     c("purchases_gain", "count", "change of their summed expected_purchases in the horizon"),

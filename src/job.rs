@@ -313,6 +313,33 @@ impl TimeUnit {
     }
 }
 
+/// What the job's built-in steps need ([`crate::builtin::NEEDS`]) and the
+/// job does not declare: parameters get the built-in default, and the
+/// `previous` list of the output a step feeds gets the missing columns.
+fn add_builtin_needs(spec: &mut JobSpec) {
+    for step in &spec.steps {
+        let Some(needs) = crate::builtin::needs(&step.sql) else {
+            continue;
+        };
+        for (name, literal) in needs.params {
+            if !spec.params.contains_key(*name) {
+                if let Ok(v) = toml::from_str::<toml::Table>(&format!("v = {literal}")) {
+                    if let Some(value) = v.get("v") {
+                        spec.params.insert(name.to_string(), value.clone());
+                    }
+                }
+            }
+        }
+        for out in spec.outputs.iter_mut().filter(|o| o.from == step.name) {
+            for col in needs.previous {
+                if !out.previous.iter().any(|c| c == col) {
+                    out.previous.push(col.to_string());
+                }
+            }
+        }
+    }
+}
+
 /// Parameters that must be numbers in a range: name, lowest, highest.
 const RANGES: &[(&str, f64, f64)] = &[
     ("max_rejected_fraction", 0.0, 1.0),
@@ -415,7 +442,9 @@ impl Job {
         text: &str,
         mut read_sql: impl FnMut(&str) -> Result<String>,
     ) -> Result<Job> {
-        let spec: JobSpec = toml::from_str(text).map_err(|e| Error::job(path, e.to_string()))?;
+        let mut spec: JobSpec =
+            toml::from_str(text).map_err(|e| Error::job(path, e.to_string()))?;
+        add_builtin_needs(&mut spec);
         let mut params = BTreeMap::new();
         for (name, value) in &spec.params {
             if BUILTIN_PARAMS.contains(&name.as_str()) {
@@ -646,6 +675,50 @@ sql = "a.sql"
 table = "out_a"
 from = "a"
 "#;
+
+    /// A job written for an earlier custval (an older `custval init`)
+    /// keeps running when a built-in step grows: the parameters it does not
+    /// declare get the built-in defaults, and the output the tier step feeds
+    /// reads the previous columns the step needs. Declared values stay.
+    #[test]
+    fn builtin_steps_bring_their_parameters_and_previous_columns() {
+        let old = MINIMAL
+            .replace("sql = \"a.sql\"", "sql = \"builtin:10_rank_customers.sql\"")
+            .replace(
+                "from = \"a\"",
+                "from = \"a\"\nprevious = [\"customer_id\", \"tier\"]",
+            )
+            .replace("rate = 0.01", "rate = 0.01\ntier_min_nights = 5");
+        let job = parse(&old).unwrap();
+        assert!(matches!(job.params["tier_hysteresis"], Param::Float(v) if v == 0.02));
+        assert!(matches!(job.params["tier_min_nights"], Param::Int(5)));
+        assert_eq!(
+            job.spec.outputs[0].previous,
+            [
+                "customer_id",
+                "tier",
+                "tier_changed_at",
+                "tier_pending_nights"
+            ]
+        );
+        let scenarios = MINIMAL.replace("a.sql", "builtin:19_project_retention_scenarios.sql");
+        let job = parse(&scenarios).unwrap();
+        assert!(matches!(&job.params["retention_uplift_points"], Param::Str(s) if s == "1,5,10"));
+        let err = job_with_uplifts("1,x").unwrap_err().to_string();
+        assert!(
+            err.contains("retention_uplift_points") && err.contains("1,x"),
+            "{err}"
+        );
+        assert!(job_with_uplifts("0.5, 5,10").is_ok());
+        assert!(job_with_uplifts("100").is_err());
+    }
+
+    fn job_with_uplifts(list: &str) -> Result<BoundParams> {
+        let mut job =
+            parse(&MINIMAL.replace("a.sql", "builtin:19_project_retention_scenarios.sql"))?;
+        job.apply_overrides(&[("retention_uplift_points".into(), list.into())])?;
+        job.bind(NaiveDate::from_ymd_opt(2024, 1, 31).unwrap_or_default())
+    }
 
     #[test]
     fn unknown_fields_are_rejected() {
