@@ -170,3 +170,56 @@ fn assert_transitions_add_up(out: &Path, as_of: &str) {
         }
     }
 }
+
+/// An OUTPUT written before custval recorded tier_changed_at and
+/// tier_pending_nights: the previous partition's customer_tiers files are
+/// rewritten here without those columns. The next night runs, keeps tiers
+/// by hysteresis as before, and dates a carried tier NULL (unknown), never
+/// with a made-up date.
+#[test]
+fn a_previous_partition_without_the_tier_columns_still_feeds_the_next_night() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let input = crate::common::data("cdnow_sample.csv");
+    let run = |as_of: &str| {
+        crate::common::nightly(&out, as_of, &input)
+            .args(["--set", "max_staleness_days=5"])
+            .ok();
+    };
+    run("1997-09-30");
+    let part = out.join("customer_tiers/as_of=1997-09-30");
+    let manifest = crate::common::read_json(&part.join("_manifest.json"));
+    for f in manifest["files"].as_array().unwrap() {
+        let file = part.join(f["path"].as_str().unwrap());
+        let old = tmp.path().join("old.parquet");
+        let sql = format!(
+            "COPY (SELECT * EXCLUDE (tier_changed_at, tier_pending_nights) FROM t) TO '{}' STORED AS PARQUET",
+            old.display()
+        );
+        let table = format!("t={}", file.display());
+        Cmd::custval()
+            .args(["sql", "--allow-write", "--table", &table, &sql])
+            .ok();
+        std::fs::rename(&old, &file).unwrap();
+    }
+    run("1997-10-01");
+    let rows = read_table(
+        &out,
+        "customer_tiers",
+        "1997-10-01",
+        "SELECT count(*) AS n, \
+         count(*) FILTER (WHERE previous_tier IS NULL) AS no_previous, \
+         count(*) FILTER (WHERE tier = previous_tier) AS carried, \
+         count(*) FILTER (WHERE tier = previous_tier AND tier_changed_at IS NOT NULL) AS dated_carried, \
+         count(*) FILTER (WHERE tier <> previous_tier AND tier_changed_at <> DATE '1997-10-01') AS misdated FROM t",
+    );
+    assert_eq!(rows[0]["n"], "2357", "{rows:?}");
+    assert_eq!(rows[0]["no_previous"], "0", "{rows:?}");
+    // Most customers keep their tier from one night to the next.
+    assert!(
+        rows[0]["carried"].parse::<i64>().unwrap() > 2000,
+        "{rows:?}"
+    );
+    assert_eq!(rows[0]["dated_carried"], "0", "{rows:?}");
+    assert_eq!(rows[0]["misdated"], "0", "{rows:?}");
+}
