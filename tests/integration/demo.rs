@@ -14,6 +14,9 @@ fn demo_prints_its_summary() {
         "Platinum",
         "top_20pct_share",
         "retention_rate",
+        "crr_formula",
+        "retention what-if",
+        "clv_gain_share",
         "bgnbd",
     ] {
         assert!(s.contains(want), "missing {want} in:\n{s}");
