@@ -1,8 +1,12 @@
 -- Step: monthly acquisition cohorts and their activity in each month since.
 -- Input:  customer_months
 -- Output: retention_cohorts (cohort DATE = first purchase month, period = months
---         since, cohort_size, active_customers, retention_rate, revenue,
---         revenue_retention = revenue / the cohort's first-month revenue)
+--         since, cohort_size, active_customers, retention_rate = active_customers /
+--         cohort_size (customer retention: at most 1, 1 in period 0; a customer
+--         back after a gap counts as active again), revenue, revenue_retention =
+--         revenue / the cohort's first-month revenue (revenue retention: above 1
+--         when the remaining customers spend more than the cohort did in its
+--         first month; NULL when that first month's revenue is not positive))
 -- Params: $as_of (DATE): periods run up to the as-of month, zero rows included.
 WITH tagged AS (
   SELECT customer_id, m, revenue, first_m AS cohort_m

@@ -2,9 +2,13 @@
 -- Input:  customer_months
 -- Output: retention_rates (period_start DATE; customers_start S = active in the
 --   previous month; customers_new N = first purchase this month; customers_end E =
---   active this month; retained = active in both months; retention_rate =
---   (E - N) / S; retention_rate_set = retained / S; churn_rate = 1 - retained / S;
---   repeat_purchase_rate = (E - N) / E). Rates are NULL when their base is 0.
+--   active this month; retained = active in both months; reactivated = active
+--   this month, not in the previous one, and not new, so E = N + retained +
+--   reactivated; retention_rate = retained / S (at most 1); churn_rate =
+--   1 - retention_rate, so the two always add up to 1; crr_formula = (E - N) / S,
+--   the textbook customer retention rate, which counts reactivated customers as
+--   retained and so can exceed 1; repeat_purchase_rate = (E - N) / E).
+--   Rates are NULL when their base is 0.
 -- Params: $as_of (DATE): months run up to the as-of month, empty months included.
 WITH tagged AS (
   SELECT m, first_m, prev_m FROM customer_months
@@ -13,7 +17,8 @@ WITH tagged AS (
     m,
     count(*) AS customers_end,
     count(*) FILTER (WHERE m = first_m) AS customers_new,
-    count(*) FILTER (WHERE prev_m = m - 1) AS retained
+    count(*) FILTER (WHERE prev_m = m - 1) AS retained,
+    count(*) FILTER (WHERE prev_m < m - 1) AS reactivated
   FROM tagged
   GROUP BY m
 ), months AS (
@@ -27,7 +32,8 @@ WITH tagged AS (
     months.m,
     coalesce(per.customers_end, 0) AS customers_end,
     coalesce(per.customers_new, 0) AS customers_new,
-    coalesce(per.retained, 0) AS retained
+    coalesce(per.retained, 0) AS retained,
+    coalesce(per.reactivated, 0) AS reactivated
   FROM months LEFT JOIN per ON per.m = months.m
 ), with_start AS (
   SELECT *, coalesce(lag(customers_end) OVER (ORDER BY m), 0) AS customers_start FROM filled
@@ -38,8 +44,9 @@ SELECT
   customers_new,
   customers_end,
   retained,
-  CASE WHEN customers_start > 0 THEN CAST(customers_end - customers_new AS DOUBLE) / customers_start END AS retention_rate,
-  CASE WHEN customers_start > 0 THEN CAST(retained AS DOUBLE) / customers_start END AS retention_rate_set,
+  reactivated,
+  CASE WHEN customers_start > 0 THEN CAST(retained AS DOUBLE) / customers_start END AS retention_rate,
   CASE WHEN customers_start > 0 THEN 1.0 - CAST(retained AS DOUBLE) / customers_start END AS churn_rate,
+  CASE WHEN customers_start > 0 THEN CAST(customers_end - customers_new AS DOUBLE) / customers_start END AS crr_formula,
   CASE WHEN customers_end > 0 THEN CAST(customers_end - customers_new AS DOUBLE) / customers_end END AS repeat_purchase_rate
 FROM with_start

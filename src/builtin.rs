@@ -78,6 +78,14 @@ pub const SQL: &[(&str, &str)] = &[
         include_str!("../sql/17_share_categories.sql"),
     ),
     (
+        "18_count_tier_transitions.sql",
+        include_str!("../sql/18_count_tier_transitions.sql"),
+    ),
+    (
+        "19_project_retention_scenarios.sql",
+        include_str!("../sql/19_project_retention_scenarios.sql"),
+    ),
+    (
         "20_count_subscription_survivors.sql",
         include_str!("../sql/20_count_subscription_survivors.sql"),
     ),
@@ -114,6 +122,47 @@ pub const SQL: &[(&str, &str)] = &[
         include_str!("../sql/94_check_freshness.sql"),
     ),
 ];
+
+/// What a built-in step needs from the job that names it, beyond the
+/// tables it reads: so that a job written for an earlier custval (by an
+/// earlier `custval init`) keeps running when a built-in step grows.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    /// The built-in file's name.
+    pub file: &'static str,
+    /// Parameters and the default (a TOML literal) a job that does not
+    /// declare one gets.
+    pub params: &'static [(&'static str, &'static str)],
+    /// Columns of the previous partition (`previous`) of the output this
+    /// step feeds.
+    pub previous: &'static [&'static str],
+}
+
+/// The needs of the built-in steps that have any beyond what every
+/// version of the starter job declares.
+pub const NEEDS: &[Needs] = &[
+    Needs {
+        file: "10_rank_customers.sql",
+        params: &[("tier_hysteresis", "0.02"), ("tier_min_nights", "3")],
+        previous: &[
+            "customer_id",
+            "tier",
+            "tier_changed_at",
+            "tier_pending_nights",
+        ],
+    },
+    Needs {
+        file: "19_project_retention_scenarios.sql",
+        params: &[("retention_uplift_points", "\"1,5,10\"")],
+        previous: &[],
+    },
+];
+
+/// The needs of a job's `sql` reference, when it is a built-in file that has any.
+pub fn needs(file: &str) -> Option<&'static Needs> {
+    let name = file.strip_prefix(PREFIX)?;
+    NEEDS.iter().find(|n| n.file == name)
+}
 
 /// The text of the built-in SQL file `name` (a file name of `sql/`).
 pub fn sql(name: &str) -> Option<&'static str> {

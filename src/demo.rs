@@ -67,6 +67,7 @@ pub async fn run(dir: &Path, customers: u64) -> Result<String> {
         ("conc", "concentration"),
         ("rates", "retention_rates"),
         ("fit", "model_fit"),
+        ("scen", "retention_scenarios"),
     ]
     .into_iter()
     .map(|(name, table)| {
@@ -81,7 +82,8 @@ pub async fn run(dir: &Path, customers: u64) -> Result<String> {
     let queries = [
         ("tiers", "SELECT tier, count(*) AS customers, round(sum(clv), 2) AS clv, round(avg(p_alive), 3) AS avg_p_alive FROM tiers GROUP BY tier ORDER BY min(CASE tier WHEN 'Platinum' THEN 1 WHEN 'Gold' THEN 2 WHEN 'Silver' THEN 3 WHEN 'Bronze' THEN 4 ELSE 5 END)"),
         ("concentration", "SELECT measure, customers, round(top_20pct_share, 3) AS top_20pct_share, customers_for_80pct, round(gini, 3) AS gini FROM conc"),
-        ("retention (last 6 months)", "SELECT period_start, customers_start, customers_end, round(retention_rate, 3) AS retention_rate, round(churn_rate, 3) AS churn_rate FROM rates ORDER BY period_start DESC LIMIT 6"),
+        ("retention (last 6 months)", "SELECT period_start, customers_start, customers_new, customers_end, retained, reactivated, round(retention_rate, 3) AS retention_rate, round(churn_rate, 3) AS churn_rate, round(crr_formula, 3) AS crr_formula FROM rates ORDER BY period_start DESC LIMIT 6"),
+        ("retention what-if (all customers)", "SELECT uplift_points, round(clv_base, 2) AS clv_base, round(clv_scenario, 2) AS clv_scenario, round(clv_gain_share, 3) AS clv_gain_share, round(purchases_gain, 1) AS purchases_gain FROM scen WHERE tier = 'Total' ORDER BY uplift_points"),
         ("model fit", "SELECT model, round(r, 4) AS r, round(alpha, 4) AS alpha, round(a, 4) AS a, round(b, 4) AS b, round(p, 3) AS p, round(q, 3) AS q, round(v, 3) AS v, converged FROM fit"),
     ];
     for (title, q) in queries {

@@ -339,6 +339,33 @@ impl TimeUnit {
     }
 }
 
+/// What the job's built-in steps need ([`crate::builtin::NEEDS`]) and the
+/// job does not declare: parameters get the built-in default, and the
+/// `previous` list of the output a step feeds gets the missing columns.
+fn add_builtin_needs(spec: &mut JobSpec) {
+    for step in &spec.steps {
+        let Some(needs) = crate::builtin::needs(&step.sql) else {
+            continue;
+        };
+        for (name, literal) in needs.params {
+            if !spec.params.contains_key(*name) {
+                if let Ok(v) = toml::from_str::<toml::Table>(&format!("v = {literal}")) {
+                    if let Some(value) = v.get("v") {
+                        spec.params.insert(name.to_string(), value.clone());
+                    }
+                }
+            }
+        }
+        for out in spec.outputs.iter_mut().filter(|o| o.from == step.name) {
+            for col in needs.previous {
+                if !out.previous.iter().any(|c| c == col) {
+                    out.previous.push(col.to_string());
+                }
+            }
+        }
+    }
+}
+
 /// Parameters that must be numbers in a range: name, lowest, highest.
 const RANGES: &[(&str, f64, f64)] = &[
     ("max_rejected_fraction", 0.0, 1.0),
@@ -352,6 +379,8 @@ const RANGES: &[(&str, f64, f64)] = &[
     ("at_risk_p_alive", 0.0, 1.0),
     ("horizon_months", 0.0, 1200.0),
     ("penalizer", 0.0, 1e6),
+    ("tier_hysteresis", 0.0, 0.5),
+    ("tier_min_nights", 1.0, 1e6),
 ];
 
 /// A job's parameters bound to an as-of date: checked, typed, with the ones
@@ -443,7 +472,9 @@ impl Job {
         text: &str,
         mut read_sql: impl FnMut(&str) -> Result<String>,
     ) -> Result<Job> {
-        let spec: JobSpec = toml::from_str(text).map_err(|e| Error::job(path, e.to_string()))?;
+        let mut spec: JobSpec =
+            toml::from_str(text).map_err(|e| Error::job(path, e.to_string()))?;
+        add_builtin_needs(&mut spec);
         let mut params = BTreeMap::new();
         for (name, value) in &spec.params {
             if BUILTIN_PARAMS.contains(&name.as_str()) {
@@ -563,6 +594,7 @@ impl Job {
         }
         self.check_value_param()?;
         let timezone = self.timezone()?;
+        self.check_uplift_points()?;
         Ok(BoundParams {
             as_of,
             calibration_end: as_of - chrono::Duration::days(holdout),
@@ -600,6 +632,27 @@ impl Job {
                 format!("must be an IANA timezone name such as \"Europe/London\" or an offset such as \"+01:00\", got {p}"),
             )
         })
+    }
+
+    /// `retention_uplift_points`, when declared: a comma-separated list of
+    /// retention points, each a number above 0 and below 100.
+    fn check_uplift_points(&self) -> Result<()> {
+        let name = "retention_uplift_points";
+        let Some(p) = self.params.get(name) else {
+            return Ok(());
+        };
+        let ok = p.as_str().is_some_and(|list| {
+            list.split(',')
+                .all(|v| v.trim().parse::<f64>().is_ok_and(|k| k > 0.0 && k < 100.0))
+        });
+        if ok {
+            Ok(())
+        } else {
+            let m = format!(
+                "must be comma-separated points above 0 and below 100, e.g. \"1,5,10\", got {p}"
+            );
+            Err(Error::param(name, m))
+        }
     }
 
     /// `value` is revenue, or margin when a transactions input maps one.
@@ -678,6 +731,50 @@ sql = "a.sql"
 table = "out_a"
 from = "a"
 "#;
+
+    /// A job written for an earlier custval (an older `custval init`)
+    /// keeps running when a built-in step grows: the parameters it does not
+    /// declare get the built-in defaults, and the output the tier step feeds
+    /// reads the previous columns the step needs. Declared values stay.
+    #[test]
+    fn builtin_steps_bring_their_parameters_and_previous_columns() {
+        let old = MINIMAL
+            .replace("sql = \"a.sql\"", "sql = \"builtin:10_rank_customers.sql\"")
+            .replace(
+                "from = \"a\"",
+                "from = \"a\"\nprevious = [\"customer_id\", \"tier\"]",
+            )
+            .replace("rate = 0.01", "rate = 0.01\ntier_min_nights = 5");
+        let job = parse(&old).unwrap();
+        assert!(matches!(job.params["tier_hysteresis"], Param::Float(v) if v == 0.02));
+        assert!(matches!(job.params["tier_min_nights"], Param::Int(5)));
+        assert_eq!(
+            job.spec.outputs[0].previous,
+            [
+                "customer_id",
+                "tier",
+                "tier_changed_at",
+                "tier_pending_nights"
+            ]
+        );
+        let scenarios = MINIMAL.replace("a.sql", "builtin:19_project_retention_scenarios.sql");
+        let job = parse(&scenarios).unwrap();
+        assert!(matches!(&job.params["retention_uplift_points"], Param::Str(s) if s == "1,5,10"));
+        let err = job_with_uplifts("1,x").unwrap_err().to_string();
+        assert!(
+            err.contains("retention_uplift_points") && err.contains("1,x"),
+            "{err}"
+        );
+        assert!(job_with_uplifts("0.5, 5,10").is_ok());
+        assert!(job_with_uplifts("100").is_err());
+    }
+
+    fn job_with_uplifts(list: &str) -> Result<BoundParams> {
+        let mut job =
+            parse(&MINIMAL.replace("a.sql", "builtin:19_project_retention_scenarios.sql"))?;
+        job.apply_overrides(&[("retention_uplift_points".into(), list.into())])?;
+        job.bind(NaiveDate::from_ymd_opt(2024, 1, 31).unwrap_or_default())
+    }
 
     #[test]
     fn unknown_fields_are_rejected() {

@@ -8,6 +8,7 @@ pub mod builtin;
 pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod columns;
 pub mod demo;
 pub mod engine;
 pub mod error;

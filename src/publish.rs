@@ -213,6 +213,12 @@ pub struct ColumnEntry {
     pub data_type: String,
     /// Whether the column may hold nulls.
     pub nullable: bool,
+    /// One-line description ([`crate::columns`]), when documented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Unit ([`crate::columns::Column::unit`]), when documented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// `_manifest.json`: what a reader needs to read the partition, and what an
@@ -301,7 +307,10 @@ pub async fn stage_with(
     run_id: &str,
     props: WriterProperties,
 ) -> Result<Staged> {
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    // Each column's description and unit go into the file's field metadata
+    // (and from the schema into the manifest).
+    let plain: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let schema = crate::columns::annotate(table, &plain);
     let streams = df.execute_stream_partitioned().await?;
     let mut tasks = Vec::with_capacity(streams.len());
     for (i, mut stream) in streams.into_iter().enumerate() {
@@ -482,6 +491,8 @@ pub fn schema_entries(schema: &SchemaRef) -> Vec<ColumnEntry> {
             name: f.name().clone(),
             data_type: f.data_type().to_string(),
             nullable: f.is_nullable(),
+            description: f.metadata().get(crate::columns::DESCRIPTION_KEY).cloned(),
+            unit: f.metadata().get(crate::columns::UNIT_KEY).cloned(),
         })
         .collect()
 }

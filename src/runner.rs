@@ -184,7 +184,8 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
 }
 
 /// Register `previous_<table>`: the listed columns of the latest partition
-/// published before `as_of`, as text; empty when there is none.
+/// published before `as_of`, as text (NULL where the partition lacks one);
+/// empty when there is none.
 async fn register_previous(
     ctx: &SessionContext,
     output: &OutputLayout,
@@ -200,9 +201,15 @@ async fn register_previous(
             let raw = format!("__raw_{name}");
             input::register_source(ctx, &raw, &part, Some(crate::job::Format::Parquet), false)
                 .await?;
+            // A column the partition lacks (written before the job listed
+            // it) reads as NULL.
+            let have = ctx.table(raw.as_str()).await?.schema().clone();
             let cols: Vec<String> = columns
                 .iter()
-                .map(|c| format!("CAST(\"{c}\" AS VARCHAR) AS \"{c}\""))
+                .map(|c| match have.has_column_with_unqualified_name(c) {
+                    true => format!("CAST(\"{c}\" AS VARCHAR) AS \"{c}\""),
+                    false => format!("CAST(NULL AS VARCHAR) AS \"{c}\""),
+                })
                 .collect();
             let df = ctx
                 .sql(&format!("SELECT {} FROM \"{raw}\"", cols.join(", ")))

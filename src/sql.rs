@@ -1,15 +1,21 @@
 //! `custval sql`: ad-hoc SQL over registered tables with every custval
 //! function; read-only unless `--allow-write`; a shell on a terminal with
 //! history, completion of table and function names and meta commands
-//! (`\d`, `\d TABLE`, `\functions`, `\timing`, `\q`).
+//! (`\d`, `\d TABLE` with the published columns' units and descriptions,
+//! `\functions`, `\timing`, `\q`).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
+use crate::columns;
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
 use crate::storage::{self, Location};
@@ -245,10 +251,8 @@ pub async fn meta_command(
             if !ctx.table_exist(name.as_str())? {
                 writeln!(out, "no table {name}").map_err(io)?;
             } else {
-                let q = format!(
-                    "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = '{name}' ORDER BY ordinal_position"
-                );
-                execute(ctx, &q, OutputFormat::Table, true, out).await?;
+                let batch = describe_table(ctx, &name).await?;
+                table::write(out, &[batch], OutputFormat::Table)?;
             }
         }
         "\\?" | "\\help" => {
@@ -257,6 +261,69 @@ pub async fn meta_command(
         other => writeln!(out, "unknown command {other} (\\? lists them)").map_err(io)?,
     }
     Ok(Meta::Handled)
+}
+
+/// `\d NAME`: each column's name, type and nullability, with its unit and
+/// description ([`crate::columns`]) when the table is a published one: one
+/// named NAME, or the one documented table holding all of NAME's columns
+/// (the partition column `as_of` aside), so `--table t=OUTPUT/customer_tiers/`
+/// is described too.
+async fn describe_table(ctx: &SessionContext, name: &str) -> Result<RecordBatch> {
+    let schema = ctx.table(name).await?.schema().as_arrow().clone();
+    let names: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| *n != "as_of")
+        .collect();
+    let holds_all =
+        |t: &&columns::Table| names.iter().all(|n| t.columns.iter().any(|c| c.name == *n));
+    let candidates: Vec<&columns::Table> = columns::TABLES.iter().filter(holds_all).collect();
+    let doc = match columns::table(name).filter(holds_all) {
+        Some(t) => Some(t),
+        None if candidates.len() == 1 => Some(candidates[0]),
+        None => None,
+    };
+    let col = |n: &str| doc.and_then(|t| t.columns.iter().find(|c| c.name == n));
+    let text = |v: Vec<String>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let fields = schema.fields();
+    let out_schema = Arc::new(Schema::new(
+        [
+            "column_name",
+            "data_type",
+            "is_nullable",
+            "unit",
+            "description",
+        ]
+        .map(|n| Field::new(n, DataType::Utf8, false))
+        .to_vec(),
+    ));
+    let batch = RecordBatch::try_new(
+        out_schema,
+        vec![
+            text(fields.iter().map(|f| f.name().clone()).collect()),
+            text(fields.iter().map(|f| f.data_type().to_string()).collect()),
+            text(
+                fields
+                    .iter()
+                    .map(|f| if f.is_nullable() { "YES" } else { "NO" }.into())
+                    .collect(),
+            ),
+            text(
+                fields
+                    .iter()
+                    .map(|f| col(f.name()).map_or("", |c| c.unit).into())
+                    .collect(),
+            ),
+            text(
+                fields
+                    .iter()
+                    .map(|f| col(f.name()).map_or("", |c| c.description).into())
+                    .collect(),
+            ),
+        ],
+    )?;
+    Ok(batch)
 }
 
 /// Table and function names for completion.
@@ -434,6 +501,19 @@ mod tests {
             .unwrap();
         let s = String::from_utf8_lossy(&out);
         assert!(s.contains("customer_id") && s.contains("amount"), "{s}");
+        // A published table's columns come with their unit and description.
+        ctx.sql("CREATE TABLE t(period_start DATE, churn_rate DOUBLE, as_of VARCHAR) AS VALUES (DATE '2024-01-01', 0.5, '2024-01-31')")
+            .await
+            .unwrap();
+        out.clear();
+        meta_command(&ctx, "\\d t", &mut shell, &mut out)
+            .await
+            .unwrap();
+        let s = String::from_utf8_lossy(&out);
+        assert!(
+            s.contains("1 - retention_rate") && s.contains("share"),
+            "{s}"
+        );
         out.clear();
         meta_command(&ctx, "\\functions", &mut shell, &mut out)
             .await

@@ -119,6 +119,8 @@ pub enum Command {
     Init(InitArgs),
     /// List the SQL functions.
     Functions,
+    /// Describe a published table's columns: description and unit.
+    Describe(DescribeArgs),
     /// Start a Ballista scheduler that plans with custval's functions.
     #[cfg(feature = "cluster")]
     Scheduler(SchedulerArgs),
@@ -144,6 +146,19 @@ pub struct InitArgs {
     pub dir: PathBuf,
 }
 
+/// `custval describe [TABLE] [--markdown [--job JOB]]`
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The table (without it: the list of published tables).
+    pub table: Option<String>,
+    /// Print the whole table reference as Markdown (the README's).
+    #[arg(long, conflicts_with = "table")]
+    pub markdown: bool,
+    /// With --markdown: only the tables this shipped job publishes (nightly, clv, subscriptions).
+    #[arg(long, requires = "markdown")]
+    pub job: Option<String>,
+}
+
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -154,6 +169,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo(args).await,
         Command::Init(args) => init(args),
         Command::Functions => functions(),
+        Command::Describe(args) => describe(args),
         #[cfg(feature = "cluster")]
         Command::Scheduler(args) => cluster::scheduler(args).await,
         #[cfg(feature = "cluster")]
@@ -194,6 +210,24 @@ fn functions() -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// `custval describe`: one table's columns, the list of tables, or the
+/// Markdown reference ([`crate::columns`]).
+fn describe(args: DescribeArgs) -> Result<()> {
+    use crate::columns;
+    if args.markdown {
+        return say(format_args!("{}", columns::markdown(args.job.as_deref())));
+    }
+    match args.table {
+        Some(t) => say(format_args!("{}", columns::describe(&t)?)),
+        None => {
+            for t in columns::TABLES {
+                say(format_args!("{:<24} one row per {}\n", t.name, t.row))?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Print to stdout; a closed pipe (`custval ... | head`) is an error the

@@ -19,6 +19,8 @@ pub const TABLES: &[&str] = &[
     "retention_rates",
     "customer_category_share",
     "rejected_rows",
+    "tier_transitions",
+    "retention_scenarios",
 ];
 
 /// A command to run: the `custval` binary ([`Cmd::custval`]) or any other

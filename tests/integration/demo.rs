@@ -14,9 +14,28 @@ fn demo_prints_its_summary() {
         "Platinum",
         "top_20pct_share",
         "retention_rate",
+        "crr_formula",
+        "retention what-if",
+        "clv_gain_share",
         "bgnbd",
     ] {
         assert!(s.contains(want), "missing {want} in:\n{s}");
+    }
+    // The demo's data ends on 2024-12-31, its as-of date.
+    let rates = read_table(
+        &tmp.path().join("out"),
+        "retention_rates",
+        "2024-12-31",
+        "SELECT retention_rate, churn_rate FROM t WHERE customers_start > 0",
+    );
+    assert!(rates.len() > 12, "{rates:?}");
+    for r in &rates {
+        let (ret, churn): (f64, f64) = (
+            r["retention_rate"].parse().unwrap(),
+            r["churn_rate"].parse().unwrap(),
+        );
+        assert!((ret + churn - 1.0).abs() < 1e-12, "{r:?}");
+        assert!((0.0..=1.0).contains(&ret), "{r:?}");
     }
 }
 

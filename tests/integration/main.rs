@@ -6,6 +6,7 @@ mod check;
 mod cli_sql;
 #[cfg(feature = "cluster")]
 mod cluster;
+mod column_docs;
 mod common;
 mod demo;
 mod exports;
@@ -19,6 +20,8 @@ mod publish;
 mod quality;
 mod report;
 mod run_nightly;
+mod scenarios;
 mod sqllogic;
 mod storage;
 mod terminal;
+mod tiers;

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use crate::common::{close, data, files_under, json_rows, nightly, Cmd};
 
-/// (month, S, N, E, retained, (E-N)/S, retained/S, churn, (E-N)/E)
+/// (month, S, N, E, retained, reactivated, retained/S, churn, (E-N)/S, (E-N)/E)
 type RateRow = (
     &'static str,
+    i64,
     i64,
     i64,
     i64,
@@ -59,18 +60,21 @@ fn retention_and_category_share_match_a_hand_computed_fixture() {
         assert!(close(&g["revenue"], Some(w.5)), "{g}");
         assert!(close(&g["revenue_retention"], Some(w.6)), "{g}");
     }
-    // Months: E = active, N = first purchase, retained = active in both months, S = previous E.
-    // Jan E4 N4; Feb E5 N3 ret2 {c01,c04}; Mar E6 N3 ret2 {c01,c05} (c02 back);
-    // Apr E6 N2 ret3 {c01,c05,c08} (c07 back).
-    // (month, S, N, E, retained, (E-N)/S, retained/S, churn, (E-N)/E)
+    // Months: E = active, N = first purchase, retained = active in both months,
+    // reactivated = active, not in the previous month, not new; S = previous E.
+    // Jan E4 N4; Feb E5 N3 ret2 {c01,c04} react0; Mar E6 N3 ret2 {c01,c05}
+    // react1 {c02}; Apr E6 N2 ret3 {c01,c05,c08} react1 {c07}.
+    // retention = ret / S, churn = 1 - ret / S, crr_formula = (E - N) / S.
+    // (month, S, N, E, retained, reactivated, retained/S, churn, (E-N)/S, (E-N)/E)
     let rates: Vec<RateRow> = vec![
-        ("2024-01-01", 0, 4, 4, 0, None, None, None, Some(0.0)),
+        ("2024-01-01", 0, 4, 4, 0, 0, None, None, None, Some(0.0)),
         (
             "2024-02-01",
             4,
             3,
             5,
             2,
+            0,
             Some(0.5),
             Some(0.5),
             Some(0.5),
@@ -82,8 +86,9 @@ fn retention_and_category_share_match_a_hand_computed_fixture() {
             3,
             6,
             2,
-            Some(0.6),
+            1,
             Some(0.4),
+            Some(0.6),
             Some(0.6),
             Some(0.5),
         ),
@@ -93,9 +98,10 @@ fn retention_and_category_share_match_a_hand_computed_fixture() {
             2,
             6,
             3,
+            1,
+            Some(0.5),
+            Some(0.5),
             Some(4.0 / 6.0),
-            Some(0.5),
-            Some(0.5),
             Some(4.0 / 6.0),
         ),
     ];
@@ -112,10 +118,11 @@ fn retention_and_category_share_match_a_hand_computed_fixture() {
         assert_eq!(g["customers_new"], w.2, "{g}");
         assert_eq!(g["customers_end"], w.3, "{g}");
         assert_eq!(g["retained"], w.4, "{g}");
-        assert!(close(&g["retention_rate"], w.5), "{g}");
-        assert!(close(&g["retention_rate_set"], w.6), "{g}");
+        assert_eq!(g["reactivated"], w.5, "{g}");
+        assert!(close(&g["retention_rate"], w.6), "{g}");
         assert!(close(&g["churn_rate"], w.7), "{g}");
-        assert!(close(&g["repeat_purchase_rate"], w.8), "{g}");
+        assert!(close(&g["crr_formula"], w.8), "{g}");
+        assert!(close(&g["repeat_purchase_rate"], w.9), "{g}");
     }
     // Category totals: a 190, b 150, c 135.
     let (a, b, c) = (190.0, 150.0, 135.0);

@@ -52,7 +52,7 @@ fn logs_report_lineage_and_html_report() {
         .iter()
         .filter(|l| l["fields"]["message"] == "step done")
         .collect();
-    assert_eq!(steps.len(), 17);
+    assert_eq!(steps.len(), 19, "one per step of jobs/nightly.toml");
     assert!(steps
         .iter()
         .all(|s| s["fields"]["seconds"].is_number() && s["fields"]["step"].is_string()));
@@ -64,8 +64,12 @@ fn logs_report_lineage_and_html_report() {
     let r = read_json(&report);
     assert_eq!(r["status"], "success");
     assert_eq!(r["custval_version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(r["steps"].as_array().unwrap().len(), 17);
-    assert_eq!(r["tables"].as_array().unwrap().len(), 7);
+    assert_eq!(r["steps"].as_array().unwrap().len(), 19);
+    assert_eq!(
+        r["tables"].as_array().unwrap().len(),
+        9,
+        "the outputs of jobs/nightly.toml"
+    );
     assert_eq!(r["parameters"]["holdout_days"], 273);
     assert_eq!(r["quality"]["rows_read"], 6919);
     assert!(r["model_fit"]
@@ -82,7 +86,7 @@ fn logs_report_lineage_and_html_report() {
     assert_eq!(m["parameters"], r["parameters"]);
     assert_eq!(m["quality"], r["quality"]);
     assert_eq!(m["model_fit"], r["model_fit"]);
-    assert_eq!(m["steps"].as_array().unwrap().len(), 17);
+    assert_eq!(m["steps"].as_array().unwrap().len(), 19);
     assert!(
         m["inputs"][0]["files"][0]["size"].as_u64().unwrap() > 0,
         "input fingerprints"
@@ -105,7 +109,8 @@ fn logs_report_lineage_and_html_report() {
         .as_str()
         .unwrap()
         .ends_with("cdnow_sample.csv"));
-    assert_eq!(events[1]["outputs"].as_array().unwrap().len(), 7);
+    // One output dataset per table of jobs/nightly.toml.
+    assert_eq!(events[1]["outputs"].as_array().unwrap().len(), 9);
     assert_eq!(events[1]["job"]["name"], "nightly");
     // A failing run sends FAIL.
     Cmd::custval()
