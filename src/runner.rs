@@ -196,8 +196,11 @@ async fn register_previous(
     match output.previous(&store, table, as_of).await? {
         Some(part) => {
             let raw = format!("__raw_{name}");
-            input::register_source(ctx, &raw, &part, Some(crate::job::Format::Parquet), false)
-                .await?;
+            let parquet = input::ReadOptions {
+                format: Some(crate::job::Format::Parquet),
+                ..Default::default()
+            };
+            input::register_source(ctx, &raw, &part, &parquet).await?;
             let cols: Vec<String> = columns
                 .iter()
                 .map(|c| format!("CAST(\"{c}\" AS VARCHAR) AS \"{c}\""))

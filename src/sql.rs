@@ -10,28 +10,61 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
+use std::collections::BTreeMap;
+
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
+use crate::input::{CsvOptions, ReadOptions};
+use crate::job::apply_csv_flags;
+use crate::scratch::Scratch;
 use crate::storage::{self, Location};
 use crate::table::{self, OutputFormat};
 
-/// Register `--table NAME=URL` pairs. A folder of `key=value` partition
-/// folders (a published table: `OUTPUT/customer_tiers/`) becomes one table
-/// with the partition column, each partition read through its manifest.
-pub async fn register_tables(ctx: &SessionContext, tables: &[(String, String)]) -> Result<()> {
+/// Register `--table NAME=URL` pairs, CSV files read with the
+/// `--csv NAME.OPTION=VALUE` flags of their table (`csv`; files in another
+/// encoding are transcoded into `scratch`). A folder of `key=value`
+/// partition folders (a published table: `OUTPUT/customer_tiers/`) becomes
+/// one table with the partition column, each partition read through its
+/// manifest.
+///
+/// Errors: [`Error::Argument`] for a `--csv` flag naming no table or
+/// option; [`Error::InputOption`] for a value custval cannot use; those of
+/// [`crate::input::register_source`].
+pub async fn register_tables(
+    ctx: &SessionContext,
+    tables: &[(String, String)],
+    csv: &[(String, String)],
+    scratch: &Scratch,
+) -> Result<()> {
+    let mut dialects = BTreeMap::new();
+    apply_csv_flags(&mut dialects, csv, "table", &|n| {
+        tables.iter().any(|(t, _)| t == n)
+    })?;
     for (name, url) in tables {
         let loc = Location::parse(url, url.ends_with('/'))?;
-        if loc.is_dir_like() && register_partitioned(ctx, name, &loc).await? {
+        let spec = dialects.get(name).cloned().unwrap_or_default();
+        let read = ReadOptions {
+            format: None,
+            csv: CsvOptions::resolve(name, &spec)?,
+            csv_as_text: false,
+            scratch: Some(scratch),
+        };
+        if loc.is_dir_like() && register_partitioned(ctx, name, &loc, &read).await? {
             continue;
         }
-        crate::input::register_source(ctx, name, &loc, None, false).await?;
+        crate::input::register_source(ctx, name, &loc, &read).await?;
     }
     Ok(())
 }
 
 /// Hive-style partitions below `loc`, if its children are all `key=value`
 /// folders with one key; registers `name` as their union and returns true.
-async fn register_partitioned(ctx: &SessionContext, name: &str, loc: &Location) -> Result<bool> {
+async fn register_partitioned(
+    ctx: &SessionContext,
+    name: &str,
+    loc: &Location,
+    read: &ReadOptions<'_>,
+) -> Result<bool> {
     let store = storage::register_store(ctx, loc)?;
     let listing = store
         .list_with_delimiter(Some(&loc.path()))
@@ -66,7 +99,7 @@ async fn register_partitioned(ctx: &SessionContext, name: &str, loc: &Location) 
     for (i, (_, value)) in parts.iter().enumerate() {
         let part = loc.join(&format!("{key}={value}/"))?;
         let raw = format!("__{name}_part_{i}");
-        let (schema, _, _) = crate::input::register_source(ctx, &raw, &part, None, false).await?;
+        let (schema, _, _) = crate::input::register_source(ctx, &raw, &part, read).await?;
         let cols = columns.get_or_insert_with(|| {
             schema
                 .fields()
@@ -165,6 +198,7 @@ pub async fn execute_to(
 pub async fn run(
     query: Option<String>,
     tables: &[(String, String)],
+    csv: &[(String, String)],
     sink: Sink,
     allow_write: bool,
     engine_opts: &EngineOptions,
@@ -175,7 +209,10 @@ pub async fn run(
         ));
     }
     let ctx = engine::open(engine_opts).await?;
-    register_tables(&ctx, tables).await?;
+    // Lives until the last query: CSV files in another encoding are read
+    // from UTF-8 copies here.
+    let scratch = Scratch::temporary()?;
+    register_tables(&ctx, tables, csv, &scratch).await?;
     match query {
         Some(q) => {
             let stdout = std::io::stdout();

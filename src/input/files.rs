@@ -27,13 +27,21 @@ pub struct FileFingerprint {
     pub e_tag: Option<String>,
 }
 
-/// Guess the format from a location and its files.
+/// Guess the format from a location's name or its first file's: the
+/// extension before a compression extension (`.csv.gz` is CSV).
 pub(super) fn guess_format(loc: &Location, files: &[ObjectMeta]) -> Format {
-    let ext = loc.extension().or_else(|| {
-        files
-            .first()
-            .and_then(|f| f.location.extension().map(|e| e.to_ascii_lowercase()))
-    });
+    let named = |name: &str| -> Option<String> {
+        let name = name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
+        let name = match super::csv::compression_by_extension(&name) {
+            Some(_) => name.rsplit_once('.').map(|(stem, _)| stem.to_string())?,
+            None => name,
+        };
+        name.rsplit_once('.').map(|(_, ext)| ext.to_string())
+    };
+    let ext = (!loc.is_dir_like())
+        .then(|| named(loc.url().path()))
+        .flatten()
+        .or_else(|| files.first().and_then(|f| named(f.location.as_ref())));
     match ext.as_deref() {
         Some("csv") | Some("tsv") | Some("txt") => Format::Csv,
         _ => Format::Parquet,

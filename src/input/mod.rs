@@ -2,7 +2,9 @@
 //! [`source`]), the column mapping checked against every file, and the
 //! typed, canonically named views the SQL steps read.
 
+mod csv;
 mod files;
+mod hive;
 mod schema;
 mod source;
 mod transactions;
@@ -18,8 +20,9 @@ use crate::error::{Error, Result};
 use crate::job::{InputKind, InputSpec};
 use crate::storage::Location;
 
+pub use csv::CsvOptions;
 pub use files::FileFingerprint;
-pub use source::register_source;
+pub use source::{register_source, ReadOptions};
 pub use transactions::TRANSACTION_COLUMNS;
 
 use schema::is_text;
@@ -51,6 +54,7 @@ pub(super) fn quote(ident: &str) -> String {
 ///
 /// Errors: [`Error::Argument`] for an override naming no input or a required
 /// input without a URL; [`Error::Url`] for a location that does not parse;
+/// [`Error::InputOption`] for a CSV option custval cannot use;
 /// [`Error::InputSchema`] when a location has no data files, a file cannot be
 /// read, or the column mapping does not fit a file; [`Error::Storage`] when
 /// the store fails.
@@ -70,9 +74,11 @@ pub async fn register_inputs(
             )));
         }
     }
-    // Parse every location before reading any of them.
+    // Parse every location and CSV dialect before reading any of them.
     let mut locations = BTreeMap::new();
+    let mut dialects = BTreeMap::new();
     for (name, spec) in inputs {
+        dialects.insert(name.clone(), CsvOptions::resolve(name, &spec.csv)?);
         let raw = match (overrides.get(name), &spec.url) {
             (Some(u), _) => Some(u.clone()),
             (None, Some(u)) => Some(resolve_relative(base_dir, u)),
@@ -98,14 +104,13 @@ pub async fn register_inputs(
         let raw_name = format!("__raw_{name}");
         let (files, format) = match &loc {
             Some(loc) => {
-                let registered = source::register(
-                    ctx,
-                    &raw_name,
-                    loc,
-                    spec.format,
-                    spec.kind == InputKind::Transactions,
-                )
-                .await?;
+                let read = ReadOptions {
+                    format: spec.format,
+                    csv: dialects.get(name).cloned().unwrap_or_default(),
+                    csv_as_text: spec.kind == InputKind::Transactions,
+                    scratch: Some(scratch),
+                };
+                let registered = source::register(ctx, &raw_name, loc, &read).await?;
                 check_mapping(name, loc, spec, &registered.schema)?;
                 check_every_file(name, spec, &registered.per_file)?;
                 (registered.files, Some(registered.format))

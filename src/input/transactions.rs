@@ -80,8 +80,12 @@ pub(super) async fn transactions_view_sql(
         ),
         None => "CAST(NULL AS DATE) AS order_ts".into(),
     });
+    let decimal_comma = spec.csv.decimal.as_deref() == Some(",");
     for money in ["amount", "margin"] {
         select.push(match col_type(money) {
+            Some((c, t)) if is_text(&t) && decimal_comma => {
+                format!("{} AS {money}", decimal_comma_number(&c))
+            }
             Some((c, t)) if is_text(&t) => format!("TRY_CAST(TRIM({c}) AS DOUBLE) AS {money}"),
             Some((c, _)) => format!("CAST({c} AS DOUBLE) AS {money}"),
             None => format!("CAST({null} AS DOUBLE) AS {money}"),
@@ -125,7 +129,63 @@ pub(super) async fn transactions_view_sql(
     ))
 }
 
+/// SQL parsing text column `c` written with a decimal comma (`12,50`,
+/// `-1.234,5`: `.` only between groups of three digits) as a DOUBLE; NULL
+/// (a rejected row) for anything else, a decimal point included (`12.50`
+/// would otherwise be read as 1250).
+fn decimal_comma_number(c: &str) -> String {
+    format!(
+        "CASE WHEN regexp_like(TRIM({c}), '^[+-]?([0-9]+|[0-9]{{1,3}}([.][0-9]{{3}})+)(,[0-9]+)?$') \
+         THEN TRY_CAST(replace(replace(TRIM({c}), '.', ''), ',', '.') AS DOUBLE) END"
+    )
+}
+
 /// The Arrow type name of a UTC timestamp in `unit`, for `arrow_cast`.
 fn utc_timestamp(unit: TimeUnit) -> String {
     DataType::Timestamp(unit, Some("UTC".into())).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, Float64Array};
+
+    #[tokio::test]
+    async fn decimal_comma_amounts_parse_and_anything_else_is_null() {
+        // (text, expected): the values as a European export writes them.
+        let cases: [(&str, Option<f64>); 9] = [
+            ("12,50", Some(12.5)),
+            (" -3,25 ", Some(-3.25)),
+            ("7", Some(7.0)),
+            ("1.234,5", Some(1234.5)),
+            ("1.234.567", Some(1_234_567.0)),
+            ("12.50", None),
+            ("1,2,3", None),
+            ("abc", None),
+            ("", None),
+        ];
+        let values: Vec<String> = cases.iter().map(|(t, _)| format!("('{t}')")).collect();
+        let sql = format!(
+            "SELECT {} AS v FROM (VALUES {}) AS t(a)",
+            decimal_comma_number("a"),
+            values.join(", ")
+        );
+        let batches = SessionContext::new()
+            .sql(&sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let col = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone();
+        for (i, (text, want)) in cases.iter().enumerate() {
+            let got = (!col.is_null(i)).then(|| col.value(i));
+            assert_eq!(got, *want, "{text:?}");
+        }
+    }
 }
