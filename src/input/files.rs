@@ -3,6 +3,7 @@
 //! fingerprinting them for the manifest, and the cheap framing check of a
 //! Parquet file before any reader sees it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -50,7 +51,8 @@ pub(super) fn guess_format(loc: &Location, files: &[ObjectMeta]) -> Format {
 
 /// The data files at a location: the object itself, or every file below a
 /// folder (hidden and `_`-prefixed files excluded), sorted by path. A folder
-/// holding a `_manifest.json` yields exactly the files its manifest lists.
+/// holding a `_manifest.json` yields exactly the files its manifest lists,
+/// and so does each subfolder holding one.
 pub(super) async fn list_files(
     store: &Arc<dyn ObjectStore>,
     loc: &Location,
@@ -90,6 +92,7 @@ pub(super) async fn list_files(
         .try_collect()
         .await
         .map_err(|e| Error::storage(dir.to_string(), e))?;
+    keep_manifest_files(store, &dir, &mut metas).await?;
     // Hidden and `_`-prefixed names below the folder are not data (Spark's
     // `_SUCCESS`, our `_manifest.json`, editors' dot files).
     let prefix = dir.path();
@@ -103,6 +106,44 @@ pub(super) async fn list_files(
     });
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     Ok((metas, None))
+}
+
+/// Below a folder, a subfolder holding a `_manifest.json` (a published
+/// partition, `OUTPUT/table/as_of=DATE/`) contributes exactly the files its
+/// manifest lists: not a later run's staged files, nor a crashed run's.
+async fn keep_manifest_files(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Location,
+    metas: &mut Vec<ObjectMeta>,
+) -> Result<()> {
+    let root = dir.path();
+    let mut folders: Vec<object_store::path::Path> = Vec::new();
+    let mut listed: HashSet<object_store::path::Path> = HashSet::new();
+    for m in metas.iter() {
+        if m.location.filename() != Some(publish::MANIFEST) {
+            continue;
+        }
+        let Some(parts) = m.location.prefix_match(&root) else {
+            continue;
+        };
+        let mut parts: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+        parts.pop();
+        let folder = dir.join(&format!("{}/", parts.join("/")))?;
+        if let Some(manifest) = publish::read_manifest(store, &folder).await? {
+            let path = folder.path();
+            listed.extend(
+                manifest
+                    .files
+                    .iter()
+                    .map(|f| path.clone().join(f.path.as_str())),
+            );
+            folders.push(path);
+        }
+    }
+    metas.retain(|m| {
+        listed.contains(&m.location) || !folders.iter().any(|f| m.location.prefix_matches(f))
+    });
+    Ok(())
 }
 
 /// The full URL of one listed file, as messages and manifests show it.

@@ -7,6 +7,7 @@ mod cli_sql;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod common;
+mod csv_dialects;
 mod demo;
 mod hostile;
 mod inputs;
