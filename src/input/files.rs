@@ -109,8 +109,8 @@ pub(super) async fn list_files(
 }
 
 /// Below a folder, a subfolder holding a `_manifest.json` (a published
-/// partition, `OUTPUT/table/as_of=DATE/`) contributes exactly the files its
-/// manifest lists: not a later run's staged files, nor a crashed run's.
+/// partition of a table folder) contributes exactly the files its manifest
+/// lists: not a later run's staged files, nor a crashed run's.
 async fn keep_manifest_files(
     store: &Arc<dyn ObjectStore>,
     dir: &Location,

@@ -82,14 +82,7 @@ pub(super) async fn transactions_view_sql(
     });
     let decimal_comma = spec.csv.decimal.as_deref() == Some(",");
     for money in ["amount", "margin"] {
-        select.push(match col_type(money) {
-            Some((c, t)) if is_text(&t) && decimal_comma => {
-                format!("{} AS {money}", decimal_comma_number(&c))
-            }
-            Some((c, t)) if is_text(&t) => format!("TRY_CAST(TRIM({c}) AS DOUBLE) AS {money}"),
-            Some((c, _)) => format!("CAST({c} AS DOUBLE) AS {money}"),
-            None => format!("CAST({null} AS DOUBLE) AS {money}"),
-        });
+        select.push(money_sql(money, col_type(money), decimal_comma, &null));
     }
     for text in ["order_id", "category", "peer_group"] {
         select.push(match col_type(text) {
@@ -127,6 +120,25 @@ pub(super) async fn transactions_view_sql(
         select.join(",\n  "),
         quote(raw_name)
     ))
+}
+
+/// The SQL of money column `money` from its source column and type (`None`:
+/// absent, NULL on every row as `null`): text parsed (with a decimal comma
+/// when `decimal_comma`), numbers cast, NULL when a value does not parse.
+fn money_sql(
+    money: &str,
+    source: Option<(String, DataType)>,
+    decimal_comma: bool,
+    null: &str,
+) -> String {
+    match source {
+        Some((c, t)) if is_text(&t) && decimal_comma => {
+            format!("{} AS {money}", decimal_comma_number(&c))
+        }
+        Some((c, t)) if is_text(&t) => format!("TRY_CAST(TRIM({c}) AS DOUBLE) AS {money}"),
+        Some((c, _)) => format!("CAST({c} AS DOUBLE) AS {money}"),
+        None => format!("CAST({null} AS DOUBLE) AS {money}"),
+    }
 }
 
 /// SQL parsing text column `c` written with a decimal comma (`12,50`,
