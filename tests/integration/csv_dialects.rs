@@ -135,6 +135,22 @@ fn write(path: &Path, bytes: &[u8]) {
         .unwrap();
 }
 
+/// A copy of `jobs/nightly.toml` in `dir` (SQL paths made absolute) with
+/// its `[inputs.transactions.columns]` line replaced by `section`.
+fn nightly_with(dir: &Path, section: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let job = std::fs::read_to_string(root.join("jobs/nightly.toml"))
+        .unwrap()
+        .replace(
+            "sql = \"../sql/",
+            &format!("sql = \"{}/sql/", root.display()),
+        )
+        .replace("[inputs.transactions.columns]", section);
+    let path = dir.join("job.toml");
+    std::fs::write(&path, job).unwrap();
+    path
+}
+
 /// The nightly job on `input` with `extra` flags (small data: the model
 /// fit may stop short, which is not what these tests are about).
 fn run(input: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -193,6 +209,37 @@ fn semicolons_and_a_decimal_comma() {
         &["--csv", "transactions.decimal=,"],
         "; and decimal comma",
     );
+    // The same from the job file.
+    let job = nightly_with(
+        tmp.path(),
+        "[inputs.transactions.csv]\ndecimal = \",\"\n\n[inputs.transactions.columns]",
+    );
+    let out = tmp.path().join("out-job");
+    let input_flag = format!("transactions={}", input.display());
+    let res = custval(
+        &[],
+        &[
+            "-q",
+            "run",
+            &job.display().to_string(),
+            "--input",
+            &input_flag,
+            "--as-of",
+            AS_OF,
+            "--output",
+            &out.display().to_string(),
+            "--set",
+            "allow_unconverged=true",
+        ],
+    );
+    assert_exit(&res, 0, "decimal comma from the job file");
+    let (customers, revenue) = expected(&rows);
+    assert_totals(
+        &customers_and_revenue(&out, AS_OF),
+        customers,
+        revenue,
+        "job file",
+    );
     // Read as a plain CSV, the same file is one column: exit 2, not wrong totals.
     let out = tmp.path().join("out-plain");
     let res = run(&input, &out, &[]);
@@ -226,6 +273,33 @@ fn a_decimal_point_in_a_decimal_comma_file_is_a_rejected_row() {
             "SELECT amount || ' ' || reason FROM t"
         ),
         "12.50 unparseable amount"
+    );
+}
+
+#[test]
+fn another_quote_and_an_escape_character() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rows = rows();
+    for r in &mut rows {
+        r.customer = format!("{}'s \"best\", really", r.customer);
+    }
+    let mut text = String::from("customer_id,order_ts,amount\n");
+    for r in &rows {
+        let id = r.customer.replace('\'', "\\'");
+        text.push_str(&format!("'{id}',{},{}\n", r.day, amount(r.cents, false)));
+    }
+    let input = tmp.path().join("quoted.csv");
+    write(&input, text.as_bytes());
+    assert_reads_like_plain(
+        &rows,
+        &input,
+        &[
+            "--csv",
+            "transactions.quote='",
+            "--csv",
+            "transactions.escape=\\",
+        ],
+        "quote ' and escape \\",
     );
 }
 
@@ -429,19 +503,10 @@ fn a_partition_column_maps_like_any_raw_column() {
     hive_folder(&rows, &dir);
     // The nightly job with category = the partition column; a missing
     // category is '(none)' in customer_category_share (sql/16).
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let job = std::fs::read_to_string(root.join("jobs/nightly.toml"))
-        .unwrap()
-        .replace(
-            "sql = \"../sql/",
-            &format!("sql = \"{}/sql/", root.display()),
-        )
-        .replace(
-            "[inputs.transactions.columns]",
-            "[inputs.transactions.columns]\ncategory = \"region\"",
-        );
-    let job_path = tmp.path().join("job.toml");
-    std::fs::write(&job_path, job).unwrap();
+    let job_path = nightly_with(
+        tmp.path(),
+        "[inputs.transactions.columns]\ncategory = \"region\"",
+    );
     let out = tmp.path().join("out");
     let input = format!("transactions={}/", dir.display());
     let res = custval(
@@ -512,19 +577,10 @@ fn bad_options_exit_2_naming_the_input_and_option() {
         assert!(!out.exists(), "{flag}: published");
     }
     // Job file options are checked the same way, by `check` too.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let job = std::fs::read_to_string(root.join("jobs/nightly.toml"))
-        .unwrap()
-        .replace(
-            "sql = \"../sql/",
-            &format!("sql = \"{}/sql/", root.display()),
-        )
-        .replace(
-            "[inputs.transactions.columns]",
-            "[inputs.transactions.csv]\ndelimiter = \"||\"\n\n[inputs.transactions.columns]",
-        );
-    let job_path = tmp.path().join("job.toml");
-    std::fs::write(&job_path, job).unwrap();
+    let job_path = nightly_with(
+        tmp.path(),
+        "[inputs.transactions.csv]\ndelimiter = \"||\"\n\n[inputs.transactions.columns]",
+    );
     let input_flag = format!("transactions={}", input.display());
     let res = custval(
         &[],
