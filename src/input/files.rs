@@ -52,15 +52,16 @@ pub(super) fn guess_format(loc: &Location, files: &[ObjectMeta]) -> Format {
 /// The data files at a location: the object itself, or every file below a
 /// folder (hidden and `_`-prefixed files excluded), sorted by path. A folder
 /// holding a `_manifest.json` yields exactly the files its manifest lists,
-/// and so does each subfolder holding one.
+/// and so does each subfolder holding one. The flag says whether any
+/// manifest decided the files.
 pub(super) async fn list_files(
     store: &Arc<dyn ObjectStore>,
     loc: &Location,
-) -> Result<(Vec<ObjectMeta>, Option<publish::Manifest>)> {
+) -> Result<(Vec<ObjectMeta>, bool)> {
     let path = loc.path();
     if !loc.is_dir_like() {
         match store.head(&path).await {
-            Ok(meta) => return Ok((vec![meta], None)),
+            Ok(meta) => return Ok((vec![meta], false)),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::storage(loc.to_string(), e)),
         }
@@ -85,14 +86,14 @@ pub(super) async fn list_files(
             })?;
             metas.push(meta);
         }
-        return Ok((metas, Some(m)));
+        return Ok((metas, true));
     }
     let mut metas: Vec<_> = store
         .list(Some(&dir.path()))
         .try_collect()
         .await
         .map_err(|e| Error::storage(dir.to_string(), e))?;
-    keep_manifest_files(store, &dir, &mut metas).await?;
+    let managed = keep_manifest_files(store, &dir, &mut metas).await?;
     // Hidden and `_`-prefixed names below the folder are not data (Spark's
     // `_SUCCESS`, our `_manifest.json`, editors' dot files).
     let prefix = dir.path();
@@ -105,17 +106,18 @@ pub(super) async fn list_files(
             .unwrap_or(false)
     });
     metas.sort_by(|a, b| a.location.cmp(&b.location));
-    Ok((metas, None))
+    Ok((metas, managed))
 }
 
 /// Below a folder, a subfolder holding a `_manifest.json` (a published
 /// partition of a table folder) contributes exactly the files its manifest
-/// lists: not a later run's staged files, nor a crashed run's.
+/// lists: not a later run's staged files, nor a crashed run's. True when
+/// some subfolder has a manifest.
 async fn keep_manifest_files(
     store: &Arc<dyn ObjectStore>,
     dir: &Location,
     metas: &mut Vec<ObjectMeta>,
-) -> Result<()> {
+) -> Result<bool> {
     let root = dir.path();
     let mut folders: Vec<object_store::path::Path> = Vec::new();
     let mut listed: HashSet<object_store::path::Path> = HashSet::new();
@@ -143,7 +145,7 @@ async fn keep_manifest_files(
     metas.retain(|m| {
         listed.contains(&m.location) || !folders.iter().any(|f| m.location.prefix_matches(f))
     });
-    Ok(())
+    Ok(!folders.is_empty())
 }
 
 /// The full URL of one listed file, as messages and manifests show it.

@@ -18,7 +18,8 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::logical_expr::{lit, Expr};
+use datafusion::functions::expr_fn::nullif;
+use datafusion::logical_expr::{lit, Expr, LogicalPlan, Union};
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore};
@@ -150,17 +151,25 @@ pub(super) async fn register(
         ));
     }
     let groups = groups(format, &data, &per_file, &parts);
-    register_groups(
-        ctx,
-        name,
+    let listable = Listable {
         format,
-        &read.csv,
-        &groups,
-        &file_schema,
-        &parts.columns,
-    )?;
-    if manifest.is_some() {
-        tracing::debug!(table = name, "read through its manifest");
+        opts: &read.csv,
+        file_schema: &file_schema,
+        partition_columns: &parts.columns,
+    };
+    // DataFusion may list the folder itself when no manifest chose the
+    // files and they are read where they are (not transcoded copies).
+    let folder_listable = !manifest
+        && loc.is_dir_like()
+        && data
+            .iter()
+            .zip(&metas)
+            .all(|(d, m)| d.read.location == m.location);
+    if !(folder_listable && register_partitioned_folder(ctx, name, loc, &listable, &groups)?) {
+        register_groups(ctx, name, &listable, &groups)?;
+    }
+    if manifest {
+        tracing::debug!(table = name, "read through a manifest");
     }
     Ok(Registered {
         schema: with_partitions(&file_schema, &parts.columns),
@@ -389,17 +398,101 @@ fn groups<'a>(
     groups
 }
 
+/// What every listing of one location shares.
+struct Listable<'a> {
+    format: Format,
+    opts: &'a CsvOptions,
+    /// The union of the files' own columns (no partition columns).
+    file_schema: &'a SchemaRef,
+    partition_columns: &'a [String],
+}
+
+impl Listable<'_> {
+    /// DataFusion's reader of a group's files, and the schema it is given
+    /// (CSV: the group's columns in file order, as read by position).
+    fn reader(&self, g: &Group<'_>) -> (Arc<dyn FileFormat>, SchemaRef) {
+        match self.format {
+            Format::Parquet => (Arc::new(parquet_format()), self.file_schema.clone()),
+            Format::Csv => (
+                Arc::new(self.opts.format(g.compression)),
+                layout_schema(&g.columns, self.file_schema),
+            ),
+        }
+    }
+
+    /// The table's columns from a group's: its own by name (a typed NULL
+    /// for one it lacks), then the partition columns.
+    fn columns(&self, g: &Group<'_>) -> Result<Vec<Expr>> {
+        match self.format {
+            Format::Csv => by_name(&g.columns, self.file_schema),
+            Format::Parquet => Ok(self
+                .file_schema
+                .fields()
+                .iter()
+                .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+                .collect()),
+        }
+    }
+}
+
+/// A partitioned folder whose files share one layout and compression as
+/// one listing of the folder with DataFusion's partition columns: one scan
+/// however many partitions (a union of one listing per partition made
+/// `check` on a folder of 730 daily partitions take minutes). DataFusion
+/// lists the folder itself, skipping names that start with `.` or `_` as
+/// [`files::list_files`] does; `__HIVE_DEFAULT_PARTITION__` becomes NULL.
+/// False (nothing registered) when the files differ in layout or
+/// compression.
+fn register_partitioned_folder(
+    ctx: &SessionContext,
+    name: &str,
+    loc: &Location,
+    l: &Listable<'_>,
+    groups: &[Group<'_>],
+) -> Result<bool> {
+    let Some(first) = groups.first() else {
+        return Ok(false);
+    };
+    if l.partition_columns.is_empty()
+        || groups
+            .iter()
+            .any(|g| g.columns != first.columns || g.compression != first.compression)
+    {
+        return Ok(false);
+    }
+    let url = ListingTableUrl::parse(loc.url().as_str())?.with_glob("[!._]*")?;
+    let (format, schema) = l.reader(first);
+    let options = ListingOptions::new(format)
+        .with_file_extension("")
+        .with_table_partition_cols(
+            l.partition_columns
+                .iter()
+                .map(|c| (c.clone(), DataType::Utf8))
+                .collect(),
+        );
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let mut select = l.columns(first)?;
+    for c in l.partition_columns {
+        let col = Expr::Column(Column::new_unqualified(c));
+        select.push(nullif(col, lit(hive::DEFAULT_PARTITION)).alias(c));
+    }
+    let df = ctx
+        .read_table(Arc::new(ListingTable::try_new(config)?))?
+        .select(select)?;
+    ctx.register_table(name, df.into_view())?;
+    Ok(true)
+}
+
 /// Register the groups as table `name`: one listing directly when there is
 /// one group and no partition column, else each group's columns by name
-/// (a typed NULL for a column it lacks) and its partition values, unioned.
+/// and its partition values, unioned.
 fn register_groups(
     ctx: &SessionContext,
     name: &str,
-    format: Format,
-    opts: &CsvOptions,
+    l: &Listable<'_>,
     groups: &[Group<'_>],
-    file_schema: &SchemaRef,
-    partition_columns: &[String],
 ) -> Result<()> {
     let listing = |g: &Group<'_>| -> Result<ListingTable> {
         let urls = g
@@ -412,48 +505,36 @@ fn register_groups(
                 ))?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let (format, schema): (Arc<dyn FileFormat>, SchemaRef) = match format {
-            Format::Parquet => (Arc::new(parquet_format()), file_schema.clone()),
-            Format::Csv => (
-                Arc::new(opts.format(g.compression)),
-                layout_schema(&g.columns, file_schema),
-            ),
-        };
+        let (format, schema) = l.reader(g);
         let options = ListingOptions::new(format).with_file_extension("");
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(schema);
         Ok(ListingTable::try_new(config)?)
     };
+    let partition_columns = l.partition_columns;
     if let [g] = groups {
         if partition_columns.is_empty() {
             ctx.register_table(name, Arc::new(listing(g)?))?;
             return Ok(());
         }
     }
-    let mut union: Option<DataFrame> = None;
+    let mut inputs = Vec::with_capacity(groups.len());
     for g in groups {
-        let columns: Vec<String> = match format {
-            Format::Csv => g.columns.clone(),
-            Format::Parquet => file_schema
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect(),
-        };
-        let mut select = by_name(&columns, file_schema)?;
+        let mut select = l.columns(g)?;
         for (col, value) in partition_columns.iter().zip(&g.partition) {
             select.push(lit(ScalarValue::Utf8(value.clone())).alias(col));
         }
         let df = ctx.read_table(Arc::new(listing(g)?))?.select(select)?;
-        union = Some(match union {
-            None => df,
-            Some(u) => u.union(df)?,
-        });
+        inputs.push(Arc::new(df.into_unoptimized_plan()));
     }
-    let Some(df) = union else {
-        return Err(Error::Internal(format!("{name}: no files to list")));
+    // One n-ary union: pairwise unions nest one level per group.
+    let plan = match inputs.len() {
+        0 => return Err(Error::Internal(format!("{name}: no files to list"))),
+        1 => inputs.remove(0).as_ref().clone(),
+        _ => LogicalPlan::Union(Union::try_new(inputs)?),
     };
+    let df = DataFrame::new(ctx.state(), plan);
     ctx.register_table(name, df.into_view())?;
     Ok(())
 }

@@ -441,8 +441,15 @@ fn files_without_a_header_take_names_or_column_numbers() {
 }
 
 /// The rows in Hive folders `region=EU|US|__HIVE_DEFAULT_PARTITION__/`,
-/// two files per region, under `dir`.
+/// two files per region, under `dir`, beside what Spark and Hadoop leave
+/// there (`_SUCCESS`, `.crc` files), which is not data.
 fn hive_folder(rows: &[Tx], dir: &Path) {
+    write(&dir.join("_SUCCESS"), b"");
+    write(&dir.join("region=EU/_SUCCESS"), b"");
+    write(
+        &dir.join("region=US/.part-0.csv.crc"),
+        b"crc\x00\x01 not,a,csv\n",
+    );
     for region in [Some("EU"), Some("US"), None] {
         let folder = dir.join(format!(
             "region={}",
@@ -493,6 +500,45 @@ fn hive_partition_folders_are_columns_and_the_default_is_null() {
         count(Some("US"))
     );
     assert_eq!(String::from_utf8_lossy(&res.stdout), want);
+}
+
+#[test]
+fn hive_folders_with_two_header_layouts_match_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = rows();
+    let dir = tmp.path().join("tx");
+    hive_folder(&rows, &dir);
+    // One partition's second file with its columns in another order.
+    let mine: Vec<&Tx> = rows.iter().filter(|r| r.region == Some("US")).collect();
+    let (_, b) = mine.split_at(mine.len() / 2);
+    let mut text = String::from("amount,customer_id,order_ts\n");
+    for r in b {
+        text.push_str(&format!(
+            "{},{},{}\n",
+            amount(r.cents, false),
+            r.customer,
+            r.day
+        ));
+    }
+    write(&dir.join("region=US/part-1.csv"), text.as_bytes());
+    let folder = PathBuf::from(format!("{}/", dir.display()));
+    assert_reads_like_plain(&rows, &folder, &[], "hive folders, two layouts");
+    let table = format!("t={}/", dir.display());
+    let res = custval(
+        &[],
+        &[
+            "-q",
+            "sql",
+            "--format",
+            "csv",
+            "--table",
+            &table,
+            "SELECT count(*) AS n FROM t WHERE region = 'US' AND amount IS NOT NULL",
+        ],
+    );
+    assert_exit(&res, 0, "sql on two layouts");
+    let us = rows.iter().filter(|t| t.region == Some("US")).count();
+    assert_eq!(String::from_utf8_lossy(&res.stdout), format!("n\n{us}\n"));
 }
 
 #[test]
