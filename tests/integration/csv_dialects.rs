@@ -18,7 +18,7 @@ use object_store::ObjectStore;
 use tokio::io::AsyncWriteExt;
 
 use crate::common::{custval, run_nightly};
-use crate::inputs::{assert_exit, assert_totals, customers_and_revenue, one};
+use crate::inputs::{assert_exit, assert_totals, customers_and_revenue, multiline_csv, one};
 
 const AS_OF: &str = "2024-12-31";
 
@@ -389,6 +389,51 @@ fn compressed_files_by_extension_or_option() {
         &input,
         &["--csv", "transactions.encoding=latin-1"],
         "latin-1 .csv.gz",
+    );
+}
+
+#[test]
+fn quoted_newlines_in_a_compressed_file_with_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("multiline.csv");
+    // (customers, cents) summed by the generator (tests/integration/inputs.rs).
+    let (customers, cents) = multiline_csv(&plain, 600);
+    let input = tmp.path().join("gz/multiline.csv.gz");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    compress(
+        &std::fs::read(&plain).unwrap(),
+        FileCompressionType::GZIP,
+        &input,
+    );
+    let out = tmp.path().join("out");
+    let res = run_nightly(
+        &input.display().to_string(),
+        "2024-03-31",
+        &out,
+        &[
+            "--threads",
+            "2",
+            "--set",
+            "time_unit=day",
+            "--set",
+            "allow_unconverged=true",
+        ],
+    );
+    assert_exit(&res, 0, "gzip with quoted newlines");
+    assert_totals(
+        &customers_and_revenue(&out, "2024-03-31"),
+        customers,
+        cents as f64 / 100.0,
+        "gzip with quoted newlines",
+    );
+    assert_eq!(
+        one(
+            &out,
+            "rejected_rows",
+            "2024-03-31",
+            "SELECT count(*) FROM t"
+        ),
+        "0"
     );
 }
 

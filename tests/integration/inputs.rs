@@ -390,7 +390,7 @@ fn conflicting_files_exit_2_naming_file_and_column() {
 /// A CSV file whose `category` values are quoted and span lines, some
 /// longer than a read chunk, with `rows` rows over 2,000 customers; returns
 /// (customers, revenue in cents).
-fn multiline_csv(path: &Path, rows: usize) -> (usize, u64) {
+pub(crate) fn multiline_csv(path: &Path, rows: usize) -> (usize, u64) {
     use std::fmt::Write;
     let mut s = String::from("customer_id,order_ts,amount,category\n");
     let mut cents = 0u64;
