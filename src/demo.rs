@@ -77,7 +77,8 @@ pub async fn run(dir: &Path, customers: u64) -> Result<String> {
         ))
     })
     .collect::<Result<Vec<_>>>()?;
-    crate::sql::register_tables(&ctx, &tables).await?;
+    let scratch = crate::scratch::Scratch::temporary()?;
+    crate::sql::register_tables(&ctx, &tables, &[], &scratch).await?;
     let mut buf: Vec<u8> = Vec::new();
     let queries = [
         ("tiers", "SELECT tier, count(*) AS customers, round(sum(clv), 2) AS clv, round(avg(p_alive), 3) AS avg_p_alive FROM tiers GROUP BY tier ORDER BY min(CASE tier WHEN 'Platinum' THEN 1 WHEN 'Gold' THEN 2 WHEN 'Silver' THEN 3 WHEN 'Bronze' THEN 4 ELSE 5 END)"),

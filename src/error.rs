@@ -67,6 +67,20 @@ pub enum Error {
         message: String,
     },
 
+    /// An input's reading option (`[inputs.NAME.csv]` or `--csv`) has a
+    /// value custval cannot use (exit 2).
+    #[error("input {input}: CSV option {option} = {value:?}: {message}")]
+    InputOption {
+        /// The input's (or `custval sql` table's) name.
+        input: String,
+        /// The option, as the job file spells it (`delimiter`).
+        option: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it and what it may be.
+        message: String,
+    },
+
     /// An input's rows cannot be read: malformed CSV or Parquet found while
     /// reading past the sample the schema came from (exit 2).
     #[error("input {input} ({file}): unreadable data: {message}")]
@@ -189,6 +203,7 @@ impl Error {
             | Error::Url { .. }
             | Error::Env { .. }
             | Error::InputSchema { .. }
+            | Error::InputOption { .. }
             | Error::InputData { .. }
             | Error::FileExists { .. }
             | Error::InvalidStep { .. } => 2,
@@ -353,6 +368,15 @@ mod tests {
                 Error::InputData {
                     input: s(),
                     file: s(),
+                    message: s(),
+                },
+                2,
+            ),
+            (
+                Error::InputOption {
+                    input: s(),
+                    option: s(),
+                    value: s(),
                     message: s(),
                 },
                 2,

@@ -97,6 +97,129 @@ pub struct InputSpec {
     /// empty table when the input is optional and absent.
     #[serde(default)]
     pub schema: BTreeMap<String, String>,
+    /// How the input's CSV files are written (`[inputs.NAME.csv]`); also
+    /// set from the command line with `--csv NAME.OPTION=VALUE`.
+    #[serde(default)]
+    pub csv: CsvSpec,
+}
+
+/// The CSV dialect of an input as the job file or `--csv NAME.OPTION=VALUE`
+/// writes it: every option as written, checked when the input is read
+/// (`input::CsvOptions`), so an error can name the input, the option and
+/// the value. Absent options take the defaults of a plain UTF-8 CSV with a
+/// header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSpec {
+    /// One ASCII character, or `tab` / `\t`; default `,` (`;` with `decimal = ","`).
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// One ASCII character; default `"`.
+    #[serde(default)]
+    pub quote: Option<String>,
+    /// One ASCII character escaping a quote inside a quoted value; default
+    /// none (a quote is doubled).
+    #[serde(default)]
+    pub escape: Option<String>,
+    /// Whether the first line names the columns; default true.
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// Column names of files without a header, in file order; without them
+    /// the columns are `column_1` .. `column_N`.
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+    /// Decimal separator of amounts: `.` (default) or `,`.
+    #[serde(default)]
+    pub decimal: Option<String>,
+    /// Character encoding: `utf-8` (default), `latin-1`, `windows-1252`,
+    /// `utf-16` (`utf-16le`, `utf-16be`) or any WHATWG label.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// `gzip`, `zstd`, `bzip2`, `xz` or `none`; default: by each file's
+    /// extension (`.gz`, `.zst`, `.bz2`, `.xz`).
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// Whether quoted values may hold newlines (default true: each file is
+    /// then parsed whole by one core; false lets a large file be split).
+    #[serde(default)]
+    pub newlines_in_values: Option<bool>,
+}
+
+impl CsvSpec {
+    /// The option names, as the job file and `--csv` spell them.
+    pub const OPTIONS: &'static [&'static str] = &[
+        "delimiter",
+        "quote",
+        "escape",
+        "header",
+        "names",
+        "decimal",
+        "encoding",
+        "compression",
+        "newlines_in_values",
+    ];
+
+    /// Set one option from its text (`--csv NAME.OPTION=VALUE`): booleans
+    /// are `true`/`false`, `names` is comma-separated. The error message
+    /// names the option and the value.
+    pub fn set(&mut self, option: &str, value: &str) -> std::result::Result<(), String> {
+        let flag = |v: &str| match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(true),
+            "false" | "no" | "0" => Ok(false),
+            _ => Err(format!("{option} must be true or false, got {v:?}")),
+        };
+        let text = Some(value.to_string());
+        match option {
+            "delimiter" => self.delimiter = text,
+            "quote" => self.quote = text,
+            "escape" => self.escape = text,
+            "decimal" => self.decimal = text,
+            "encoding" => self.encoding = text,
+            "compression" => self.compression = text,
+            "header" => self.header = Some(flag(value)?),
+            "newlines_in_values" => self.newlines_in_values = Some(flag(value)?),
+            "names" => self.names = Some(value.split(',').map(|n| n.trim().to_string()).collect()),
+            other => {
+                return Err(format!(
+                    "unknown CSV option {other:?} (options: {})",
+                    Self::OPTIONS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--csv NAME.OPTION=VALUE` flags (already split at `=`) applied to
+/// `specs`, the CSV options by input or table name. `known` says whether a
+/// name exists; `what` names it in messages (`input`, `table`).
+///
+/// Errors: [`Error::Argument`] naming the flag for an unknown name or option
+/// or a boolean that is neither true nor false.
+pub fn apply_csv_flags(
+    specs: &mut BTreeMap<String, CsvSpec>,
+    flags: &[(String, String)],
+    what: &str,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<()> {
+    for (key, value) in flags {
+        let Some((name, option)) = key.split_once('.') else {
+            return Err(Error::Argument(format!(
+                "--csv {key}={value}: expected NAME.OPTION=VALUE, e.g. transactions.delimiter=;"
+            )));
+        };
+        if !known(name) {
+            return Err(Error::Argument(format!(
+                "--csv {key}={value}: there is no {what} {name}"
+            )));
+        }
+        specs
+            .entry(name.to_string())
+            .or_default()
+            .set(option, value)
+            .map_err(|m| Error::Argument(format!("--csv {key}={value}: {m}")))?;
+    }
+    Ok(())
 }
 
 fn yes() -> bool {
@@ -568,6 +691,26 @@ impl Job {
                 .parse_like(raw)
                 .map_err(|m| Error::param(key, format!("--set {key}={raw}: {m}")))?;
             self.params.insert(key.clone(), value);
+        }
+        Ok(())
+    }
+
+    /// Apply `--csv NAME.OPTION=VALUE` flags to the job's inputs.
+    pub fn apply_csv_flags(&mut self, flags: &[(String, String)]) -> Result<()> {
+        let mut specs: BTreeMap<String, CsvSpec> = self
+            .spec
+            .inputs
+            .iter()
+            .map(|(n, i)| (n.clone(), i.csv.clone()))
+            .collect();
+        let names: Vec<String> = specs.keys().cloned().collect();
+        apply_csv_flags(&mut specs, flags, "input", &|n| {
+            names.iter().any(|k| k == n)
+        })?;
+        for (name, csv) in specs {
+            if let Some(input) = self.spec.inputs.get_mut(&name) {
+                input.csv = csv;
+            }
         }
         Ok(())
     }

@@ -199,8 +199,11 @@ async fn register_previous(
     match output.previous(&store, table, as_of).await? {
         Some(part) => {
             let raw = format!("__raw_{name}");
-            input::register_source(ctx, &raw, &part, Some(crate::job::Format::Parquet), false)
-                .await?;
+            let parquet = input::ReadOptions {
+                format: Some(crate::job::Format::Parquet),
+                ..Default::default()
+            };
+            input::register_source(ctx, &raw, &part, &parquet).await?;
             // A column the partition lacks (written before the job listed
             // it) reads as NULL.
             let have = ctx.table(raw.as_str()).await?.schema().clone();

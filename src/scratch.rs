@@ -58,6 +58,15 @@ impl Scratch {
         }
     }
 
+    /// A local temporary folder, for a command without a run (`custval sql`).
+    pub fn temporary() -> Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix("custval-scratch-")
+            .tempdir()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        Ok(Scratch::Local(dir))
+    }
+
     /// The folder URL (or path) for a table named `name`, ending in `/`.
     pub fn folder(&self, name: &str) -> Result<String> {
         match self {

@@ -15,86 +15,49 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
+use std::collections::BTreeMap;
+
 use crate::columns;
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
+use crate::input::{CsvOptions, ReadOptions};
+use crate::job::apply_csv_flags;
+use crate::scratch::Scratch;
 use crate::storage::{self, Location};
 use crate::table::{self, OutputFormat};
 
-/// Register `--table NAME=URL` pairs. A folder of `key=value` partition
-/// folders (a published table: `OUTPUT/customer_tiers/`) becomes one table
-/// with the partition column, each partition read through its manifest.
-pub async fn register_tables(ctx: &SessionContext, tables: &[(String, String)]) -> Result<()> {
+/// Register `--table NAME=URL` pairs, CSV files read with the
+/// `--csv NAME.OPTION=VALUE` flags of their table (`csv`; files in another
+/// encoding are transcoded into `scratch`). A folder of `key=value`
+/// partition folders (a published table: `OUTPUT/customer_tiers/`) becomes
+/// one table with the partition columns, each published partition read
+/// through its manifest.
+///
+/// Errors: [`Error::Argument`] for a `--csv` flag naming no table or
+/// option; [`Error::InputOption`] for a value custval cannot use; those of
+/// [`crate::input::register_source`].
+pub async fn register_tables(
+    ctx: &SessionContext,
+    tables: &[(String, String)],
+    csv: &[(String, String)],
+    scratch: &Scratch,
+) -> Result<()> {
+    let mut dialects = BTreeMap::new();
+    apply_csv_flags(&mut dialects, csv, "table", &|n| {
+        tables.iter().any(|(t, _)| t == n)
+    })?;
     for (name, url) in tables {
         let loc = Location::parse(url, url.ends_with('/'))?;
-        if loc.is_dir_like() && register_partitioned(ctx, name, &loc).await? {
-            continue;
-        }
-        crate::input::register_source(ctx, name, &loc, None, false).await?;
+        let spec = dialects.get(name).cloned().unwrap_or_default();
+        let read = ReadOptions {
+            format: None,
+            csv: CsvOptions::resolve(name, &spec)?,
+            csv_as_text: false,
+            scratch: Some(scratch),
+        };
+        crate::input::register_source(ctx, name, &loc, &read).await?;
     }
     Ok(())
-}
-
-/// Hive-style partitions below `loc`, if its children are all `key=value`
-/// folders with one key; registers `name` as their union and returns true.
-async fn register_partitioned(ctx: &SessionContext, name: &str, loc: &Location) -> Result<bool> {
-    let store = storage::register_store(ctx, loc)?;
-    let listing = store
-        .list_with_delimiter(Some(&loc.path()))
-        .await
-        .map_err(|e| Error::storage(loc.to_string(), e))?;
-    let data_files = listing.objects.iter().any(|o| {
-        o.location
-            .filename()
-            .is_some_and(|f| !f.starts_with('_') && !f.starts_with('.'))
-    });
-    let parts: Vec<(String, String)> = listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename())
-        .filter_map(|f| {
-            f.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
-    let key = match parts.first() {
-        Some((k, _))
-            if !data_files
-                && parts.len() == listing.common_prefixes.len()
-                && parts.iter().all(|(k2, _)| k2 == k) =>
-        {
-            k.clone()
-        }
-        _ => return Ok(false),
-    };
-    let mut selects = Vec::new();
-    let mut columns: Option<Vec<String>> = None;
-    for (i, (_, value)) in parts.iter().enumerate() {
-        let part = loc.join(&format!("{key}={value}/"))?;
-        let raw = format!("__{name}_part_{i}");
-        let (schema, _, _) = crate::input::register_source(ctx, &raw, &part, None, false).await?;
-        let cols = columns.get_or_insert_with(|| {
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .filter(|c| c != &key)
-                .collect()
-        });
-        let list: Vec<String> = cols
-            .iter()
-            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
-            .collect();
-        selects.push(format!(
-            "SELECT {}, '{}' AS \"{}\" FROM \"{raw}\"",
-            list.join(", "),
-            value.replace('\'', "''"),
-            key.replace('"', "\"\"")
-        ));
-    }
-    let df = ctx.sql(&selects.join(" UNION ALL ")).await?;
-    ctx.register_table(name, df.into_view())?;
-    Ok(true)
 }
 
 /// Is this plan a statement that writes or changes the catalog?
@@ -171,6 +134,7 @@ pub async fn execute_to(
 pub async fn run(
     query: Option<String>,
     tables: &[(String, String)],
+    csv: &[(String, String)],
     sink: Sink,
     allow_write: bool,
     engine_opts: &EngineOptions,
@@ -181,7 +145,10 @@ pub async fn run(
         ));
     }
     let ctx = engine::open(engine_opts).await?;
-    register_tables(&ctx, tables).await?;
+    // Lives until the last query: CSV files in another encoding are read
+    // from UTF-8 copies here.
+    let scratch = Scratch::temporary()?;
+    register_tables(&ctx, tables, csv, &scratch).await?;
     match query {
         Some(q) => {
             let stdout = std::io::stdout();

@@ -21,6 +21,10 @@ pub struct JobArgs {
     /// Override an input's URL: NAME=URL (repeatable).
     #[arg(long = "input", value_name = "NAME=URL")]
     pub inputs: Vec<String>,
+    /// A CSV option of an input: NAME.OPTION=VALUE, e.g. transactions.delimiter=;
+    /// (repeatable; overrides the job's [inputs.NAME.csv]).
+    #[arg(long = "csv", value_name = "NAME.OPTION=VALUE")]
+    pub csv: Vec<String>,
     /// Override a parameter: KEY=VALUE (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
@@ -64,6 +68,7 @@ fn setup(args: &JobArgs) -> Result<(Job, RunOptions)> {
     let mut job = Job::load(&args.job)?;
     let sets = key_values("--set", &args.sets)?;
     job.apply_overrides(&sets)?;
+    job.apply_csv_flags(&key_values("--csv", &args.csv)?)?;
     let opts = RunOptions {
         as_of: args
             .as_of

@@ -31,6 +31,10 @@ pub struct SqlArgs {
     /// Register a table: NAME=URL (Parquet, CSV, a folder, a published partition).
     #[arg(long = "table", value_name = "NAME=URL")]
     pub tables: Vec<String>,
+    /// A CSV option of a table: NAME.OPTION=VALUE, e.g. t.delimiter=; (repeatable;
+    /// options as in a job's [inputs.NAME.csv]).
+    #[arg(long = "csv", value_name = "NAME.OPTION=VALUE")]
+    pub csv: Vec<String>,
     /// How results are shown, or written with --out and --allow-write.
     #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
     pub format: SqlFormat,
@@ -69,9 +73,11 @@ pub async fn run(args: SqlArgs) -> Result<()> {
         }
     };
     let tables = key_values("--table", &args.tables)?;
+    let csv = key_values("--csv", &args.csv)?;
     crate::sql::run(
         query,
         &tables,
+        &csv,
         sink,
         args.allow_write,
         &args.engine.options()?,

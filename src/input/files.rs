@@ -3,6 +3,7 @@
 //! fingerprinting them for the manifest, and the cheap framing check of a
 //! Parquet file before any reader sees it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -27,13 +28,21 @@ pub struct FileFingerprint {
     pub e_tag: Option<String>,
 }
 
-/// Guess the format from a location and its files.
+/// Guess the format from a location's name or its first file's: the
+/// extension before a compression extension (`.csv.gz` is CSV).
 pub(super) fn guess_format(loc: &Location, files: &[ObjectMeta]) -> Format {
-    let ext = loc.extension().or_else(|| {
-        files
-            .first()
-            .and_then(|f| f.location.extension().map(|e| e.to_ascii_lowercase()))
-    });
+    let named = |name: &str| -> Option<String> {
+        let name = name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
+        let name = match super::csv::compression_by_extension(&name) {
+            Some(_) => name.rsplit_once('.').map(|(stem, _)| stem.to_string())?,
+            None => name,
+        };
+        name.rsplit_once('.').map(|(_, ext)| ext.to_string())
+    };
+    let ext = (!loc.is_dir_like())
+        .then(|| named(loc.url().path()))
+        .flatten()
+        .or_else(|| files.first().and_then(|f| named(f.location.as_ref())));
     match ext.as_deref() {
         Some("csv") | Some("tsv") | Some("txt") => Format::Csv,
         _ => Format::Parquet,
@@ -42,15 +51,17 @@ pub(super) fn guess_format(loc: &Location, files: &[ObjectMeta]) -> Format {
 
 /// The data files at a location: the object itself, or every file below a
 /// folder (hidden and `_`-prefixed files excluded), sorted by path. A folder
-/// holding a `_manifest.json` yields exactly the files its manifest lists.
+/// holding a `_manifest.json` yields exactly the files its manifest lists,
+/// and so does each subfolder holding one. The flag says whether any
+/// manifest decided the files.
 pub(super) async fn list_files(
     store: &Arc<dyn ObjectStore>,
     loc: &Location,
-) -> Result<(Vec<ObjectMeta>, Option<publish::Manifest>)> {
+) -> Result<(Vec<ObjectMeta>, bool)> {
     let path = loc.path();
     if !loc.is_dir_like() {
         match store.head(&path).await {
-            Ok(meta) => return Ok((vec![meta], None)),
+            Ok(meta) => return Ok((vec![meta], false)),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::storage(loc.to_string(), e)),
         }
@@ -75,13 +86,14 @@ pub(super) async fn list_files(
             })?;
             metas.push(meta);
         }
-        return Ok((metas, Some(m)));
+        return Ok((metas, true));
     }
     let mut metas: Vec<_> = store
         .list(Some(&dir.path()))
         .try_collect()
         .await
         .map_err(|e| Error::storage(dir.to_string(), e))?;
+    let managed = keep_manifest_files(store, &dir, &mut metas).await?;
     // Hidden and `_`-prefixed names below the folder are not data (Spark's
     // `_SUCCESS`, our `_manifest.json`, editors' dot files).
     let prefix = dir.path();
@@ -94,7 +106,46 @@ pub(super) async fn list_files(
             .unwrap_or(false)
     });
     metas.sort_by(|a, b| a.location.cmp(&b.location));
-    Ok((metas, None))
+    Ok((metas, managed))
+}
+
+/// Below a folder, a subfolder holding a `_manifest.json` (a published
+/// partition of a table folder) contributes exactly the files its manifest
+/// lists: not a later run's staged files, nor a crashed run's. True when
+/// some subfolder has a manifest.
+async fn keep_manifest_files(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Location,
+    metas: &mut Vec<ObjectMeta>,
+) -> Result<bool> {
+    let root = dir.path();
+    let mut folders: Vec<object_store::path::Path> = Vec::new();
+    let mut listed: HashSet<object_store::path::Path> = HashSet::new();
+    for m in metas.iter() {
+        if m.location.filename() != Some(publish::MANIFEST) {
+            continue;
+        }
+        let Some(parts) = m.location.prefix_match(&root) else {
+            continue;
+        };
+        let mut parts: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+        parts.pop();
+        let folder = dir.join(&format!("{}/", parts.join("/")))?;
+        if let Some(manifest) = publish::read_manifest(store, &folder).await? {
+            let path = folder.path();
+            listed.extend(
+                manifest
+                    .files
+                    .iter()
+                    .map(|f| path.clone().join(f.path.as_str())),
+            );
+            folders.push(path);
+        }
+    }
+    metas.retain(|m| {
+        listed.contains(&m.location) || !folders.iter().any(|f| m.location.prefix_matches(f))
+    });
+    Ok(!folders.is_empty())
 }
 
 /// The full URL of one listed file, as messages and manifests show it.

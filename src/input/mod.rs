@@ -2,7 +2,9 @@
 //! [`source`]), the column mapping checked against every file, and the
 //! typed, canonically named views the SQL steps read.
 
+mod csv;
 mod files;
+mod hive;
 mod mapping;
 mod schema;
 mod source;
@@ -19,8 +21,9 @@ use crate::error::{Error, Result};
 use crate::job::{InputKind, InputSpec};
 use crate::storage::Location;
 
+pub use csv::CsvOptions;
 pub use files::FileFingerprint;
-pub use source::register_source;
+pub use source::{register_source, ReadOptions};
 pub use transactions::TRANSACTION_COLUMNS;
 
 use mapping::{Mapping, Source};
@@ -57,6 +60,7 @@ pub(super) fn quote(ident: &str) -> String {
 ///
 /// Errors: [`Error::Argument`] for an override naming no input or a required
 /// input without a URL; [`Error::Url`] for a location that does not parse;
+/// [`Error::InputOption`] for a CSV option custval cannot use;
 /// [`Error::InputSchema`] when a location has no data files, a file cannot be
 /// read, or the column mapping does not fit a file (an unknown column, an
 /// expression that does not type-check); [`Error::Storage`] when
@@ -78,9 +82,11 @@ pub async fn register_inputs(
             )));
         }
     }
-    // Parse every location before reading any of them.
+    // Parse every location and CSV dialect before reading any of them.
     let mut locations = BTreeMap::new();
+    let mut dialects = BTreeMap::new();
     for (name, spec) in inputs {
+        dialects.insert(name.clone(), CsvOptions::resolve(name, &spec.csv)?);
         let raw = match (overrides.get(name), &spec.url) {
             (Some(u), _) => Some(u.clone()),
             (None, Some(u)) => Some(resolve_relative(base_dir, u)),
@@ -103,7 +109,8 @@ pub async fn register_inputs(
     let mut reports = Vec::new();
     for (name, spec) in inputs {
         let loc = locations.get(name).cloned().flatten();
-        reports.push(register_one(ctx, name, spec, loc, timezone, scratch).await?);
+        let csv = dialects.get(name).cloned().unwrap_or_default();
+        reports.push(register_one(ctx, name, spec, loc, csv, timezone, scratch).await?);
     }
     Ok(reports)
 }
@@ -133,6 +140,7 @@ async fn register_one(
     name: &str,
     spec: &InputSpec,
     loc: Option<Location>,
+    csv: CsvOptions,
     timezone: &str,
     scratch: &crate::scratch::Scratch,
 ) -> Result<InputReport> {
@@ -140,14 +148,13 @@ async fn register_one(
     let url = loc.as_ref().map(|l| l.to_string()).unwrap_or_default();
     let (files, format, mapping, sampled) = match &loc {
         Some(loc) => {
-            let registered = source::register(
-                ctx,
-                &raw_name,
-                loc,
-                spec.format,
-                spec.kind == InputKind::Transactions,
-            )
-            .await?;
+            let read = ReadOptions {
+                format: spec.format,
+                csv,
+                csv_as_text: spec.kind == InputKind::Transactions,
+                scratch: Some(scratch),
+            };
+            let registered = source::register(ctx, &raw_name, loc, &read).await?;
             let context = mapping::Context {
                 input: name,
                 url: &url,

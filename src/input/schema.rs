@@ -5,51 +5,65 @@
 //! nothing reconciles is an error naming both files.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::Arc;
 
-use datafusion::arrow::csv::reader::Format as CsvInference;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::Session;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
 use futures::StreamExt;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore};
+
+use super::csv::{self, CsvOptions};
 
 /// Files whose schemas are read at the same time (each read is one footer
 /// or the first records of one file).
 const CONCURRENT_READS: usize = 16;
-
-/// CSV records sampled per file to infer its column types.
-pub(super) const CSV_SAMPLE_RECORDS: usize = 100;
 
 /// One file's own schema. CSV columns are in header order.
 #[derive(Debug, Clone)]
 pub(super) struct FileSchema {
     pub url: String,
     pub schema: SchemaRef,
+    /// The file starts with a UTF-8 byte order mark (CSV only).
+    pub bom: bool,
+}
+
+/// How files are read: Parquet footers, or CSV with a dialect.
+#[derive(Clone, Copy)]
+pub(super) enum Reader<'a> {
+    /// Parquet (or another format DataFusion infers itself).
+    Parquet(&'a dyn FileFormat),
+    /// CSV files with these options.
+    Csv(&'a CsvOptions),
 }
 
 /// Read every file's schema, at most [`CONCURRENT_READS`] at a time, in the
-/// order of `files`. The error names the file it is about.
+/// order of `files` (shown URL, the object read, its compression). The
+/// error names the file it is about.
 pub(super) async fn infer_each(
     state: &dyn Session,
     store: &Arc<dyn ObjectStore>,
-    parquet: Option<&dyn FileFormat>,
-    files: &[(String, ObjectMeta)],
+    reader: Reader<'_>,
+    files: &[(String, ObjectMeta, FileCompressionType)],
 ) -> Result<Vec<FileSchema>, (String, String)> {
-    let reads = files.iter().map(|(url, meta)| async move {
-        let schema = match parquet {
-            Some(format) => format
+    let reads = files.iter().map(|(url, meta, compression)| async move {
+        let schema = match reader {
+            Reader::Parquet(format) => format
                 .infer_schema(state, store, std::slice::from_ref(meta))
                 .await
+                .map(|s| (s, false))
                 .map_err(|e| e.to_string()),
-            None => infer_csv(Arc::clone(store), meta.clone()).await,
+            Reader::Csv(opts) => {
+                csv::infer(Arc::clone(store), meta.clone(), *compression, opts).await
+            }
         };
         schema
-            .map(|schema| FileSchema {
+            .map(|(schema, bom)| FileSchema {
                 url: url.clone(),
                 schema,
+                bom,
             })
             .map_err(|e| (url.clone(), e))
     });
@@ -59,68 +73,6 @@ pub(super) async fn infer_each(
         .await
         .into_iter()
         .collect()
-}
-
-/// A CSV file's header and the types of its first records, read through
-/// Arrow's CSV reader, which follows quotes across lines (DataFusion 55
-/// cuts the sample into newline-delimited chunks first and loses a quoted
-/// newline that straddles a read chunk). Only as much of the file is read as
-/// the sample needs. A column with no value in the sample is `Null`.
-async fn infer_csv(store: Arc<dyn ObjectStore>, meta: ObjectMeta) -> Result<SchemaRef, String> {
-    let stream = store
-        .get(&meta.location)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_stream();
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let reader = BlockingRead {
-            stream,
-            handle,
-            chunk: Vec::new(),
-            at: 0,
-        };
-        CsvInference::default()
-            .with_header(true)
-            .infer_schema(reader, Some(CSV_SAMPLE_RECORDS))
-            .map(|(schema, _)| Arc::new(schema))
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| format!("reading the CSV header failed: {e}"))?
-}
-
-/// `Read` over an object-store byte stream, for the synchronous CSV reader
-/// on a blocking thread.
-struct BlockingRead<S> {
-    stream: S,
-    handle: tokio::runtime::Handle,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl<S, B> Read for BlockingRead<S>
-where
-    S: futures::Stream<Item = object_store::Result<B>> + Unpin,
-    B: AsRef<[u8]>,
-{
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.handle.block_on(self.stream.next()) {
-                Some(Ok(b)) => {
-                    self.chunk.clear();
-                    self.chunk.extend_from_slice(b.as_ref());
-                    self.at = 0;
-                }
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
 }
 
 /// Two files give one column types nothing reconciles.
@@ -229,6 +181,7 @@ mod tests {
     fn file(url: &str, fields: &[(&str, DataType, bool)]) -> FileSchema {
         FileSchema {
             url: url.into(),
+            bom: false,
             schema: Arc::new(Schema::new(
                 fields
                     .iter()

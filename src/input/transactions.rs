@@ -58,10 +58,17 @@ struct Mapped {
     data_type: DataType,
     /// The text columns an expression parses as numbers.
     parsed: Vec<String>,
+    /// Whether `parsed` columns are written with a decimal comma.
+    decimal_comma: bool,
     expr: Option<Expression>,
 }
 
 impl ViewInput<'_> {
+    /// Whether the input's CSV dialect writes numbers with a decimal comma.
+    fn decimal_comma(&self) -> bool {
+        self.spec.csv.decimal.as_deref() == Some(",")
+    }
+
     fn error(&self, message: String) -> Error {
         Error::InputSchema {
             input: self.name.to_string(),
@@ -101,7 +108,7 @@ impl ViewInput<'_> {
             .collect();
         let sql = e.sql_with(|c| {
             if parsed.iter().any(|p| p == c) {
-                format!("TRY_CAST(TRIM({}) AS DOUBLE)", quote(c))
+                text_number(&quote(c), self.decimal_comma())
             } else {
                 quote(c)
             }
@@ -123,6 +130,7 @@ impl ViewInput<'_> {
             sql,
             data_type,
             parsed,
+            decimal_comma: self.decimal_comma(),
             expr: Some(e.clone()),
         })
     }
@@ -144,6 +152,7 @@ impl ViewInput<'_> {
                         .map(|f| f.data_type().clone())
                         .unwrap_or(DataType::Utf8),
                     parsed: vec![],
+                    decimal_comma: false,
                     expr: None,
                 },
                 Some(Source::Expr(e)) => self.expression(ctx, schema, canonical, e).await?,
@@ -269,7 +278,9 @@ fn canonical_values(
     });
     for money in ["amount", "margin"] {
         select.push(match col(money) {
-            Some((c, t)) if is_text(&t) => format!("TRY_CAST(TRIM({c}) AS DOUBLE) AS {money}"),
+            Some((c, t)) if is_text(&t) => {
+                format!("{} AS {money}", text_number(&c, input.decimal_comma()))
+            }
             Some((c, _)) => format!("CAST({c} AS DOUBLE) AS {money}"),
             None => format!("CAST({null} AS DOUBLE) AS {money}"),
         });
@@ -380,8 +391,9 @@ fn number_errors(canonical: &str, m: &Mapped) -> Option<String> {
         .iter()
         .map(|c| {
             let v = format!("TRIM({})", quote(c));
+            let number = text_number(&quote(c), m.decimal_comma);
             format!(
-                "WHEN {v} <> '' AND TRY_CAST({v} AS DOUBLE) IS NULL THEN {} || {v} || '\" is not a number'",
+                "WHEN {v} <> '' AND {number} IS NULL THEN {} || {v} || '\" is not a number'",
                 literal(&format!("unparseable {canonical}: {c} \""))
             )
         })
@@ -448,5 +460,71 @@ fn raw_text(m: Option<&Mapped>) -> String {
             format!("concat_ws('; ', {})", parts.join(", "))
         }
         Some(m) => format!("CAST({} AS VARCHAR)", m.sql),
+    }
+}
+
+/// A text column parsed as a number: with a decimal comma (`12,50`,
+/// `-1.234,5`: `.` only between groups of three digits) when the input's
+/// CSV dialect says so, NULL (a rejected row) for anything else, a decimal
+/// point included (`12.50` would otherwise be read as 1250).
+fn text_number(c: &str, decimal_comma: bool) -> String {
+    if decimal_comma {
+        decimal_comma_number(c)
+    } else {
+        format!("TRY_CAST(TRIM({c}) AS DOUBLE)")
+    }
+}
+
+/// SQL parsing text column `c` written with a decimal comma as a DOUBLE;
+/// NULL for anything else (see [`text_number`]).
+fn decimal_comma_number(c: &str) -> String {
+    format!(
+        "CASE WHEN regexp_like(TRIM({c}), '^[+-]?([0-9]+|[0-9]{{1,3}}([.][0-9]{{3}})+)(,[0-9]+)?$') \
+         THEN TRY_CAST(replace(replace(TRIM({c}), '.', ''), ',', '.') AS DOUBLE) END"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, Float64Array};
+
+    #[tokio::test]
+    async fn decimal_comma_amounts_parse_and_anything_else_is_null() {
+        // (text, expected): the values as a European export writes them.
+        let cases: [(&str, Option<f64>); 9] = [
+            ("12,50", Some(12.5)),
+            (" -3,25 ", Some(-3.25)),
+            ("7", Some(7.0)),
+            ("1.234,5", Some(1234.5)),
+            ("1.234.567", Some(1_234_567.0)),
+            ("12.50", None),
+            ("1,2,3", None),
+            ("abc", None),
+            ("", None),
+        ];
+        let values: Vec<String> = cases.iter().map(|(t, _)| format!("('{t}')")).collect();
+        let sql = format!(
+            "SELECT {} AS v FROM (VALUES {}) AS t(a)",
+            decimal_comma_number("a"),
+            values.join(", ")
+        );
+        let batches = SessionContext::new()
+            .sql(&sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let col = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone();
+        for (i, (text, want)) in cases.iter().enumerate() {
+            let got = (!col.is_null(i)).then(|| col.value(i));
+            assert_eq!(got, *want, "{text:?}");
+        }
     }
 }

@@ -19,10 +19,9 @@ use crate::common::{files_under, read_json, read_table, Cmd};
 const HEADER: &str =
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country";
 const AS_OF: &str = "2011-12-09";
-/// The export's file name. [`write_export`] gzips a `.gz` name; switch to
-/// `online_retail.csv.gz` once the CSV reader decompresses by extension
-/// (issue 14, item 2).
-const EXPORT: &str = "online_retail.csv";
+/// The export's file name: gzip-compressed, as shops send them
+/// ([`write_export`] gzips a `.gz` name; the reader decompresses by extension).
+const EXPORT: &str = "online_retail.csv.gz";
 /// The US format of the export's dates: `12/1/2010 8:26`.
 const US_FORMAT: &str = "%m/%d/%Y %H:%M";
 

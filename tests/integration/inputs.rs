@@ -32,7 +32,7 @@ fn run(input: &str, as_of: &str, out: &Path, extra: &[&str]) -> Output {
     run_nightly(input, as_of, out, extra)
 }
 
-fn assert_exit(out: &Output, code: i32, what: &str) {
+pub(crate) fn assert_exit(out: &Output, code: i32, what: &str) {
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -42,7 +42,7 @@ fn assert_exit(out: &Output, code: i32, what: &str) {
 }
 
 /// The last line of a query over one published table, as CSV.
-fn one(out: &Path, table: &str, as_of: &str, sql: &str) -> String {
+pub(crate) fn one(out: &Path, table: &str, as_of: &str, sql: &str) -> String {
     let t = format!("t={}/{table}/as_of={as_of}/", out.display());
     let res = custval(&[], &["-q", "sql", "--format", "csv", "--table", &t, sql]);
     assert!(
@@ -62,7 +62,7 @@ fn one(out: &Path, table: &str, as_of: &str, sql: &str) -> String {
     }
 }
 
-fn customers_and_revenue(out: &Path, as_of: &str) -> String {
+pub(crate) fn customers_and_revenue(out: &Path, as_of: &str) -> String {
     one(
         out,
         "customer_tiers",
@@ -72,7 +72,7 @@ fn customers_and_revenue(out: &Path, as_of: &str) -> String {
 }
 
 /// `got` ("customers revenue") has these customers and revenue to the cent.
-fn assert_totals(got: &str, customers: usize, revenue: f64, what: &str) {
+pub(crate) fn assert_totals(got: &str, customers: usize, revenue: f64, what: &str) {
     let (n, r) = got.split_once(' ').unwrap_or_default();
     assert_eq!(n, customers.to_string(), "{what}: customers in {got:?}");
     let r: f64 = r.parse().unwrap_or(f64::NAN);
@@ -396,7 +396,7 @@ fn conflicting_files_exit_2_naming_file_and_column() {
 /// A CSV file whose `category` values are quoted and span lines, some
 /// longer than a read chunk, with `rows` rows over 2,000 customers; returns
 /// (customers, revenue in cents).
-fn multiline_csv(path: &Path, rows: usize) -> (usize, u64) {
+pub(crate) fn multiline_csv(path: &Path, rows: usize) -> (usize, u64) {
     use std::fmt::Write;
     let mut s = String::from("customer_id,order_ts,amount,category\n");
     let mut cents = 0u64;

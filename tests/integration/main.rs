@@ -8,6 +8,7 @@ mod cli_sql;
 mod cluster;
 mod column_docs;
 mod common;
+mod csv_dialects;
 mod demo;
 mod exports;
 mod hostile;
