@@ -32,6 +32,11 @@ pub async fn register_tables(ctx: &SessionContext, tables: &[(String, String)]) 
 /// Hive-style partitions below `loc`, if its children are all `key=value`
 /// folders with one key; registers `name` as their union and returns true.
 async fn register_partitioned(ctx: &SessionContext, name: &str, loc: &Location) -> Result<bool> {
+    // A published partition's `run=<id>/` folders are runs, not partitions:
+    // the partition is read through its run record and manifest.
+    if crate::publish::OutputLayout::of_partition(loc).is_some() {
+        return Ok(false);
+    }
     let store = storage::register_store(ctx, loc)?;
     let listing = store
         .list_with_delimiter(Some(&loc.path()))

@@ -66,7 +66,7 @@ pub(super) async fn list_files(
     if let Some(m) = publish::read_manifest(store, &dir).await? {
         let mut metas = Vec::new();
         for f in &m.files {
-            let p = dir.path().clone().join(f.path.as_str());
+            let p = publish::child(&dir.path(), &f.path);
             let meta = store.head(&p).await.map_err(|e| {
                 Error::storage(
                     format!("{dir}{} (listed in {})", f.path, publish::MANIFEST),
