@@ -308,3 +308,128 @@ async fn record_jobs(store: &Arc<dyn ObjectStore>, layout: &OutputLayout) -> Res
         .filter_map(|p| p.filename().map(String::from))
         .collect())
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    pub(crate) const DAY: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(1997, 9, 30).unwrap();
+
+    pub(crate) fn setup() -> (Arc<dyn ObjectStore>, OutputLayout) {
+        let root = Location::parse("s3://bucket/out/", true).unwrap();
+        (Arc::new(InMemory::new()), OutputLayout::new(root))
+    }
+
+    /// A record of `run` publishing one file per table, `run=<run>/part-0.parquet`.
+    pub(crate) fn record(run: &str, tables: &[&str]) -> RunCommit {
+        let tables = tables
+            .iter()
+            .map(|t| {
+                let files = vec![FileEntry {
+                    path: format!("run={run}/part-0.parquet"),
+                    rows: 1,
+                }];
+                let schema = vec![ColumnEntry {
+                    name: "x".into(),
+                    data_type: "Int64".into(),
+                    nullable: true,
+                }];
+                (
+                    t.to_string(),
+                    TableCommit {
+                        rows: 1,
+                        files,
+                        schema,
+                    },
+                )
+            })
+            .collect();
+        RunCommit {
+            format: RUN_FORMAT.into(),
+            job: "nightly".into(),
+            as_of: DAY.to_string(),
+            run_id: run.into(),
+            custval_version: "test".into(),
+            committed_at: "1997-10-01T00:00:00Z".into(),
+            previous_run_id: None,
+            parameters: serde_json::Value::Null,
+            inputs: serde_json::Value::Null,
+            quality: serde_json::Value::Null,
+            model_fit: serde_json::Value::Null,
+            steps: serde_json::Value::Null,
+            tables,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_replaces_only_the_record_it_read() {
+        let (store, out) = setup();
+        let loc = out.run_record("nightly", DAY).unwrap();
+        put_record(&store, &loc, &record("r1", &["a"]), None)
+            .await
+            .unwrap();
+        // A second first commit (a run that found no record) loses.
+        let err = put_record(&store, &loc, &record("r2", &["a"]), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
+        let seen = read_record(&store, &loc).await.unwrap().unwrap();
+        assert_eq!(seen.record.run_id, "r1");
+        put_record(&store, &loc, &record("r3", &["a"]), Some(&seen.version))
+            .await
+            .unwrap();
+        // r4 read r1's record too: r3 committed since, so r4 loses.
+        let err = put_record(&store, &loc, &record("r4", &["a"]), Some(&seen.version))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
+        let now = read_record(&store, &loc).await.unwrap().unwrap();
+        assert_eq!(now.record.run_id, "r3");
+    }
+
+    #[tokio::test]
+    async fn readers_follow_the_record_while_manifests_lag() {
+        let (store, out) = setup();
+        let loc = out.run_record("nightly", DAY).unwrap();
+        let part_a = out.partition("a", DAY).unwrap();
+        let part_b = out.partition("b", DAY).unwrap();
+        // r1 fully published, then r2 committed with only a's manifest rolled forward.
+        let r1 = record("r1", &["a", "b"]);
+        let r2 = record("r2", &["a", "b"]);
+        put_record(&store, &loc, &r2, None).await.unwrap();
+        super::super::write_manifest(&store, &r2.manifest("a").unwrap(), &part_a)
+            .await
+            .unwrap();
+        super::super::write_manifest(&store, &r1.manifest("b").unwrap(), &part_b)
+            .await
+            .unwrap();
+        for part in [&part_a, &part_b] {
+            let m = read_manifest(&store, part).await.unwrap().unwrap();
+            assert_eq!(m.run_id, "r2", "{part}");
+            assert_eq!(m.files[0].path, "run=r2/part-0.parquet");
+        }
+        // A table whose manifest was never written is found through _runs/.
+        let part_c = out.partition("c", DAY).unwrap();
+        assert!(read_manifest(&store, &part_c).await.unwrap().is_none());
+        put_record(
+            &store,
+            &out.run_record("other", DAY).unwrap(),
+            &record("r9", &["c"]),
+            None,
+        )
+        .await
+        .unwrap();
+        let m = read_manifest(&store, &part_c).await.unwrap().unwrap();
+        assert_eq!(m.run_id, "r9");
+        // A manifest written before run records is read as it is.
+        let mut legacy = r1.manifest("b").unwrap();
+        legacy.run_record = None;
+        legacy.run_id = "old".into();
+        super::super::write_manifest(&store, &legacy, &part_b)
+            .await
+            .unwrap();
+        let m = read_manifest(&store, &part_b).await.unwrap().unwrap();
+        assert_eq!(m.run_id, "old");
+    }
+}

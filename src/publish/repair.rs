@@ -75,3 +75,89 @@ pub async fn repair(
     }
     Ok(Repaired { committed, repairs })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::record::put_record;
+    use crate::publish::record::tests::{record, setup, DAY};
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    async fn names(
+        store: &Arc<dyn ObjectStore>,
+        layout: &OutputLayout,
+        table: &str,
+    ) -> Vec<String> {
+        use futures::TryStreamExt;
+        let part = layout.partition(table, DAY).unwrap();
+        let prefix = part.path();
+        let mut v: Vec<String> = store
+            .list(Some(&prefix))
+            .map_ok(|m| {
+                m.location
+                    .prefix_match(&prefix)
+                    .unwrap()
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .try_collect()
+            .await
+            .unwrap();
+        v.sort();
+        v
+    }
+
+    /// r2 committed, then stopped after rolling a's manifest forward; r3
+    /// was killed while staging. The repair leaves exactly r2's state.
+    #[tokio::test]
+    async fn a_stopped_commit_is_rolled_forward_and_orphans_removed() {
+        let (store, out) = setup();
+        let r1 = record("r1", &["a", "b"]);
+        let r2 = record("r2", &["a", "b"]);
+        put_record(&store, &out.run_record("nightly", DAY).unwrap(), &r2, None)
+            .await
+            .unwrap();
+        let part = |t: &str| out.partition(t, DAY).unwrap();
+        write_manifest(&store, &r2.manifest("a").unwrap(), &part("a"))
+            .await
+            .unwrap();
+        write_manifest(&store, &r1.manifest("b").unwrap(), &part("b"))
+            .await
+            .unwrap();
+        for (t, run) in [
+            ("a", "r2"),
+            ("a", "r3"),
+            ("b", "r1"),
+            ("b", "r2"),
+            ("b", "r3"),
+        ] {
+            let p = super::super::child(&part(t).path(), &format!("run={run}/part-0.parquet"));
+            store.put(&p, PutPayload::from("x")).await.unwrap();
+        }
+        let tables = vec!["a".to_string(), "b".to_string()];
+        let done = repair(&store, &out, "nightly", DAY, &tables).await.unwrap();
+        assert_eq!(done.committed.unwrap().record.run_id, "r2");
+        assert_eq!(done.repairs.len(), 3, "{:?}", done.repairs);
+        assert!(
+            done.repairs[1].contains("b: manifest rolled forward"),
+            "{:?}",
+            done.repairs
+        );
+        for t in ["a", "b"] {
+            assert_eq!(
+                names(&store, &out, t).await,
+                vec!["_manifest.json", "run=r2/part-0.parquet"],
+                "{t}"
+            );
+        }
+        let m = read_manifest_file(&store, &part("b"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.run_id, "r2");
+        // A second repair finds nothing to do.
+        let again = repair(&store, &out, "nightly", DAY, &tables).await.unwrap();
+        assert!(again.repairs.is_empty(), "{:?}", again.repairs);
+    }
+}
