@@ -345,11 +345,18 @@ pub async fn stage_with(
         let store = store.clone();
         let name = format!("part-{run_id}-{i:05}.parquet");
         let path = child(&partition.path(), &name);
+        let shown = format!("{partition}{name}");
         let props = props.clone();
         let schema = schema.clone();
         tasks.push(tokio::spawn(async move {
             // Open the file only once there is a row to write: empty
-            // partitions leave no file behind.
+            // partitions leave no file behind. Errors of the stream are the
+            // computation's (an input read among them); errors of the writer
+            // are the output's.
+            let written = |e: datafusion::parquet::errors::ParquetError| Error::OutputWrite {
+                url: shown.clone(),
+                message: e.to_string().replace('\n', ": "),
+            };
             let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
             let mut rows = 0u64;
             while let Some(batch) = stream.next().await {
@@ -359,20 +366,19 @@ pub async fn stage_with(
                 }
                 if writer.is_none() {
                     let w = BufWriter::new(store.clone(), path.clone());
-                    writer = Some(AsyncArrowWriter::try_new(
-                        w,
-                        schema.clone(),
-                        Some(props.clone()),
-                    )?);
+                    writer = Some(
+                        AsyncArrowWriter::try_new(w, schema.clone(), Some(props.clone()))
+                            .map_err(written)?,
+                    );
                 }
                 if let Some(w) = writer.as_mut() {
-                    w.write(&batch).await?;
+                    w.write(&batch).await.map_err(written)?;
                 }
                 rows += batch.num_rows() as u64;
             }
             match writer {
                 Some(w) => {
-                    w.close().await?;
+                    w.close().await.map_err(written)?;
                     Ok::<_, Error>(Some(FileEntry { path: name, rows }))
                 }
                 None => Ok(None),
@@ -402,9 +408,13 @@ pub async fn stage_with(
         // An empty table still publishes its schema as one empty file, so
         // readers that list the folder can plan against it.
         let name = format!("part-{run_id}-00000.parquet");
+        let written = |e: datafusion::parquet::errors::ParquetError| Error::OutputWrite {
+            url: format!("{partition}{name}"),
+            message: e.to_string().replace('\n', ": "),
+        };
         let w = BufWriter::new(store.clone(), child(&partition.path(), &name));
-        let writer = AsyncArrowWriter::try_new(w, schema.clone(), Some(props))?;
-        writer.close().await?;
+        let writer = AsyncArrowWriter::try_new(w, schema.clone(), Some(props)).map_err(written)?;
+        writer.close().await.map_err(written)?;
         files.push(FileEntry {
             path: name,
             rows: 0,
@@ -500,4 +510,48 @@ pub fn schema_entries(schema: &SchemaRef) -> Vec<ColumnEntry> {
             nullable: f.is_nullable(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails (here the run's folder is a regular file) is the
+    /// output's failure, exit 1, naming the file: never an input's.
+    #[tokio::test]
+    async fn a_failed_write_is_an_output_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run=r1"), "in the way").unwrap();
+        let partition = Location::parse(&dir.path().display().to_string(), true).unwrap();
+        let ctx = datafusion::prelude::SessionContext::new();
+        let df = ctx.sql("SELECT 1 AS x").await.unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        let err = stage("t", df, store, &partition, "r1").await.unwrap_err();
+        assert!(matches!(err, Error::OutputWrite { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.to_string().contains("run=r1/part-r1-00000.parquet"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn partition_folders_are_recognised() {
+        let root = Location::parse("s3://b/out/", true).unwrap();
+        let layout = OutputLayout::new(root.clone());
+        let day = NaiveDate::from_ymd_opt(1997, 9, 30).unwrap();
+        let part = layout.partition("customer_tiers", day).unwrap();
+        let (l, table, d) = OutputLayout::of_partition(&part).unwrap();
+        assert_eq!(
+            (l.root(), table.as_str(), d),
+            (&root, "customer_tiers", day)
+        );
+        assert!(OutputLayout::of_partition(&layout.table("customer_tiers").unwrap()).is_none());
+        assert_eq!(
+            layout.run_record("nightly", day).unwrap().to_string(),
+            part.join(&run_record_from_partition("nightly", day))
+                .unwrap()
+                .to_string()
+        );
+    }
 }

@@ -51,6 +51,13 @@ pub(super) async fn list_files(
     if !loc.is_dir_like() {
         match store.head(&path).await {
             Ok(meta) => return Ok((vec![meta], None)),
+            // A web server cannot list folders: a missing file is missing
+            // (exit 2, no retries of a listing, no error page in the message).
+            Err(object_store::Error::NotFound { .. })
+                if matches!(loc.url().scheme(), "http" | "https") =>
+            {
+                return Err(Error::url(loc.to_string(), "not found (HTTP 404)"))
+            }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::storage(loc.to_string(), e)),
         }

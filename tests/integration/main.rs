@@ -8,6 +8,7 @@ mod cli_sql;
 mod cluster;
 mod common;
 mod demo;
+mod exit_codes;
 mod hostile;
 mod inputs;
 mod jobs;
