@@ -125,12 +125,35 @@ impl RunCommit {
             files: t.files.clone(),
             schema: t.schema.clone(),
             parameters: self.parameters.clone(),
-            inputs: self.inputs.clone(),
+            inputs: inputs_summary(&self.inputs),
             quality: self.quality.clone(),
             model_fit: self.model_fit.clone(),
             steps: self.steps.clone(),
             run_record: Some(run_record_from_partition(&self.job, as_of)),
         })
+    }
+}
+
+/// The inputs as a manifest shows them: each input's fields with its list
+/// of file fingerprints replaced by their count (`file_count`); the
+/// fingerprints are in the run record once, not in every table's manifest.
+fn inputs_summary(inputs: &serde_json::Value) -> serde_json::Value {
+    match inputs {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                serde_json::Value::Object(fields) => {
+                    let mut f = fields.clone();
+                    if let Some(files) = f.remove("files") {
+                        let n = files.as_array().map(|a| a.len()).unwrap_or(0);
+                        f.insert("file_count".into(), n.into());
+                    }
+                    serde_json::Value::Object(f)
+                }
+                other => other.clone(),
+            })
+            .collect(),
+        other => other.clone(),
     }
 }
 
