@@ -670,7 +670,44 @@ async fn published(store: &Arc<dyn ObjectStore>, out: &str) -> Option<(String, V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_at_any_request_leaves_every_table_from_one_run() {
     let prefix = unique("matrix");
-    let store = s3_store();
+    let out = format!("s3://{}/{prefix}/out/", bucket());
+    fault_matrix(
+        "moto",
+        s3_store(),
+        prefix,
+        out,
+        var("CUSTVAL_TEST_S3_ENDPOINT"),
+        s3_env,
+    )
+    .await;
+}
+
+/// The same matrix against Azurite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_any_request_on_azure_leaves_every_table_from_one_run() {
+    let prefix = unique("matrix");
+    let out = format!("az://{}/{prefix}/out/", var("CUSTVAL_TEST_AZURE_CONTAINER"));
+    let env = |endpoint: &str| {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            ("AZURITE_BLOB_STORAGE_URL", endpoint.to_string()),
+        ]
+    };
+    let upstream = var("CUSTVAL_TEST_AZURITE_ENDPOINT");
+    fault_matrix("azurite", az_store(), prefix, out, upstream, env).await;
+}
+
+/// The matrix of one store: `store` reads it directly, `out` is the output
+/// URL (under `prefix`), `upstream` the server's endpoint and `env` the
+/// environment custval reaches an endpoint with.
+async fn fault_matrix(
+    name: &str,
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    out: String,
+    upstream: String,
+    env: fn(&str) -> Vec<(&'static str, String)>,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let full = std::fs::read_to_string(cdnow()).unwrap();
     let b: String = full.lines().take(4000).map(|l| format!("{l}\n")).collect();
@@ -692,13 +729,15 @@ async fn a_failure_at_any_request_leaves_every_table_from_one_run() {
         expected.push(counts(d.path()));
     }
     assert_ne!(expected[0], expected[1]);
-    let out = format!("s3://{}/{prefix}/out/", bucket());
     let key = format!("{prefix}/out");
-    let direct = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
+    let direct = env(&upstream);
+    let through = |port: u16| {
+        let e: Vec<(&'static str, String)> = env(&format!("http://127.0.0.1:{port}"));
+        e
+    };
     // A first commit, and the number of requests of a whole run.
-    let (port, count) = nth_request_proxy(var("CUSTVAL_TEST_S3_ENDPOINT"), 0).await;
-    let env = s3_env(&format!("http://127.0.0.1:{port}"));
-    let (e, o, i) = (env.clone(), out.clone(), inputs[1].clone());
+    let (port, count) = nth_request_proxy(upstream.clone(), 0).await;
+    let (e, o, i) = (through(port), out.clone(), inputs[1].clone());
     tokio::task::spawn_blocking(move || run_to(&e, &i, &o, &[]).assert_code(0))
         .await
         .unwrap();
@@ -707,10 +746,10 @@ async fn a_failure_at_any_request_leaves_every_table_from_one_run() {
     let (mut mixed, mut ok_missing, mut failed_visible, mut exits) = (0, 0, 0, [0usize; 4]);
     for n in 1..=requests + 2 {
         let next = n % 2;
-        let (port, _) = nth_request_proxy(var("CUSTVAL_TEST_S3_ENDPOINT"), n).await;
-        let mut env = s3_env(&format!("http://127.0.0.1:{port}"));
-        env.push(("CUSTVAL_STORE_MAX_RETRIES", "0".into()));
-        let (e, o, i) = (env, out.clone(), inputs[next].clone());
+        let (port, _) = nth_request_proxy(upstream.clone(), n).await;
+        let mut e = through(port);
+        e.push(("CUSTVAL_STORE_MAX_RETRIES", "0".into()));
+        let (o, i) = (out.clone(), inputs[next].clone());
         let run = tokio::task::spawn_blocking(move || run_to(&e, &i, &o, &[]))
             .await
             .unwrap();
@@ -764,7 +803,7 @@ async fn a_failure_at_any_request_leaves_every_table_from_one_run() {
         }
     }
     println!(
-        "fault matrix on moto: {} runs (a 503 at request 1..={} of a {requests}-request run), exit 0: {}, exit 1: {}; dates mixing two runs: {mixed}, exit 0 with a table missing: {ok_missing}, exit 1 with something new visible: {failed_visible}",
+        "fault matrix on {name}: {} runs (a 503 at request 1..={} of a {requests}-request run), exit 0: {}, exit 1: {}; dates mixing two runs: {mixed}, exit 0 with a table missing: {ok_missing}, exit 1 with something new visible: {failed_visible}",
         requests + 2,
         requests + 2,
         exits[0],
