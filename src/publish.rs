@@ -448,9 +448,10 @@ pub async fn discard_files(store: &Arc<dyn ObjectStore>, partition: &Location, f
     }
 }
 
-/// Roll a committed table forward: write its manifest, then remove every
-/// file of the partition that the manifest does not list (older runs'
-/// folders, files of killed runs). Only after the run record committed it.
+/// Write a partition's `_manifest.json` (one put, replacing the previous
+/// one): rolling a table forward to its committed run, only after the run
+/// record committed it; [`cleanup`] then removes what it does not list.
+/// Errors: [`Error::Storage`] naming the manifest.
 pub async fn write_manifest(
     store: &Arc<dyn ObjectStore>,
     manifest: &Manifest,

@@ -187,7 +187,11 @@ async fn sigkill_on_s3_leaves_the_previous_partition_whole() {
     .await;
     let env = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
     let base = format!("s3://{}/{prefix}/", bucket());
+    let handle = tokio::runtime::Handle::current();
+    let key = format!("{prefix}/out");
     tokio::task::spawn_blocking(move || {
+        let store = s3_store();
+        let mut mixed = 0;
         let input = format!("{base}in/cdnow.csv");
         let output = format!("{base}out/");
         run_to(&env, &input, &output, &[]).assert_code(0);
@@ -211,7 +215,17 @@ async fn sigkill_on_s3_leaves_the_previous_partition_whole() {
                 let now = table_lines(&env, &output, t, "1997-09-30");
                 assert_same_rows(&format!("trial {i} ({delay:?}): {t}"), &now, want);
             }
+            // Every table in the run record, whole, from its run.
+            let (_, problems) = handle.block_on(published(&store, &key)).unwrap();
+            if !problems.is_empty() {
+                mixed += 1;
+                eprintln!("trial {i}: {problems:?}");
+            }
         }
+        println!(
+            "sigkill trials on S3: {trials}, dates mixing two runs or missing a table: {mixed}"
+        );
+        assert_eq!(mixed, 0);
         run_to(&env, &input, &output, &[]).assert_code(0);
         for (t, want) in TABLES.iter().zip(&baseline) {
             assert_same_rows(t, &table_lines(&env, &output, t, "1997-09-30"), want);
