@@ -558,12 +558,23 @@ async fn credentials_never_appear_in_any_output() {
     }
 }
 
-/// A proxy between custval and moto that sees every request: it forwards
-/// each on a connection of its own (`Connection: close`), counts them, and
-/// answers the `fail_at`-th (from 1; 0 for none) with 503 instead.
+/// What the fault proxy does to the one request it fails.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Answer 503 without forwarding it: the store never sees it.
+    Refuse,
+    /// Forward it, then close the connection instead of answering: the
+    /// store did it, the client does not know.
+    LoseAnswer,
+}
+
+/// A proxy between custval and a store server that sees every request: it
+/// forwards each on a connection of its own (`Connection: close`), counts
+/// them, and does `fault` to the `fail_at`-th (from 1; 0 for none).
 async fn nth_request_proxy(
     upstream: String,
     fail_at: usize,
+    fault: Fault,
 ) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -604,7 +615,7 @@ async fn nth_request_proxy(
                     }
                 }
                 let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
-                if n == fail_at {
+                if n == fail_at && matches!(fault, Fault::Refuse) {
                     let _ = inbound
                         .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                         .await;
@@ -622,6 +633,12 @@ async fn nth_request_proxy(
                     return;
                 };
                 if out.write_all(&request).await.is_ok() {
+                    if n == fail_at {
+                        // Let the store finish, then hang up on the client.
+                        let mut answer = Vec::new();
+                        let _ = out.read_to_end(&mut answer).await;
+                        return;
+                    }
                     let _ = tokio::io::copy(&mut out, &mut inbound).await;
                 }
                 let _ = inbound.shutdown().await;
@@ -687,6 +704,26 @@ async fn a_failure_at_any_request_leaves_every_table_from_one_run() {
     let out = format!("s3://{}/{prefix}/out/", bucket());
     fault_matrix(
         "moto",
+        Fault::Refuse,
+        s3_store(),
+        prefix,
+        out,
+        var("CUSTVAL_TEST_S3_ENDPOINT"),
+        s3_env,
+    )
+    .await;
+}
+
+/// The matrix with the answer lost instead: the store did the Nth request
+/// (the conditional put of the run record among them) but custval never
+/// hears back; it must find out, not report a failure for a committed run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_at_any_request_leaves_every_table_from_one_run() {
+    let prefix = unique("matrix-lost");
+    let out = format!("s3://{}/{prefix}/out/", bucket());
+    fault_matrix(
+        "moto, answers lost",
+        Fault::LoseAnswer,
         s3_store(),
         prefix,
         out,
@@ -708,7 +745,16 @@ async fn a_failure_at_any_request_on_azure_leaves_every_table_from_one_run() {
         ]
     };
     let upstream = var("CUSTVAL_TEST_AZURITE_ENDPOINT");
-    fault_matrix("azurite", az_store(), prefix, out, upstream, env).await;
+    fault_matrix(
+        "azurite",
+        Fault::Refuse,
+        az_store(),
+        prefix,
+        out,
+        upstream,
+        env,
+    )
+    .await;
 }
 
 /// The matrix of one store: `store` reads it directly, `out` is the output
@@ -716,6 +762,7 @@ async fn a_failure_at_any_request_on_azure_leaves_every_table_from_one_run() {
 /// environment custval reaches an endpoint with.
 async fn fault_matrix(
     name: &str,
+    fault: Fault,
     store: Arc<dyn ObjectStore>,
     prefix: String,
     out: String,
@@ -750,7 +797,7 @@ async fn fault_matrix(
         e
     };
     // A first commit, and the number of requests of a whole run.
-    let (port, count) = nth_request_proxy(upstream.clone(), 0).await;
+    let (port, count) = nth_request_proxy(upstream.clone(), 0, fault).await;
     let (e, o, i) = (through(port), out.clone(), inputs[1].clone());
     tokio::task::spawn_blocking(move || run_to(&e, &i, &o, &[]).assert_code(0))
         .await
@@ -760,7 +807,7 @@ async fn fault_matrix(
     let (mut mixed, mut ok_missing, mut failed_visible, mut exits) = (0, 0, 0, [0usize; 4]);
     for n in 1..=requests + 2 {
         let next = n % 2;
-        let (port, _) = nth_request_proxy(upstream.clone(), n).await;
+        let (port, _) = nth_request_proxy(upstream.clone(), n, fault).await;
         let mut e = through(port);
         e.push(("CUSTVAL_STORE_MAX_RETRIES", "0".into()));
         let (o, i) = (out.clone(), inputs[next].clone());
@@ -817,7 +864,7 @@ async fn fault_matrix(
         }
     }
     println!(
-        "fault matrix on {name}: {} runs (a 503 at request 1..={} of a {requests}-request run), exit 0: {}, exit 1: {}; dates mixing two runs: {mixed}, exit 0 with a table missing: {ok_missing}, exit 1 with something new visible: {failed_visible}",
+        "fault matrix on {name}: {} runs ({fault:?} at request 1..={} of a {requests}-request run), exit 0: {}, exit 1: {}; dates mixing two runs: {mixed}, exit 0 with a table missing: {ok_missing}, exit 1 with something new visible: {failed_visible}",
         requests + 2,
         requests + 2,
         exits[0],
