@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
@@ -71,17 +71,17 @@ pub(super) async fn list_files(
         )?
     };
     if let Some(m) = publish::read_manifest(store, &dir).await? {
-        let mut metas = Vec::new();
-        for f in &m.files {
-            let p = publish::child(&dir.path(), &f.path);
-            let meta = store.head(&p).await.map_err(|e| {
-                Error::storage(
-                    format!("{dir}{} (listed in {})", f.path, publish::MANIFEST),
-                    e,
-                )
-            })?;
-            metas.push(meta);
-        }
+        // One HEAD per listed file, 16 at a time, in the manifest's order.
+        let dir_path = dir.path();
+        let metas: Vec<ObjectMeta> = futures::stream::iter(&m.files)
+            .map(|f| {
+                let p = publish::child(&dir_path, &f.path);
+                let shown = format!("{dir}{} (listed in {})", f.path, publish::MANIFEST);
+                async move { store.head(&p).await.map_err(|e| Error::storage(shown, e)) }
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
         return Ok((metas, Some(m)));
     }
     let mut metas: Vec<_> = store
