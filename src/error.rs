@@ -150,6 +150,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An output file could not be written: the store refused or failed the
+    /// write, or the folder is not writable (exit 1: the run failed, the
+    /// input is fine; nothing new was published).
+    #[error("output {url}: cannot write: {message}")]
+    OutputWrite {
+        /// The file's redacted URL.
+        url: String,
+        /// The writer's or the store's error, on one line.
+        message: String,
+    },
+
     /// Object-store failure (exit 1).
     #[error("storage {url}: {source}")]
     Storage {
@@ -214,6 +225,7 @@ impl Error {
             },
             Error::Step { .. }
             | Error::Io { .. }
+            | Error::OutputWrite { .. }
             | Error::Storage { .. }
             | Error::Conflict { .. }
             | Error::Cluster { .. }
@@ -412,6 +424,13 @@ mod tests {
                 2,
             ),
             (Error::io("p", std::io::Error::other("x")), 1),
+            (
+                Error::OutputWrite {
+                    url: s(),
+                    message: s(),
+                },
+                1,
+            ),
             (
                 Error::storage(
                     "s3://b/",

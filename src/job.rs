@@ -650,6 +650,7 @@ impl Job {
                 sql.insert(gate.sql.clone(), read_sql(&gate.sql)?);
             }
         }
+        check_param_keys(path, &params, &sql)?;
         let mut tables = std::collections::BTreeSet::new();
         for out in &spec.outputs {
             check_identifier(path, "output table", &out.table)?;
@@ -827,6 +828,67 @@ impl Job {
     }
 }
 
+/// Parameters custval itself reads (besides those the SQL uses).
+const READ_BY_CUSTVAL: &[&str] = &[
+    "time_unit",
+    "value",
+    "holdout_days",
+    "timezone",
+    "max_staleness_days",
+    "retention_uplift_points",
+];
+
+/// The `$name` placeholders a SQL text mentions (comments included: a
+/// mention there makes a key known rather than rejected).
+fn placeholders(sql: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, _) in sql.match_indices('$') {
+        let name: String = sql[i + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.chars().next().is_some_and(|c| !c.is_ascii_digit()) {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// Every key of `[params]` must be used by a SQL file as `$key` or read by
+/// custval: a key nothing reads is a typo ([`Error::JobFile`], exit 2,
+/// naming it and the known keys), not a silent default.
+fn check_param_keys(
+    path: &Path,
+    params: &BTreeMap<String, Param>,
+    sql: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut known: std::collections::BTreeSet<String> =
+        sql.values().flat_map(|s| placeholders(s)).collect();
+    known.extend(READ_BY_CUSTVAL.iter().map(|k| k.to_string()));
+    known.extend(RANGES.iter().map(|(k, _, _)| k.to_string()));
+    for b in BUILTIN_PARAMS {
+        known.remove(*b);
+    }
+    let unknown: Vec<&str> = params
+        .keys()
+        .filter(|k| !known.contains(*k))
+        .map(|k| k.as_str())
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<&str> = known.iter().map(|k| k.as_str()).collect();
+    Err(Error::job(
+        path,
+        format!(
+            "unknown key in [params]: {} (no SQL file uses it as ${} and custval does not read it; known keys: {})",
+            unknown.join(", "),
+            unknown[0],
+            known.join(", ")
+        ),
+    ))
+}
+
 fn check_identifier(path: &Path, what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name
@@ -857,8 +919,34 @@ pub fn parse_key_value(flag: &str, raw: &str) -> Result<(String, String)> {
 mod tests {
     use super::*;
 
+    /// A job whose SQL files all read `$rate`.
     fn parse(text: &str) -> Result<Job> {
-        Job::parse(Path::new("t.toml"), text, |_| Ok("SELECT 1".to_string()))
+        Job::parse(Path::new("t.toml"), text, |_| {
+            Ok("SELECT $rate AS rate".to_string())
+        })
+    }
+
+    #[test]
+    fn a_params_key_nothing_reads_is_named_with_the_known_keys() {
+        let err = parse(&MINIMAL.replace(
+            "rate = 0.01",
+            "rate = 0.01
+horizon_month = 6",
+        ))
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.contains("unknown key in [params]: horizon_month (")
+                && text.contains("known keys: ")
+                && text.contains("horizon_months")
+                && text.contains("rate"),
+            "{text}"
+        );
+        assert_eq!(
+            placeholders("SELECT $a, $b_2 FROM t WHERE x = $1"),
+            ["a", "b_2"].iter().map(|s| s.to_string()).collect()
+        );
     }
 
     const MINIMAL: &str = r#"

@@ -1,13 +1,17 @@
 //! Publishing: the layout of everything under OUTPUT ([`OutputLayout`]),
-//! Parquet files written straight from the plan's streams, one writer per
-//! partition, then `_manifest.json` ([`RunRecord::manifest`]) written last.
+//! Parquet files written straight from the plan's streams into the run's own
+//! folder of each partition, the run record that commits all tables of a run
+//! at once ([`record`]), the per-table `_manifest.json` rolled forward from
+//! it, and the repair of what a killed run left ([`repair`]).
 //!
-//! A partition `OUTPUT/<table>/as_of=YYYY-MM-DD/` is published when its
-//! manifest exists. Data files carry the run id in their names, so a new run
-//! never overwrites a file the current manifest lists: until the new manifest
-//! lands (one atomic put) readers see the old partition whole, and after it
-//! the new one. Files no manifest lists (an earlier run's, a killed run's) are
-//! deleted after the manifest is written, and by the next run.
+//! A run writes `OUTPUT/<table>/as_of=YYYY-MM-DD/run=<run_id>/part-*.parquet`
+//! for every table (nothing visible: no manifest or record names them), then
+//! puts one run record `OUTPUT/_runs/<job>/as_of=YYYY-MM-DD.json` with a
+//! conditional put: that single put is the commit of every table. Only then
+//! is each table's `_manifest.json` rewritten to the new run and the older
+//! runs' folders deleted. Readers that go through [`read_manifest`] follow
+//! the run record, so they see every table of one run, even while manifests
+//! are still being rolled forward or after a run was killed in between.
 
 use std::sync::Arc;
 
@@ -32,11 +36,18 @@ pub const MANIFEST: &str = "_manifest.json";
 /// Version tag of the manifest format, in every manifest's `format`.
 pub const MANIFEST_FORMAT: &str = "custval-manifest/1";
 
+pub mod record;
+pub mod repair;
+
+pub use record::{read_manifest, RunCommit};
+
 /// Every path custval reads or writes below an output location: the one
 /// place that spells `as_of=`.
 ///
 /// ```text
 /// OUTPUT/<table>/as_of=YYYY-MM-DD/            a published partition
+/// OUTPUT/<table>/as_of=YYYY-MM-DD/run=<id>/   one run's data files in it
+/// OUTPUT/_runs/<job>/as_of=YYYY-MM-DD.json    the run record: the commit
 /// OUTPUT/_locks/<job>/as_of=YYYY-MM-DD.json   the run lock
 /// OUTPUT/_reports/<job>/as_of=YYYY-MM-DD/report.html
 /// OUTPUT/_work/<run_id>/                      a cluster run's scratch space
@@ -67,6 +78,38 @@ impl OutputLayout {
     /// `OUTPUT/<table>/as_of=<date>/`: one published partition.
     pub fn partition(&self, table: &str, as_of: NaiveDate) -> Result<Location> {
         self.table(table)?.join(&partition_folder(as_of))
+    }
+
+    /// `OUTPUT/<table>/as_of=<date>/run=<run_id>/`: the folder of one run's
+    /// data files in a partition.
+    pub fn run_files(&self, table: &str, as_of: NaiveDate, run_id: &str) -> Result<Location> {
+        self.partition(table, as_of)?.join(&run_folder(run_id))
+    }
+
+    /// `OUTPUT/_runs/<job>/as_of=<date>.json`: the run record, whose one
+    /// conditional put commits every table of a run.
+    pub fn run_record(&self, job: &str, as_of: NaiveDate) -> Result<Location> {
+        self.root.join(&format!("{RUNS}/{job}/as_of={as_of}.json"))
+    }
+
+    /// `OUTPUT/_runs/`: the folder of the jobs' run records.
+    pub fn runs(&self) -> Result<Location> {
+        self.root.join(&format!("{RUNS}/"))
+    }
+
+    /// The layout, table and date of a partition folder
+    /// `OUTPUT/<table>/as_of=<date>/`; `None` for any other folder.
+    pub fn of_partition(partition: &Location) -> Option<(OutputLayout, String, NaiveDate)> {
+        let path = partition.url().path().trim_end_matches('/');
+        let (rest, last) = path.rsplit_once('/')?;
+        let date = NaiveDate::parse_from_str(last.strip_prefix("as_of=")?, "%Y-%m-%d").ok()?;
+        let (_, table) = rest.rsplit_once('/')?;
+        if table.is_empty() {
+            return None;
+        }
+        let root = partition.join("../../").ok()?;
+        let table = percent_decode(table);
+        Some((OutputLayout::new(root), table, date))
     }
 
     /// `OUTPUT/_locks/<job>/as_of=<date>.json`: the lock of a run.
@@ -149,8 +192,34 @@ fn partition_folder(as_of: NaiveDate) -> String {
     format!("as_of={as_of}/")
 }
 
-/// What every manifest of one run shares; [`RunRecord::manifest`] adds the
-/// table's own files, rows and schema.
+/// The folder of the run records under OUTPUT.
+const RUNS: &str = "_runs";
+
+/// `run=<run_id>/`: a run's data folder inside a partition.
+pub fn run_folder(run_id: &str) -> String {
+    format!("run={run_id}/")
+}
+
+/// Whether a folder name is a run's data folder ([`run_folder`]) rather
+/// than a Hive partition of the user's.
+pub fn is_run_folder(name: &str) -> bool {
+    name.strip_prefix("run=").is_some_and(|id| !id.is_empty())
+}
+
+/// The run record's path as seen from a partition folder, for the manifest's
+/// `run_record` pointer: `../../_runs/<job>/as_of=<date>.json`.
+pub fn run_record_from_partition(job: &str, as_of: NaiveDate) -> String {
+    format!("../../{RUNS}/{job}/as_of={as_of}.json")
+}
+
+fn percent_decode(s: &str) -> String {
+    StorePath::from_url_path(s)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// What every table of one run shares; [`RunRecord::commit`] adds each
+/// table's own files, rows and schema to make the run record.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
     /// The job's name.
@@ -169,29 +238,6 @@ pub struct RunRecord {
     pub model_fit: serde_json::Value,
     /// Per-step name, file, rows and seconds.
     pub steps: serde_json::Value,
-}
-
-impl RunRecord {
-    /// The manifest of one staged table of this run, stamped now.
-    pub fn manifest(&self, s: &Staged) -> Manifest {
-        Manifest {
-            format: MANIFEST_FORMAT.into(),
-            table: s.table.clone(),
-            as_of: self.as_of.to_string(),
-            run_id: self.run_id.clone(),
-            job: self.job.clone(),
-            custval_version: env!("CARGO_PKG_VERSION").into(),
-            created_at: chrono::Utc::now().to_rfc3339(),
-            rows: s.rows,
-            files: s.files.clone(),
-            schema: schema_entries(&s.schema),
-            parameters: self.parameters.clone(),
-            inputs: self.inputs.clone(),
-            quality: self.quality.clone(),
-            model_fit: self.model_fit.clone(),
-            steps: self.steps.clone(),
-        }
-    }
 }
 
 /// One data file of a partition.
@@ -257,6 +303,12 @@ pub struct Manifest {
     /// Per-step name, file, rows and seconds: the run report's steps.
     #[serde(default)]
     pub steps: serde_json::Value,
+    /// The run record that commits this partition, relative to the
+    /// partition folder (`../../_runs/<job>/as_of=<date>.json`); absent in
+    /// manifests written before run records. When the record names another
+    /// run, the record wins: this manifest is still being rolled forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_record: Option<String>,
 }
 
 /// A table whose files are written but not yet published.
@@ -284,8 +336,10 @@ fn writer_props() -> Result<WriterProperties> {
         .build())
 }
 
-/// Write the rows of `df` as Parquet files named after `run_id` into
-/// `partition`, one file per non-empty output partition, in parallel.
+/// Write the rows of `df` as Parquet files named after `run_id` into the
+/// run's folder of `partition` ([`run_folder`]), one file per non-empty
+/// output partition, in parallel. The files' paths in the result are
+/// relative to `partition` (`run=<run_id>/part-<run_id>-00000.parquet`).
 pub async fn stage(
     table: &str,
     df: DataFrame,
@@ -293,7 +347,13 @@ pub async fn stage(
     partition: &Location,
     run_id: &str,
 ) -> Result<Staged> {
-    stage_with(table, df, store, partition, run_id, writer_props()?).await
+    let folder = partition.join(&run_folder(run_id))?;
+    let mut staged = stage_with(table, df, store, &folder, run_id, writer_props()?).await?;
+    for f in &mut staged.files {
+        f.path = format!("{}{}", run_folder(run_id), f.path);
+    }
+    staged.partition = partition.clone();
+    Ok(staged)
 }
 
 /// [`stage`] with other writer properties (the run's local spill files).
@@ -313,43 +373,16 @@ pub async fn stage_with(
     let schema = crate::columns::annotate(table, &plain);
     let streams = df.execute_stream_partitioned().await?;
     let mut tasks = Vec::with_capacity(streams.len());
-    for (i, mut stream) in streams.into_iter().enumerate() {
+    for (i, stream) in streams.into_iter().enumerate() {
         let store = store.clone();
         let name = format!("part-{run_id}-{i:05}.parquet");
         let path = child(&partition.path(), &name);
+        let shown = format!("{partition}{name}");
         let props = props.clone();
         let schema = schema.clone();
-        tasks.push(tokio::spawn(async move {
-            // Open the file only once there is a row to write: empty
-            // partitions leave no file behind.
-            let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
-            let mut rows = 0u64;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                if writer.is_none() {
-                    let w = BufWriter::new(store.clone(), path.clone());
-                    writer = Some(AsyncArrowWriter::try_new(
-                        w,
-                        schema.clone(),
-                        Some(props.clone()),
-                    )?);
-                }
-                if let Some(w) = writer.as_mut() {
-                    w.write(&batch).await?;
-                }
-                rows += batch.num_rows() as u64;
-            }
-            match writer {
-                Some(w) => {
-                    w.close().await?;
-                    Ok::<_, Error>(Some(FileEntry { path: name, rows }))
-                }
-                None => Ok(None),
-            }
-        }));
+        tasks.push(tokio::spawn(write_part(
+            stream, store, path, name, shown, schema, props,
+        )));
     }
     let mut files = Vec::new();
     let mut first_err = None;
@@ -374,9 +407,13 @@ pub async fn stage_with(
         // An empty table still publishes its schema as one empty file, so
         // readers that list the folder can plan against it.
         let name = format!("part-{run_id}-00000.parquet");
+        let written = |e: datafusion::parquet::errors::ParquetError| Error::OutputWrite {
+            url: format!("{partition}{name}"),
+            message: e.to_string().replace('\n', ": "),
+        };
         let w = BufWriter::new(store.clone(), child(&partition.path(), &name));
-        let writer = AsyncArrowWriter::try_new(w, schema.clone(), Some(props))?;
-        writer.close().await?;
+        let writer = AsyncArrowWriter::try_new(w, schema.clone(), Some(props)).map_err(written)?;
+        writer.close().await.map_err(written)?;
         files.push(FileEntry {
             path: name,
             rows: 0,
@@ -392,10 +429,57 @@ pub async fn stage_with(
     })
 }
 
-fn child(dir: &StorePath, name: &str) -> StorePath {
-    let mut p = dir.clone();
-    p = p.clone().join(name);
-    p
+/// Write one stream of a staged table to `path` as one Parquet file,
+/// opened only once there is a row to write (an empty stream leaves no
+/// file). Errors of the stream are the computation's (an input read among
+/// them); errors of the writer are the output's ([`Error::OutputWrite`]).
+async fn write_part(
+    mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    store: Arc<dyn ObjectStore>,
+    path: StorePath,
+    name: String,
+    shown: String,
+    schema: SchemaRef,
+    props: WriterProperties,
+) -> Result<Option<FileEntry>> {
+    let written = |e: datafusion::parquet::errors::ParquetError| Error::OutputWrite {
+        url: shown.clone(),
+        message: e.to_string().replace('\n', ": "),
+    };
+    let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        if writer.is_none() {
+            let w = BufWriter::new(store.clone(), path.clone());
+            writer = Some(
+                AsyncArrowWriter::try_new(w, schema.clone(), Some(props.clone()))
+                    .map_err(written)?,
+            );
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(&batch).await.map_err(written)?;
+        }
+        rows += batch.num_rows() as u64;
+    }
+    match writer {
+        Some(w) => {
+            w.close().await.map_err(written)?;
+            Ok(Some(FileEntry { path: name, rows }))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The store path of `name` below `dir`; `name` may hold `/`-separated
+/// folders (a manifest's `run=<id>/part-...parquet`).
+pub fn child(dir: &StorePath, name: &str) -> StorePath {
+    name.split('/')
+        .filter(|s| !s.is_empty())
+        .fold(dir.clone(), |p, part| p.join(part))
 }
 
 /// Best-effort removal of staged files after a failure.
@@ -408,9 +492,11 @@ pub async fn discard_files(store: &Arc<dyn ObjectStore>, partition: &Location, f
     }
 }
 
-/// Publish a staged table: write its manifest (the commit point), then remove
-/// every file of the partition that the manifest does not list.
-pub async fn commit(
+/// Write a partition's `_manifest.json` (one put, replacing the previous
+/// one): rolling a table forward to its committed run, only after the run
+/// record committed it; [`cleanup`] then removes what it does not list.
+/// Errors: [`Error::Storage`] naming the manifest.
+pub async fn write_manifest(
     store: &Arc<dyn ObjectStore>,
     manifest: &Manifest,
     partition: &Location,
@@ -420,66 +506,42 @@ pub async fn commit(
     store
         .put(&path, PutPayload::from(body))
         .await
-        .map_err(|e| {
-            Error::storage(
-                partition
-                    .join(MANIFEST)
-                    .map(|l| l.to_string())
-                    .unwrap_or_default(),
-                e,
-            )
-        })?;
-    cleanup(store, partition, manifest).await
+        .map_err(|e| Error::storage(format!("{partition}{MANIFEST}"), e))?;
+    Ok(())
 }
 
-/// Delete files in the partition that the manifest does not list.
+/// Delete the files of a partition, at any depth, that `keep` does not list
+/// (paths relative to the partition); the manifest stays. Returns how many
+/// were deleted; a file that cannot be deleted is a warning.
 pub async fn cleanup(
     store: &Arc<dyn ObjectStore>,
     partition: &Location,
-    manifest: &Manifest,
-) -> Result<()> {
+    keep: &[FileEntry],
+) -> Result<usize> {
     let prefix = partition.path();
     let listed: Vec<_> = store
         .list(Some(&prefix))
         .try_collect()
         .await
         .map_err(|e| Error::storage(partition.to_string(), e))?;
+    let mut deleted = 0;
     for meta in listed {
-        let name = meta.location.filename().unwrap_or_default().to_string();
-        // Only direct children; the manifest itself stays.
-        if meta.location.prefix_match(&prefix).map(|p| p.count()) != Some(1) || name == MANIFEST {
+        let Some(parts) = meta.location.prefix_match(&prefix) else {
+            continue;
+        };
+        let rel: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+        let rel = rel.join("/");
+        if rel == MANIFEST || keep.iter().any(|f| f.path == rel) {
             continue;
         }
-        if !manifest.files.iter().any(|f| f.path == name) {
-            if let Err(e) = store.delete(&meta.location).await {
-                tracing::warn!(file = %meta.location, error = %e, "could not remove an unlisted file");
+        match store.delete(&meta.location).await {
+            Ok(()) => deleted += 1,
+            Err(e) => {
+                tracing::warn!(file = %meta.location, error = %e, "could not remove an unlisted file")
             }
         }
     }
-    Ok(())
-}
-
-/// Read a partition's manifest, `None` when it has none.
-pub async fn read_manifest(
-    store: &Arc<dyn ObjectStore>,
-    partition: &Location,
-) -> Result<Option<Manifest>> {
-    let path = child(&partition.path(), MANIFEST);
-    match store.get(&path).await {
-        Ok(r) => {
-            let bytes = r
-                .bytes()
-                .await
-                .map_err(|e| Error::storage(partition.to_string(), e))?;
-            let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Conflict {
-                url: format!("{partition}{MANIFEST}"),
-                message: format!("unreadable manifest: {e}"),
-            })?;
-            Ok(Some(m))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(Error::storage(partition.to_string(), e)),
-    }
+    Ok(deleted)
 }
 
 /// Schema as manifest entries.
@@ -495,4 +557,48 @@ pub fn schema_entries(schema: &SchemaRef) -> Vec<ColumnEntry> {
             unit: f.metadata().get(crate::columns::UNIT_KEY).cloned(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails (here the run's folder is a regular file) is the
+    /// output's failure, exit 1, naming the file: never an input's.
+    #[tokio::test]
+    async fn a_failed_write_is_an_output_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run=r1"), "in the way").unwrap();
+        let partition = Location::parse(&dir.path().display().to_string(), true).unwrap();
+        let ctx = datafusion::prelude::SessionContext::new();
+        let df = ctx.sql("SELECT 1 AS x").await.unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        let err = stage("t", df, store, &partition, "r1").await.unwrap_err();
+        assert!(matches!(err, Error::OutputWrite { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.to_string().contains("run=r1/part-r1-00000.parquet"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn partition_folders_are_recognised() {
+        let root = Location::parse("s3://b/out/", true).unwrap();
+        let layout = OutputLayout::new(root.clone());
+        let day = NaiveDate::from_ymd_opt(1997, 9, 30).unwrap();
+        let part = layout.partition("customer_tiers", day).unwrap();
+        let (l, table, d) = OutputLayout::of_partition(&part).unwrap();
+        assert_eq!(
+            (l.root(), table.as_str(), d),
+            (&root, "customer_tiers", day)
+        );
+        assert!(OutputLayout::of_partition(&layout.table("customer_tiers").unwrap()).is_none());
+        assert_eq!(
+            layout.run_record("nightly", day).unwrap().to_string(),
+            part.join(&run_record_from_partition("nightly", day))
+                .unwrap()
+                .to_string()
+        );
+    }
 }

@@ -20,6 +20,7 @@ use crate::input::{self, InputReport};
 use crate::job::{BoundParams, Job};
 use crate::lineage::Lineage;
 use crate::lock::RunLock;
+use crate::publish::repair::Repaired;
 use crate::publish::{self, OutputLayout, RunRecord, Staged};
 use crate::rejections::{self, FailedRun, SampleReport};
 use crate::scratch::Scratch;
@@ -86,6 +87,15 @@ pub struct RunReport {
     pub model_fit: serde_json::Value,
     /// The visual report, when the job has tables to chart.
     pub report_html: Option<String>,
+    /// The run record that committed the tables.
+    pub run_record: String,
+    /// What this run repaired of an earlier run that stopped (rolled
+    /// forward manifests, removed files), one sentence each.
+    pub repairs: Vec<String>,
+    /// Manifests this run could not roll forward after its commit: the
+    /// tables are published (the run record names them); the next run
+    /// rewrites these manifests.
+    pub pending: Vec<String>,
 }
 
 /// Yesterday in UTC: the default as-of date.
@@ -379,6 +389,9 @@ async fn run_locked(
     started: Instant,
     scratch: &Scratch,
 ) -> Result<RunReport> {
+    let tables: Vec<String> = job.spec.outputs.iter().map(|o| o.table.clone()).collect();
+    let repaired =
+        publish::repair::repair(&store, &p.output, &job.spec.name, p.params.as_of, &tables).await?;
     let mut step_reports = Vec::new();
     for step in &job.spec.steps {
         step_reports.push(steps::run_step(&p.ctx, job, step, &p.sql_params, scratch).await?);
@@ -398,21 +411,16 @@ async fn run_locked(
         steps: serde_json::to_value(&step_reports)?,
     };
     let staged = stage_all(job, &p, &store).await?;
-    if let Err(e) = lock.verify().await {
-        discard(&store, &staged).await;
-        return Err(e);
-    }
-    let mut tables = Vec::new();
-    for s in &staged {
-        publish::commit(&store, &record.manifest(s), &s.partition).await?;
-        tracing::info!(table = %s.table, rows = s.rows, location = %s.partition, "table published");
-        tables.push(TableReport {
+    let (loc, pending) = commit_run(&p, lock, &store, &record, &staged, &repaired).await?;
+    let tables = staged
+        .iter()
+        .map(|s| TableReport {
             table: s.table.clone(),
             rows: s.rows,
             location: s.partition.to_string(),
             files: s.files.len(),
-        });
-    }
+        })
+        .collect();
     let report_html = write_html_report(&p, job, &store).await;
     Ok(RunReport {
         report_html,
@@ -428,6 +436,9 @@ async fn run_locked(
         tables,
         quality: record.quality,
         model_fit: record.model_fit,
+        run_record: loc.to_string(),
+        repairs: repaired.repairs,
+        pending,
     })
 }
 
@@ -455,6 +466,60 @@ async fn with_evidence(
         }
         other => other,
     }
+}
+
+/// The commit of a run: verify the lock, put the run record (the one
+/// commit point of every table), then roll each table's manifest forward
+/// and remove older runs' files. Before the record lands a failure removes
+/// the staged files and publishes nothing; after it, the run is published
+/// and a manifest that cannot be written is left to the next run's repair
+/// (returned as pending, with a warning).
+async fn commit_run(
+    p: &Prepared,
+    lock: &RunLock,
+    store: &Arc<dyn ObjectStore>,
+    record: &RunRecord,
+    staged: &[Staged],
+    repaired: &Repaired,
+) -> Result<(Location, Vec<String>)> {
+    if let Err(e) = lock.verify().await {
+        discard(store, staged).await;
+        return Err(e);
+    }
+    let previous = repaired.committed.as_ref();
+    let commit = record.commit(staged, previous.map(|c| &c.record));
+    let loc = p.output.run_record(&record.job, record.as_of)?;
+    match publish::record::put_record(store, &loc, &commit, previous.map(|c| &c.version)).await {
+        Ok(()) => {}
+        Err(e @ Error::Conflict { .. }) => {
+            discard(store, staged).await;
+            return Err(e);
+        }
+        // Whether the put landed is unknown: leave the files to the next
+        // run's repair rather than delete what may be committed.
+        Err(e) => return Err(e),
+    }
+    tracing::info!(run_id = %record.run_id, record = %loc, tables = staged.len(), "run committed");
+    let mut pending = Vec::new();
+    for s in staged {
+        let rolled = async {
+            let m = commit.manifest(&s.table).ok_or_else(|| {
+                Error::Internal(format!("{} missing from its run record", s.table))
+            })?;
+            publish::write_manifest(store, &m, &s.partition).await?;
+            publish::cleanup(store, &s.partition, &m.files).await
+        };
+        match rolled.await {
+            Ok(_) => {
+                tracing::info!(table = %s.table, rows = s.rows, location = %s.partition, "table published")
+            }
+            Err(e) => {
+                tracing::warn!(table = %s.table, error = %e, "published by the run record; its manifest or cleanup is left to the next run");
+                pending.push(format!("{}: {e}", s.table));
+            }
+        }
+    }
+    Ok((loc, pending))
 }
 
 /// Stage every output; on a failure remove what was staged.

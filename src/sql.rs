@@ -106,7 +106,13 @@ pub async fn execute_to(
         return Err(Error::Query("no SQL statement given".into()));
     }
     for stmt in statements {
-        let plan = ctx.state().statement_to_plan(stmt).await?;
+        // A query that does not plan (an unknown table, column or
+        // function) is the user's to fix: exit 2, not a failed run.
+        let plan = ctx
+            .state()
+            .statement_to_plan(stmt)
+            .await
+            .map_err(|e| Error::Query(e.to_string()))?;
         if is_write(&plan) && !allow_write {
             return Err(Error::Query(format!(
                 "custval sql is read-only: {} statements need --allow-write",

@@ -44,9 +44,10 @@ pub async fn plan_step(
     step: &StepSpec,
     params: &SqlParams,
 ) -> Result<DataFrame> {
-    plan(ctx, sql_of(job, &step.sql), params)
+    let who = format!("step {} ({})", step.name, step.sql);
+    plan(ctx, sql_of(job, &step.sql), params, &who)
         .await
-        .map_err(|e| step_error(&step.name, &step.sql, e.into()))
+        .map_err(|e| step_error(&step.name, &step.sql, e))
 }
 
 /// The SQL text of a step or gate file (read when the job was loaded).
@@ -54,12 +55,42 @@ fn sql_of<'a>(job: &'a Job, file: &str) -> &'a str {
     job.sql.get(file).map(|s| s.as_str()).unwrap_or_default()
 }
 
-/// Plan one SQL text with the parameters bound as typed values.
+/// Plan one SQL text with the parameters bound as typed values. `who`
+/// names the step or gate and its file in messages.
+///
+/// Errors: [`Error::Param`] (exit 2) for a `$name` placeholder that no
+/// parameter binds, naming the declared ones; [`Error::DataFusion`] when
+/// the SQL does not parse or plan, or is not a query.
 pub async fn plan(
     ctx: &SessionContext,
     sql: &str,
     params: &SqlParams,
-) -> datafusion::error::Result<DataFrame> {
+    who: &str,
+) -> Result<DataFrame> {
+    let df = plan_query(ctx, sql).await?;
+    let used = df.logical_plan().get_parameter_types()?;
+    let mut missing: Vec<&str> = used
+        .keys()
+        .map(|k| k.trim_start_matches('$'))
+        .filter(|k| !params.contains_key(*k))
+        .collect();
+    missing.sort();
+    if let Some(name) = missing.first() {
+        let mut known: Vec<&str> = params.keys().map(|k| k.as_str()).collect();
+        known.sort();
+        return Err(Error::param(
+            *name,
+            format!(
+                "{who} uses ${name}, which the job's [params] does not declare (known parameters: {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(df.with_param_values(params.clone())?)
+}
+
+/// Plan one SQL text, refusing anything but a query.
+async fn plan_query(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<DataFrame> {
     // A job's SQL reads and computes; only custval publishes. DDL, DML and
     // COPY could write outside the output location: refuse them before
     // anything runs (DataFusion executes DDL as soon as it is planned).
@@ -75,9 +106,7 @@ pub async fn plan(
             "a job step must be a query (SELECT or WITH ... SELECT); DDL, DML and COPY are not allowed"
         );
     }
-    ctx.execute_logical_plan(plan)
-        .await?
-        .with_param_values(params.clone())
+    ctx.execute_logical_plan(plan).await
 }
 
 /// An engine error of a step that was running (exit 1); other errors keep
@@ -93,8 +122,16 @@ fn step_error(step: &str, file: &str, e: Error) -> Error {
     }
 }
 
-/// A step or gate that does not plan, found by `check` (exit 2).
-fn invalid_step(step: &str, file: &str, e: DataFusionError) -> Error {
+/// A step or gate that does not plan, found by `check` (exit 2); other
+/// errors keep their own variant.
+fn invalid_step(step: &str, file: &str, e: Error) -> Error {
+    match e {
+        Error::DataFusion(inner) => invalid_plan(step, file, *inner),
+        other => other,
+    }
+}
+
+fn invalid_plan(step: &str, file: &str, e: DataFusionError) -> Error {
     Error::InvalidStep {
         step: step.to_string(),
         file: file.to_string(),
@@ -114,9 +151,10 @@ pub async fn run_step(
     let t0 = Instant::now();
     let span = tracing::info_span!("step", step = %step.name, file = %step.sql);
     let rows = async {
-        let df = plan(ctx, sql_of(job, &step.sql), params)
+        let who = format!("step {} ({})", step.name, step.sql);
+        let df = plan(ctx, sql_of(job, &step.sql), params, &who)
             .await
-            .map_err(|e| step_error(&step.name, &step.sql, e.into()))?;
+            .map_err(|e| step_error(&step.name, &step.sql, e))?;
         let pb = crate::progress::step(&step.name);
         let rows = if step.materialize {
             let n = scratch
@@ -172,9 +210,10 @@ async fn run_gate(
     gate: &GateSpec,
     params: &SqlParams,
 ) -> Result<()> {
-    let df = plan(ctx, sql_of(job, &gate.sql), params)
+    let who = format!("gate {} ({})", gate.name, gate.sql);
+    let df = plan(ctx, sql_of(job, &gate.sql), params, &who)
         .await
-        .map_err(|e| step_error(&gate.name, &gate.sql, e.into()))?;
+        .map_err(|e| step_error(&gate.name, &gate.sql, e))?;
     let batches = df
         .select_columns(&["message"])?
         .limit(0, Some(20))?
@@ -205,17 +244,21 @@ async fn run_gate(
 pub async fn check(ctx: &SessionContext, job: &Job, params: &SqlParams) -> Result<Vec<String>> {
     let mut planned = Vec::new();
     for step in &job.spec.steps {
-        let invalid = |e| invalid_step(&step.name, &step.sql, e);
-        let df = plan(ctx, sql_of(job, &step.sql), params)
+        let who = format!("step {} ({})", step.name, step.sql);
+        let df = plan(ctx, sql_of(job, &step.sql), params, &who)
             .await
-            .map_err(invalid)?;
+            .map_err(|e| invalid_step(&step.name, &step.sql, e))?;
         // Create the physical plan too: catches what only planning finds.
-        df.clone().create_physical_plan().await.map_err(invalid)?;
+        df.clone()
+            .create_physical_plan()
+            .await
+            .map_err(|e| invalid_plan(&step.name, &step.sql, e))?;
         ctx.register_table(step.name.as_str(), df.into_view())?;
         planned.push(step.name.clone());
     }
     for gate in &job.spec.gates {
-        let df = plan(ctx, sql_of(job, &gate.sql), params)
+        let who = format!("gate {} ({})", gate.name, gate.sql);
+        let df = plan(ctx, sql_of(job, &gate.sql), params, &who)
             .await
             .map_err(|e| invalid_step(&gate.name, &gate.sql, e))?;
         if df.schema().field_with_unqualified_name("message").is_err() {

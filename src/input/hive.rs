@@ -36,13 +36,23 @@ pub(super) struct Mixed {
 }
 
 /// The folders between `root` and each file, as `(key, value)` when the
-/// folder is named `key=value`, else `None`.
-fn folders(root: &Location, meta: &ObjectMeta) -> Vec<Option<String>> {
+/// folder is named `key=value`, else `None`. With `published`, a file's
+/// last folder when it is a published run's data folder (`run=<id>/`,
+/// [`crate::publish::is_run_folder`]) is not a partition: the run is the
+/// manifest's business, not a column.
+fn folders(root: &Location, meta: &ObjectMeta, published: bool) -> Vec<Option<String>> {
     let Some(parts) = meta.location.prefix_match(&root.path()) else {
         return vec![];
     };
     let mut parts: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
     parts.pop(); // the file name
+    if published
+        && parts
+            .last()
+            .is_some_and(|p| crate::publish::is_run_folder(p))
+    {
+        parts.pop();
+    }
     parts
         .into_iter()
         .map(|p| match p.split_once('=') {
@@ -54,16 +64,19 @@ fn folders(root: &Location, meta: &ObjectMeta) -> Vec<Option<String>> {
 
 /// The partitions of the files `metas` below `root`; `shown` gives each
 /// file's URL for messages. Not partitioned when no file sits in a
-/// `key=value` folder.
+/// `key=value` folder. `published`: the files were chosen by manifests, so
+/// their run folders are not partitions.
 ///
 /// Errors: [`Mixed`] when one file is in partition folders and another is
 /// not, or in folders of other keys.
 pub(super) fn partitions(
     root: &Location,
     metas: &[ObjectMeta],
+    published: bool,
     shown: &dyn Fn(&ObjectMeta) -> String,
 ) -> Result<std::result::Result<Partitions, Mixed>> {
-    let keys: Vec<Vec<Option<String>>> = metas.iter().map(|m| folders(root, m)).collect();
+    let keys: Vec<Vec<Option<String>>> =
+        metas.iter().map(|m| folders(root, m, published)).collect();
     let Some(first) = keys.iter().position(|k| k.iter().any(Option::is_some)) else {
         return Ok(Ok(Partitions::default()));
     };
@@ -151,7 +164,7 @@ mod tests {
             meta("tx/year=2024/month=__HIVE_DEFAULT_PARTITION__/b.csv"),
             meta("tx/year=2025/month=a%20b/c.csv"),
         ];
-        let p = partitions(&root(), &files, &shown).unwrap().unwrap();
+        let p = partitions(&root(), &files, false, &shown).unwrap().unwrap();
         assert_eq!(p.columns, vec!["year", "month"]);
         assert_eq!(
             p.values,
@@ -166,7 +179,7 @@ mod tests {
     #[test]
     fn plain_folders_are_not_partitions() {
         let files = [meta("tx/a.csv"), meta("tx/2024/b.csv")];
-        let p = partitions(&root(), &files, &shown).unwrap().unwrap();
+        let p = partitions(&root(), &files, false, &shown).unwrap().unwrap();
         assert_eq!(p, Partitions::default());
     }
 
@@ -177,7 +190,9 @@ mod tests {
             [meta("tx/loose.csv"), meta("tx/region=EU/a.csv")],
             [meta("tx/region=EU/a.csv"), meta("tx/country=FR/b.csv")],
         ] {
-            let e = partitions(&root(), &files, &shown).unwrap().unwrap_err();
+            let e = partitions(&root(), &files, false, &shown)
+                .unwrap()
+                .unwrap_err();
             let all = format!("{} {}", e.file, e.message);
             assert!(
                 all.contains(files[0].location.as_ref())

@@ -161,7 +161,7 @@ pub(super) async fn register(
     let format = read
         .format
         .unwrap_or_else(|| files::guess_format(loc, &metas));
-    let parts = hive::partitions(loc, &metas, &|m| files::file_url(loc, m))?
+    let parts = hive::partitions(loc, &metas, manifest, &|m| files::file_url(loc, m))?
         .map_err(|m| bad(m.file, m.message))?;
     let (data, mut per_file) = match format {
         Format::Parquet => parquet_files(ctx, shown_name, loc, &store, &metas).await?,

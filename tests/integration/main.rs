@@ -10,6 +10,7 @@ mod column_docs;
 mod common;
 mod csv_dialects;
 mod demo;
+mod exit_codes;
 mod exports;
 mod hostile;
 mod inputs;

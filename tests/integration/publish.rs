@@ -2,10 +2,14 @@
 //! previous one, and a run killed at any moment leaves the previous
 //! partition whole.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Stdio;
+use std::time::Instant;
 
 use crate::common::{
-    assert_manifest_files_exist, files_under, nightly_cdnow, read_json, read_table, Cmd,
+    assert_manifest_files_exist, data, files_under, nightly, nightly_cdnow, read_json, read_table,
+    table_lines, Cmd, TABLES,
 };
 
 #[test]
@@ -96,4 +100,160 @@ fn sigkill_at_any_moment_leaves_the_previous_partition_whole() {
         m["files"].as_array().unwrap().len(),
         "leftovers of killed runs cleaned up"
     );
+}
+
+/// Every table of the nightly job, read through custval (run record and
+/// manifest), as sorted CSV lines.
+fn all_tables(out: &Path, as_of: &str) -> Vec<Vec<String>> {
+    TABLES
+        .iter()
+        .map(|t| table_lines(&[], &format!("{}/", out.display()), t, as_of))
+        .collect()
+}
+
+/// Same rows: text equal, numbers within 1e-9 relative (a re-run may sum
+/// in another order in parallel), as [`assert_same_rows_within`] checks.
+fn same_rows(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .zip(&ys)
+                    .all(|(u, v)| match (u.parse::<f64>(), v.parse::<f64>()) {
+                        (Ok(p), Ok(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1e-12),
+                        _ => u == v,
+                    })
+        })
+}
+
+/// Which of the baselines (bit 0: A, bit 1: B) every table equals.
+fn matching(now: &[Vec<String>], baselines: &[Vec<Vec<String>>]) -> Vec<usize> {
+    now.iter()
+        .enumerate()
+        .map(|(t, rows)| {
+            (0..2)
+                .filter(|b| same_rows(&baselines[*b][t], rows))
+                .fold(0, |m, b| m | 1 << b)
+        })
+        .collect()
+}
+
+/// The data files of a partition, relative to it, and the run folders they are in.
+fn run_folders(part: &Path) -> BTreeSet<String> {
+    files_under(part)
+        .iter()
+        .filter_map(|p| p.strip_prefix(part).ok())
+        .filter_map(|r| r.components().next())
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .filter(|c| c.starts_with("run="))
+        .collect()
+}
+
+/// SIGKILL at 20 moments spread over a run whose input differs from the
+/// committed run's (runs A and B alternate, so each table tells which run
+/// it came from): afterwards every table of the date reads back whole and
+/// all of them equal one uninterrupted run's tables (A or B, the baselines
+/// computed by uninterrupted runs below), never a mix; the run record
+/// names that run and lists only existing files; the next run repairs what
+/// the killed one left and reports it.
+#[test]
+fn sigkill_never_leaves_a_date_mixing_two_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let day = "1997-09-30";
+    // Input B: the first 4,000 lines of the CDNOW sample (fewer customers,
+    // so every customer table differs from A's).
+    let full = std::fs::read_to_string(data("cdnow_sample.csv")).unwrap();
+    let half: String = full.lines().take(4000).map(|l| format!("{l}\n")).collect();
+    let b_csv = tmp.path().join("b.csv");
+    std::fs::write(&b_csv, half).unwrap();
+    let inputs = [data("cdnow_sample.csv"), b_csv.display().to_string()];
+    let mut baselines = Vec::new();
+    let t0 = Instant::now();
+    for input in &inputs {
+        nightly(&out, day, input).ok();
+        baselines.push(all_tables(&out, day));
+    }
+    let full_run = t0.elapsed() / 2;
+    assert!(
+        !same_rows(&baselines[0][0], &baselines[1][0]),
+        "A and B differ"
+    );
+    let record = out.join(format!("_runs/nightly/as_of={day}.json"));
+    let (mut mixed, mut kept, mut committed, mut repaired) = (0, 0, 0, 0);
+    // B is committed now; trial i runs A when i is even.
+    let mut current = 1;
+    for i in 0..20 {
+        let next = i % 2;
+        let delay = full_run.mul_f64((i as f64 + 0.5) / 20.0);
+        let mut child = nightly(&out, day, &inputs[next]).spawn(Stdio::null(), Stdio::null());
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let now = all_tables(&out, day);
+        let from = matching(&now, &baselines);
+        // A table equal in A and B (rejected_rows) fits both.
+        let common = from.iter().fold(0b11, |m, f| m & f);
+        if common == 0 {
+            mixed += 1;
+            eprintln!("trial {i}: tables from runs {from:?}");
+            continue;
+        }
+        let r = read_json(&record);
+        for t in TABLES {
+            let part = out.join(format!("{t}/as_of={day}"));
+            for f in r["tables"][t]["files"].as_array().unwrap() {
+                let f = f["path"].as_str().unwrap();
+                assert!(
+                    part.join(f).exists(),
+                    "trial {i}: {t}: record lists missing {f}"
+                );
+                let run = r["run_id"].as_str().unwrap();
+                assert!(f.starts_with(&format!("run={run}/")), "trial {i}: {f}");
+            }
+        }
+        if common & (1 << next) != 0 && common != 0b11 {
+            committed += 1;
+            current = next;
+        } else {
+            kept += 1;
+        }
+        let leftovers = TABLES
+            .iter()
+            .any(|t| run_folders(&out.join(format!("{t}/as_of={day}"))).len() > 1);
+        if leftovers {
+            // The next run repairs them and says so.
+            let report = tmp.path().join("report.json");
+            nightly(&out, day, &inputs[current])
+                .arg("--report")
+                .arg(&report)
+                .ok();
+            let rep = read_json(&report);
+            assert!(
+                !rep["repairs"].as_array().unwrap().is_empty(),
+                "trial {i}: leftovers but no repair reported"
+            );
+            repaired += 1;
+            for t in TABLES {
+                let part = out.join(format!("{t}/as_of={day}"));
+                assert_eq!(
+                    run_folders(&part).len(),
+                    1,
+                    "trial {i}: {t} still has leftovers"
+                );
+                assert_manifest_files_exist(&part, &format!("trial {i}: {t}"));
+            }
+            let after = matching(&all_tables(&out, day), &baselines);
+            assert!(
+                after.iter().all(|m| m & (1 << current) != 0),
+                "trial {i}: after the repair run the tables match {after:?}, not run {current}"
+            );
+        }
+    }
+    println!(
+        "sigkill trials: 20, dates mixing two runs: {mixed}, previous run kept: {kept}, killed run already committed: {committed}, leftovers repaired by the next run: {repaired}"
+    );
+    assert_eq!(mixed, 0);
 }

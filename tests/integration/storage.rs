@@ -187,7 +187,11 @@ async fn sigkill_on_s3_leaves_the_previous_partition_whole() {
     .await;
     let env = s3_env(&var("CUSTVAL_TEST_S3_ENDPOINT"));
     let base = format!("s3://{}/{prefix}/", bucket());
+    let handle = tokio::runtime::Handle::current();
+    let key = format!("{prefix}/out");
     tokio::task::spawn_blocking(move || {
+        let store = s3_store();
+        let mut mixed = 0;
         let input = format!("{base}in/cdnow.csv");
         let output = format!("{base}out/");
         run_to(&env, &input, &output, &[]).assert_code(0);
@@ -211,7 +215,17 @@ async fn sigkill_on_s3_leaves_the_previous_partition_whole() {
                 let now = table_lines(&env, &output, t, "1997-09-30");
                 assert_same_rows(&format!("trial {i} ({delay:?}): {t}"), &now, want);
             }
+            // Every table in the run record, whole, from its run.
+            let (_, problems) = handle.block_on(published(&store, &key)).unwrap();
+            if !problems.is_empty() {
+                mixed += 1;
+                eprintln!("trial {i}: {problems:?}");
+            }
         }
+        println!(
+            "sigkill trials on S3: {trials}, dates mixing two runs or missing a table: {mixed}"
+        );
+        assert_eq!(mixed, 0);
         run_to(&env, &input, &output, &[]).assert_code(0);
         for (t, want) in TABLES.iter().zip(&baseline) {
             assert_same_rows(t, &table_lines(&env, &output, t, "1997-09-30"), want);
@@ -542,4 +556,319 @@ async fn credentials_never_appear_in_any_output() {
             "a credential leaked into: {t}"
         );
     }
+}
+
+/// What the fault proxy does to the one request it fails.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Answer 503 without forwarding it: the store never sees it.
+    Refuse,
+    /// Forward it, then close the connection instead of answering: the
+    /// store did it, the client does not know.
+    LoseAnswer,
+}
+
+/// A proxy between custval and a store server that sees every request: it
+/// forwards each on a connection of its own (`Connection: close`), counts
+/// them, and does `fault` to the `fail_at`-th (from 1; 0 for none).
+async fn nth_request_proxy(
+    upstream: String,
+    fail_at: usize,
+    fault: Fault,
+) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let (upstream, seen) = (upstream.clone(), seen.clone());
+            tokio::spawn(async move {
+                // The request head, then its body by Content-Length.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match inbound.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    match inbound.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == fail_at && matches!(fault, Fault::Refuse) {
+                    let _ = inbound
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let mut request: Vec<u8> = head
+                    .trim_end()
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .flat_map(|l| format!("{l}\r\n").into_bytes())
+                    .collect();
+                request.extend_from_slice(b"Connection: close\r\n\r\n");
+                request.extend_from_slice(&buf[head_end..]);
+                let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                if out.write_all(&request).await.is_ok() {
+                    if n == fail_at {
+                        // Let the store finish, then hang up on the client.
+                        let mut answer = Vec::new();
+                        let _ = out.read_to_end(&mut answer).await;
+                        return;
+                    }
+                    let _ = tokio::io::copy(&mut out, &mut inbound).await;
+                }
+                let _ = inbound.shutdown().await;
+            });
+        }
+    });
+    (port, count)
+}
+
+/// What the store holds for the date: the run record's run id, and for
+/// every table whether the record lists it with files that all exist under
+/// that run's folder, and the run its manifest names.
+async fn published(store: &Arc<dyn ObjectStore>, out: &str) -> Option<(String, Vec<String>)> {
+    use object_store::path::Path as P;
+    let rec = store
+        .get(&P::from(format!(
+            "{out}/_runs/nightly/as_of=1997-09-30.json"
+        )))
+        .await
+        .ok()?;
+    let rec: serde_json::Value = serde_json::from_slice(&rec.bytes().await.unwrap()).unwrap();
+    let run = rec["run_id"].as_str().unwrap().to_string();
+    let mut problems = Vec::new();
+    for t in TABLES {
+        let part = format!("{out}/{t}/as_of=1997-09-30");
+        let Some(files) = rec["tables"][t]["files"].as_array() else {
+            problems.push(format!("{t}: not in the record"));
+            continue;
+        };
+        for f in files {
+            let f = f["path"].as_str().unwrap();
+            if !f.starts_with(&format!("run={run}/")) {
+                problems.push(format!("{t}: {f} is not run {run}'s"));
+            }
+            if store.head(&P::from(format!("{part}/{f}"))).await.is_err() {
+                problems.push(format!("{t}: {f} is missing"));
+            }
+        }
+        let m = store.get(&P::from(format!("{part}/_manifest.json"))).await;
+        if let Ok(m) = m {
+            let m: serde_json::Value = serde_json::from_slice(&m.bytes().await.unwrap()).unwrap();
+            let (mr, prev) = (m["run_id"].as_str(), rec["previous_run_id"].as_str());
+            if mr != Some(run.as_str()) && mr != prev {
+                problems.push(format!(
+                    "{t}: manifest of run {mr:?}, neither {run} nor the one before"
+                ));
+            }
+        }
+    }
+    Some((run, problems))
+}
+
+/// The fault matrix: for every request index N of a small run against
+/// moto, the Nth request is answered 503 and store retries are off, so the
+/// run stops there. Runs alternate between two inputs (A: the CDNOW sample,
+/// B: its first 4,000 lines) so the data tell which run a table came from.
+/// Afterwards: exit 0 or 1; exit 0 only with the run committed; exit 1 only
+/// with nothing new visible; every table of the date whole, from the
+/// committed run; custval reads the committed run's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_any_request_leaves_every_table_from_one_run() {
+    let prefix = unique("matrix");
+    let out = format!("s3://{}/{prefix}/out/", bucket());
+    fault_matrix(
+        "moto",
+        Fault::Refuse,
+        s3_store(),
+        prefix,
+        out,
+        var("CUSTVAL_TEST_S3_ENDPOINT"),
+        s3_env,
+    )
+    .await;
+}
+
+/// The matrix with the answer lost instead: the store did the Nth request
+/// (the conditional put of the run record among them) but custval never
+/// hears back; it must find out, not report a failure for a committed run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_at_any_request_leaves_every_table_from_one_run() {
+    let prefix = unique("matrix-lost");
+    let out = format!("s3://{}/{prefix}/out/", bucket());
+    fault_matrix(
+        "moto, answers lost",
+        Fault::LoseAnswer,
+        s3_store(),
+        prefix,
+        out,
+        var("CUSTVAL_TEST_S3_ENDPOINT"),
+        s3_env,
+    )
+    .await;
+}
+
+/// The same matrix against Azurite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_any_request_on_azure_leaves_every_table_from_one_run() {
+    let prefix = unique("matrix");
+    let out = format!("az://{}/{prefix}/out/", var("CUSTVAL_TEST_AZURE_CONTAINER"));
+    let env = |endpoint: &str| {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            ("AZURITE_BLOB_STORAGE_URL", endpoint.to_string()),
+        ]
+    };
+    let upstream = var("CUSTVAL_TEST_AZURITE_ENDPOINT");
+    fault_matrix(
+        "azurite",
+        Fault::Refuse,
+        az_store(),
+        prefix,
+        out,
+        upstream,
+        env,
+    )
+    .await;
+}
+
+/// The matrix of one store: `store` reads it directly, `out` is the output
+/// URL (under `prefix`), `upstream` the server's endpoint and `env` the
+/// environment custval reaches an endpoint with.
+async fn fault_matrix(
+    name: &str,
+    fault: Fault,
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    out: String,
+    upstream: String,
+    env: fn(&str) -> Vec<(&'static str, String)>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = std::fs::read_to_string(cdnow()).unwrap();
+    let b: String = full.lines().take(4000).map(|l| format!("{l}\n")).collect();
+    std::fs::write(tmp.path().join("b.csv"), b).unwrap();
+    let inputs = [cdnow(), tmp.path().join("b.csv").display().to_string()];
+    // Rows of customer_tiers and retention_cohorts for A and B: from
+    // uninterrupted local runs.
+    let query = "SELECT count(*) AS n FROM t";
+    let counts = |dir: &Path| -> Vec<String> {
+        ["customer_tiers", "retention_cohorts"]
+            .iter()
+            .map(|t| crate::common::read_table(dir, t, "1997-09-30", query)[0]["n"].clone())
+            .collect()
+    };
+    let mut expected = Vec::new();
+    for input in &inputs {
+        let d = tempfile::tempdir().unwrap();
+        nightly(d.path(), "1997-09-30", input).ok();
+        expected.push(counts(d.path()));
+    }
+    assert_ne!(expected[0], expected[1]);
+    let key = format!("{prefix}/out");
+    let direct = env(&upstream);
+    let through = |port: u16| {
+        let e: Vec<(&'static str, String)> = env(&format!("http://127.0.0.1:{port}"));
+        e
+    };
+    // A first commit, and the number of requests of a whole run.
+    let (port, count) = nth_request_proxy(upstream.clone(), 0, fault).await;
+    let (e, o, i) = (through(port), out.clone(), inputs[1].clone());
+    tokio::task::spawn_blocking(move || run_to(&e, &i, &o, &[]).assert_code(0))
+        .await
+        .unwrap();
+    let requests = count.load(std::sync::atomic::Ordering::SeqCst);
+    let (mut current, mut committed_run) = (1usize, published(&store, &key).await.unwrap().0);
+    let (mut mixed, mut ok_missing, mut failed_visible, mut exits) = (0, 0, 0, [0usize; 4]);
+    for n in 1..=requests + 2 {
+        let next = n % 2;
+        let (port, _) = nth_request_proxy(upstream.clone(), n, fault).await;
+        let mut e = through(port);
+        e.push(("CUSTVAL_STORE_MAX_RETRIES", "0".into()));
+        let (o, i) = (out.clone(), inputs[next].clone());
+        let run = tokio::task::spawn_blocking(move || run_to(&e, &i, &o, &[]))
+            .await
+            .unwrap();
+        let code = run.code().unwrap_or(-1);
+        assert!(code == 0 || code == 1, "request {n}: {}", run.report());
+        exits[code as usize] += 1;
+        let (run_id, problems) = published(&store, &key).await.unwrap();
+        if !problems.is_empty() {
+            mixed += 1;
+            eprintln!("request {n}: {problems:?}");
+        }
+        let changed = run_id != committed_run;
+        if code == 0 && !changed {
+            ok_missing += 1;
+            eprintln!("request {n}: exit 0 but the record still names {run_id}");
+        }
+        if code == 1 && changed {
+            failed_visible += 1;
+            eprintln!(
+                "request {n}: exit 1 but run {run_id} is committed: {}",
+                run.stderr
+            );
+        }
+        if changed {
+            current = next;
+            committed_run = run_id;
+        }
+        let (d, o) = (direct.clone(), out.clone());
+        let now: Vec<String> = tokio::task::spawn_blocking(move || {
+            ["customer_tiers", "retention_cohorts"]
+                .iter()
+                .map(|t| {
+                    let text = crate::common::sql_on_table(
+                        &d,
+                        &format!("{o}{t}/as_of=1997-09-30/"),
+                        "csv",
+                        query,
+                    );
+                    text.lines().nth(1).unwrap_or_default().to_string()
+                })
+                .collect()
+        })
+        .await
+        .unwrap();
+        if now != expected[current] {
+            mixed += 1;
+            eprintln!(
+                "request {n}: custval reads {now:?}, the committed run has {:?}",
+                expected[current]
+            );
+        }
+    }
+    println!(
+        "fault matrix on {name}: {} runs ({fault:?} at request 1..={} of a {requests}-request run), exit 0: {}, exit 1: {}; dates mixing two runs: {mixed}, exit 0 with a table missing: {ok_missing}, exit 1 with something new visible: {failed_visible}",
+        requests + 2,
+        requests + 2,
+        exits[0],
+        exits[1]
+    );
+    assert_eq!((mixed, ok_missing, failed_visible), (0, 0, 0));
 }
