@@ -131,6 +131,7 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
     while i < lines.len() {
         let day = lines[i].day;
         let (mut amount, mut margin, mut value, mut orders) = (0.0, None, None, 0i64);
+        let mut gross = 0.0;
         let mut prev: Option<&Line> = None;
         while i < lines.len() && lines[i].day == day {
             let l = &lines[i];
@@ -148,6 +149,7 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
             }
             s.lines += 1;
             amount += l.amount;
+            gross += l.amount.abs();
             add(
                 &mut margin,
                 (l.flags & MARGIN_NULL == 0).then_some(l.margin),
@@ -159,7 +161,7 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
         s.revenue += amount;
         add(&mut s.margin, margin);
         add(&mut s.value_total, value);
-        if amount >= 0.0 {
+        if nets_to_a_purchase(amount, gross) {
             s.purchase_days += 1;
             if s.first_day.is_none() {
                 s.first_day = Some(day);
@@ -269,6 +271,19 @@ impl SummaryBuilder {
     }
 }
 
+/// Relative rounding of a day's net amount below which it counts as zero:
+/// summing n doubles errs by at most about n * 2.2e-16 of their absolute
+/// sum, so 1e-12 covers days of thousands of lines.
+const NET_ZERO: f64 = 1e-12;
+
+/// Whether a day whose lines sum to `net` (their absolute values to
+/// `gross`) is a purchase day: a net of at least zero, where a net that is
+/// zero but for floating-point rounding (a purchase returned the same day:
+/// 12 x 2.55 - 6 x 5.10 = -3.6e-15) is zero, not a return.
+fn nets_to_a_purchase(net: f64, gross: f64) -> bool {
+    net >= 0.0 || -net <= gross * NET_ZERO
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -313,6 +328,27 @@ pub(super) mod tests {
             (1, Some(10), Some(10))
         );
         assert_eq!(s.repeat_value, Some(0.0));
+    }
+
+    #[test]
+    fn a_day_netting_to_zero_but_for_rounding_is_a_purchase_day() {
+        // 0.7 and 0.1 bought, 0.8 returned the same day: in doubles the sum
+        // is -1.1e-16, not 0 (found on an Online-Retail-shaped export, where
+        // one such customer got one repeat purchase fewer than another).
+        assert!(0.7 + 0.1 - 0.8 < 0.0, "the case must round below zero");
+        let mut lines = vec![
+            line(1, Some(1), 10.0, 0),
+            line(2, Some(2), 0.7, 0),
+            line(2, Some(2), 0.1, 1),
+            line(2, Some(3), -0.8, 0),
+        ];
+        let s = summarise(&mut lines, None).expect("lines");
+        assert_eq!(s.purchase_days, 2);
+        assert_eq!(s.last_day, Some(2));
+        // A real net return is still one.
+        let mut lines = vec![line(1, Some(1), 10.0, 0), line(2, Some(2), -0.01, 0)];
+        let s = summarise(&mut lines, None).expect("lines");
+        assert_eq!(s.purchase_days, 1);
     }
 
     #[test]
