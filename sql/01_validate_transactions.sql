@@ -1,14 +1,15 @@
 -- Step: validate every transaction row and name what is wrong with it.
 -- Input:  transactions_typed (canonical columns, parsed values, raw_* text,
 --         customer_id_too_long, parse_error: why the mapping could not read a
---         value, filtered: left out by the input's `where`)
+--         value, filtered: left out by the input's `where`, line_key: the raw
+--         columns the canonical ones do not carry, telling lines apart)
 -- Output: transactions_validated = the input plus reject_reason (NULL = valid,
 --         and always NULL for filtered rows, which are neither used nor rejected)
 -- Functions: none. Units: order_ts is a DATE (the day in the job's timezone).
 SELECT
   customer_id, order_ts, amount, order_id, category, margin, peer_group,
   raw_customer_id, raw_order_ts, raw_amount, raw_order_id, raw_category, raw_margin,
-  filtered,
+  filtered, line_key,
   CASE
     WHEN filtered THEN NULL
     WHEN customer_id IS NULL AND (raw_customer_id IS NULL OR trim(raw_customer_id) = '') THEN 'missing customer_id'

@@ -5,10 +5,11 @@
 -- Params: $as_of (DATE, inclusive), $value ('revenue' or 'margin': what `value` measures)
 -- Rows after the as-of date and rows the input's `where` filters out are left
 -- out (counted in `quality`); a row that repeats
--- an earlier row of the same order_id exactly is counted once (export duplicates);
+-- an earlier row of the same order_id exactly (every raw column: line_key) is
+-- counted once (export duplicates);
 -- rows without order_id are all kept.
 WITH valid AS (
-  SELECT customer_id, order_ts, amount, margin, order_id, category, peer_group
+  SELECT customer_id, order_ts, amount, margin, order_id, category, peer_group, line_key
   FROM transactions_validated
   WHERE reject_reason IS NULL AND NOT filtered AND order_ts <= $as_of
 ), deduplicated AS (

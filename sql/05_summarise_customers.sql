@@ -26,7 +26,7 @@ WITH summaries AS (
     customer_summary(
       order_ts, order_id, amount, margin,
       CASE WHEN CAST($value AS VARCHAR) = 'margin' THEN margin ELSE amount END,
-      named_struct('category', category, 'peer_group', peer_group),
+      named_struct('category', category, 'peer_group', peer_group, 'line', line_key),
       CAST($calibration_end AS DATE)
     ) FILTER (WHERE reject_reason IS NULL AND NOT filtered AND order_ts <= $as_of) AS x
   FROM transactions_validated

@@ -241,11 +241,46 @@ pub(super) async fn transactions_view_sql(
     ] {
         select.push(format!("{} AS raw_{raw}", raw_text(sources.get(raw))));
     }
+    select.push(line_key(&schema, &sources));
     Ok(format!(
         "SELECT {} FROM {}",
         select.join(",\n  "),
         quote(input.raw_name)
     ))
+}
+
+/// `line_key`: what tells two lines of one order apart beyond their
+/// canonical values, so that only an exact repeat of a raw row is an export
+/// duplicate: the text of every raw column the mapping does not read as it
+/// is (a product code, a description, an expression's operands), and the
+/// raw timestamp when the view keeps only its day. Two lines of one invoice
+/// with the same amount but different products are two lines (an
+/// Online-Retail-shaped export lost 42 such lines when only the mapped
+/// columns were compared). NULL on every row when the canonical values
+/// already are the whole row.
+fn line_key(schema: &Schema, sources: &HashMap<&'static str, Mapped>) -> String {
+    let covered: Vec<&str> = sources
+        .iter()
+        .filter(|(canonical, m)| {
+            m.expr.is_none() && (**canonical != "order_ts" || m.data_type == DataType::Date32)
+        })
+        .map(|(_, m)| m.sql.as_str())
+        .collect();
+    let parts: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| quote(f.name()))
+        .filter(|q| !covered.contains(&q.as_str()))
+        .map(|q| format!("coalesce('v' || CAST({q} AS VARCHAR), 'n')"))
+        .collect();
+    if parts.is_empty() {
+        // Not a literal: see `canonical_values` on constants in GROUP BY.
+        return match sources.get("customer_id") {
+            Some(m) => format!("CAST(NULLIF({0}, {0}) AS VARCHAR) AS line_key", m.sql),
+            None => "CAST(NULL AS VARCHAR) AS line_key".into(),
+        };
+    }
+    format!("concat_ws(chr(31), {}) AS line_key", parts.join(", "))
 }
 
 /// The canonical columns and `customer_id_too_long`.

@@ -98,7 +98,9 @@ fn line(
     }
 }
 
-/// Several hundred customers over about a year: invoices of 1 to 4 lines,
+/// Several hundred customers over about a year: invoices of 1 to 4 lines
+/// (some with two products at the same amount, some with a line written
+/// twice),
 /// some cancelled later (`C` + the invoice, negative quantities), some
 /// lines returned in the invoice itself, rows without a customer, ids
 /// written as floats for a third of the customers, and `Internal` rows.
@@ -132,6 +134,17 @@ fn generate(seed: u64, customers: usize) -> Vec<Row> {
                     rng.random_range(1..25)
                 };
                 lines.push(line(&mut rng, &invoice, at, &customer, country, qty));
+            }
+            if rng.random_bool(0.15) {
+                // Another product at the same quantity and price: the same
+                // amount on the same invoice, a line of its own.
+                let mut other = lines[0].clone();
+                other.stock_code = format!("{}B", other.stock_code);
+                lines.push(other);
+            }
+            if rng.random_bool(0.05) {
+                // An export duplicate: the first line written twice.
+                lines.push(lines[0].clone());
             }
             if rng.random_bool(0.1) {
                 // Cancelled later: the first line back, as a C invoice.
@@ -212,7 +225,8 @@ struct Expected {
 /// without a customer is rejected ("missing customer_id"); `17850.0` is
 /// customer `17850`; amount = Quantity x UnitPrice; the day is the UTC day
 /// of the (naive) timestamp; rows after the as-of date are left out; a row
-/// repeating an earlier row of the same invoice exactly counts once; per
+/// repeating an earlier row exactly (every field as written) counts once,
+/// while lines differing only in their product are two lines; per
 /// customer and day the amounts are netted; a day is a purchase day when
 /// its net is >= 0; a customer is in `customer_tiers` with at least one
 /// purchase day; `revenue` sums every usable row, `orders` counts the
@@ -246,7 +260,7 @@ fn expected(rows: &[Row]) -> Expected {
         }
         let customer = r.customer.trim_end_matches(".0").to_string();
         let amount = r.quantity as f64 * r.unit_price.parse::<f64>().unwrap();
-        if !seen.insert((customer.clone(), day, r.invoice.clone(), amount.to_bits())) {
+        if !seen.insert(r.csv_line()) {
             continue;
         }
         let d = days.entry(customer).or_default().entry(day).or_default();
