@@ -75,6 +75,24 @@ pub struct Location {
     path: StorePath,
 }
 
+/// `path` with `.` and `..` resolved lexically (`/a/job/../data` is
+/// `/a/data`), as a shell's `cd` does: object store paths refuse `..`, and
+/// job files name inputs relative to themselves (`../data/tx.csv`).
+fn without_dot_dot(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 impl Location {
     /// Parse a local path, `file://`, `s3://`, `gs://`, `az://`, `abfss://` or
     /// `http(s)://` URL. `dir` marks locations that are folders (outputs).
@@ -88,6 +106,7 @@ impl Location {
             _ => {
                 // A plain path (or a Windows drive letter parsed as a scheme).
                 let abs = std::path::absolute(Path::new(raw)).map_err(|e| Error::io(raw, e))?;
+                let abs = without_dot_dot(&abs);
                 let u = if dir || raw.ends_with('/') {
                     Url::from_directory_path(&abs)
                 } else {
@@ -386,6 +405,17 @@ pub fn register_store(ctx: &SessionContext, loc: &Location) -> Result<Arc<dyn Ob
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_with_dot_dot_resolve() {
+        // A job in /w/jobs naming ../data/tx.csv (found by a fresh-user
+        // trial: "Encountered illegal character sequence '..'", exit 2).
+        let loc = Location::parse("/w/jobs/../data/./tx.csv", false).unwrap();
+        assert_eq!(loc.to_string(), "file:///w/data/tx.csv");
+        let dir = Location::parse("/w/jobs/../out/", true).unwrap();
+        assert_eq!(dir.to_string(), "file:///w/out/");
+        assert_eq!(dir.path().as_ref(), "w/out");
+    }
 
     #[test]
     fn locations_normalise_paths_and_urls() {

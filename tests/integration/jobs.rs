@@ -202,3 +202,37 @@ fn init_writes_a_project_that_runs_on_generated_data() {
         before
     );
 }
+
+/// Paths with `..` in them, as a job kept beside its data names them, are
+/// resolved like a shell resolves them (a fresh-user trial got exit 2:
+/// "Encountered illegal character sequence '..'").
+#[test]
+fn input_output_and_table_paths_may_climb_with_dot_dot() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("jobs")).unwrap();
+    let cases = data("cases");
+    let input = format!(
+        "{}/../cases/folder-columns-reordered/",
+        cases.trim_end_matches('/')
+    );
+    let out = tmp.path().join("jobs/../out");
+    let res = crate::common::run_nightly(&input, "1997-09-30", &out, &[]);
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // Read back through a path that climbs too: the control's 2,357
+    // customers (../shared/cases/README.md).
+    let table = format!(
+        "t={}/jobs/../out/customer_tiers/as_of=1997-09-30/",
+        tmp.path().display()
+    );
+    let n = Cmd::custval()
+        .args(["-q", "sql", "--format", "csv", "--table", &table])
+        .arg("SELECT count(*) AS n FROM t")
+        .ok()
+        .stdout;
+    assert!(n.lines().any(|l| l.trim() == "2357"), "{n}");
+}
