@@ -12,6 +12,8 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use encoding_rs::Encoding;
+
+use super::schema::InferError;
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
@@ -285,15 +287,15 @@ pub(super) async fn infer(
     meta: ObjectMeta,
     compression: FileCompressionType,
     opts: &CsvOptions,
-) -> std::result::Result<(SchemaRef, bool), String> {
+) -> std::result::Result<(SchemaRef, bool), InferError> {
     let stream = store
         .get(&meta.location)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(InferError::Store)?
         .into_stream();
     let handle = tokio::runtime::Handle::current();
     let opts = opts.clone();
-    tokio::task::spawn_blocking(move || {
+    let read = tokio::task::spawn_blocking(move || {
         let raw = compression
             .convert_read(BlockingRead::new(stream, handle))
             .map_err(|e| e.to_string())?;
@@ -305,7 +307,8 @@ pub(super) async fn infer(
         Ok((Arc::new(opts.named(schema)?), bom))
     })
     .await
-    .map_err(|e| format!("reading the CSV header failed: {e}"))?
+    .map_err(|e| format!("reading the CSV header failed: {e}"));
+    read.and_then(|r| r).map_err(InferError::Decode)
 }
 
 /// Whether `r` starts with a UTF-8 byte order mark, and `r` after it.

@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::catalog::Session;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::FileFormat;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore};
@@ -47,14 +48,17 @@ pub(super) async fn infer_each(
     store: &Arc<dyn ObjectStore>,
     reader: Reader<'_>,
     files: &[(String, ObjectMeta, FileCompressionType)],
-) -> Result<Vec<FileSchema>, (String, String)> {
+) -> Result<Vec<FileSchema>, (String, InferError)> {
     let reads = files.iter().map(|(url, meta, compression)| async move {
         let schema = match reader {
             Reader::Parquet(format) => format
                 .infer_schema(state, store, std::slice::from_ref(meta))
                 .await
                 .map(|s| (s, false))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| match e {
+                    DataFusionError::ObjectStore(e) => InferError::Store(*e),
+                    e => InferError::Decode(e.to_string()),
+                }),
             Reader::Csv(opts) => {
                 csv::infer(Arc::clone(store), meta.clone(), *compression, opts).await
             }
@@ -73,6 +77,17 @@ pub(super) async fn infer_each(
         .await
         .into_iter()
         .collect()
+}
+
+/// Why a file's schema could not be read: the store failed (a storage
+/// fault: exit 1, retrying may help) or the file is not what its format
+/// says (bad input: exit 2).
+#[derive(Debug)]
+pub(super) enum InferError {
+    /// The object store's request failed.
+    Store(object_store::Error),
+    /// The bytes do not decode as the format.
+    Decode(String),
 }
 
 /// Two files give one column types nothing reconciles.
@@ -177,6 +192,61 @@ pub(crate) fn is_text(t: &DataType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store that fails is a storage fault, a file that does not decode is
+    /// bad input: the exit code (1 against 2) depends on telling them apart
+    /// (issue 16: a 503 while reading an input's schema exited 2).
+    #[tokio::test]
+    async fn a_failing_store_is_told_apart_from_a_file_that_does_not_decode() {
+        use datafusion::datasource::file_format::parquet::ParquetFormat;
+        use datafusion::prelude::SessionContext;
+        use object_store::memory::InMemory;
+        use object_store::path::Path;
+        use object_store::ObjectStoreExt;
+
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        store
+            .put(
+                &Path::from("bad.parquet"),
+                b"not parquet at all".to_vec().into(),
+            )
+            .await
+            .unwrap();
+        let bad = store.head(&Path::from("bad.parquet")).await.unwrap();
+        let mut gone = bad.clone();
+        gone.location = Path::from("gone.csv");
+        let none = FileCompressionType::UNCOMPRESSED;
+        let state = SessionContext::new().state();
+        let csv = CsvOptions::default();
+        let e = infer_each(
+            &state,
+            &store,
+            Reader::Csv(&csv),
+            &[("gone".into(), gone.clone(), none)],
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e.1, InferError::Store(_)), "{e:?}");
+        let parquet = ParquetFormat::default();
+        let e = infer_each(
+            &state,
+            &store,
+            Reader::Parquet(&parquet),
+            &[("gone".into(), gone, none)],
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e.1, InferError::Store(_)), "{e:?}");
+        let e = infer_each(
+            &state,
+            &store,
+            Reader::Parquet(&parquet),
+            &[("bad".into(), bad, none)],
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e.1, InferError::Decode(_)), "{e:?}");
+    }
 
     fn file(url: &str, fields: &[(&str, DataType, bool)]) -> FileSchema {
         FileSchema {

@@ -318,10 +318,14 @@ async fn infer(
     let state = ctx.state();
     schema::infer_each(&state, store, reader, &listed)
         .await
-        .map_err(|(url, e)| Error::InputSchema {
-            input: input.to_string(),
-            url,
-            message: format!("cannot read the schema: {}", first_line(&e)),
+        .map_err(|(url, e)| match e {
+            // The store failing is not bad input: exit 1, retry.
+            schema::InferError::Store(e) => Error::storage(url, e),
+            schema::InferError::Decode(e) => Error::InputSchema {
+                input: input.to_string(),
+                url,
+                message: format!("cannot read the schema: {}", first_line(&e)),
+            },
         })
 }
 
