@@ -28,6 +28,18 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The stopping rules of the models' maximum-likelihood fits (BG/NBD,
+    /// Gamma-Gamma), one home for both: a gradient of the mean
+    /// log-likelihood per customer at most 1e-9, tighter than the default.
+    pub fn model_fit() -> Options {
+        Options {
+            grad_tol: 1e-9,
+            ..Options::default()
+        }
+    }
+}
+
 /// The result of a minimisation.
 #[derive(Debug, Clone)]
 pub struct Minimum {

@@ -251,7 +251,7 @@ fn fit_with(
     let total: f64 = patterns.iter().map(|p| p.weight).sum();
     let mean_t = patterns.iter().map(|p| p.t * p.weight).sum::<f64>() / total.max(1.0);
     let scale = mean_t.max(1e-6);
-    let (starts, opts) = (starts(scale), options());
+    let (starts, opts) = (starts(scale), Options::model_fit());
     let ix = Indexed::new(patterns);
     let sample = sample(patterns.len()).map(|size| {
         let reweight = |p: Pattern, weight| Pattern { weight, ..p };
@@ -304,14 +304,6 @@ fn starts(scale: f64) -> Vec<Vec<f64>> {
     .iter()
     .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
     .collect()
-}
-
-/// The fit's stopping rules.
-fn options() -> Options {
-    Options {
-        grad_tol: 1e-9,
-        ..Options::default()
-    }
 }
 
 /// The BG/NBD likelihood's limit as a -> 0 (every dropout probability 0):
@@ -1273,7 +1265,7 @@ pub(crate) mod tests {
             |th, g| objective_indexed(th, &ix, g),
             None::<fn(&[f64], &mut [f64]) -> f64>,
             &starts(scale),
-            &options(),
+            &Options::model_fit(),
             PARAMS,
         );
         let f = fit_with(&p, 0.0, |_| None);

@@ -201,7 +201,7 @@ fn fit_with(
     // Grouped by frequency, so the objective computes its terms once per group.
     pts.sort_by(|a, b| a.frequency.total_cmp(&b.frequency));
     let prepared = Prepared::new(&pts);
-    let (starts, opts) = (starts(), options());
+    let (starts, opts) = (starts(), Options::model_fit());
     let sample = sample(pts.len()).map(|size| {
         let reweight = |p: Pattern, weight| Pattern { weight, ..p };
         Prepared::new(&systematic_sample(&pts, |p| p.weight, reweight, size))
@@ -257,14 +257,6 @@ fn starts() -> Vec<Vec<f64>> {
     .iter()
     .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
     .collect()
-}
-
-/// The fit's stopping rules.
-fn options() -> Options {
-    Options {
-        grad_tol: 1e-9,
-        ..Options::default()
-    }
 }
 
 /// The Gamma-Gamma likelihood's limit as q, v -> infinity with v/q = c:
@@ -692,7 +684,7 @@ mod tests {
             |th, g| objective_prepared(th, &pr, g),
             None::<fn(&[f64], &mut [f64]) -> f64>,
             &starts(),
-            &options(),
+            &Options::model_fit(),
             PARAMS,
         );
         let f = fit_with(&pts, 0.0, |_| None);
