@@ -13,7 +13,6 @@ use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use encoding_rs::Encoding;
 
-use super::schema::InferError;
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
@@ -273,6 +272,17 @@ pub(super) fn compression_by_extension(path: &str) -> Option<FileCompressionType
         "xz" => Some(FileCompressionType::XZ),
         _ => None,
     }
+}
+
+/// Why a file's schema could not be read: the store failed (a storage
+/// fault: exit 1, retrying may help) or the file is not what its format
+/// says (bad input: exit 2).
+#[derive(Debug)]
+pub(super) enum InferError {
+    /// The object store's request failed.
+    Store(object_store::Error),
+    /// The bytes do not decode as the format.
+    Decode(String),
 }
 
 /// A CSV file's schema read with `opts`, and whether it starts with a UTF-8

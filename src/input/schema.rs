@@ -16,6 +16,7 @@ use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore};
 
+pub(super) use super::csv::InferError;
 use super::csv::{self, CsvOptions};
 
 /// Files whose schemas are read at the same time (each read is one footer
@@ -77,17 +78,6 @@ pub(super) async fn infer_each(
         .await
         .into_iter()
         .collect()
-}
-
-/// Why a file's schema could not be read: the store failed (a storage
-/// fault: exit 1, retrying may help) or the file is not what its format
-/// says (bad input: exit 2).
-#[derive(Debug)]
-pub(super) enum InferError {
-    /// The object store's request failed.
-    Store(object_store::Error),
-    /// The bytes do not decode as the format.
-    Decode(String),
 }
 
 /// Two files give one column types nothing reconciles.
