@@ -60,15 +60,19 @@ pub async fn register_tables(
     Ok(())
 }
 
-/// Is this plan a statement that writes or changes the catalog?
+/// Is this plan a statement that writes or changes the catalog? `SET` of a
+/// session option (`SET datafusion.execution.batch_size = 1024`) is not: it
+/// changes only this session, as DataFusion's own messages suggest.
 fn is_write(plan: &LogicalPlan) -> bool {
-    matches!(
-        plan,
+    use datafusion::logical_expr::Statement;
+    match plan {
+        LogicalPlan::Statement(Statement::SetVariable(_)) => false,
         LogicalPlan::Dml(_)
-            | LogicalPlan::Ddl(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Statement(_)
-    )
+        | LogicalPlan::Ddl(_)
+        | LogicalPlan::Copy(_)
+        | LogicalPlan::Statement(_) => true,
+        _ => false,
+    }
 }
 
 /// Where results go: printed in a format, or written as Parquet to a URL.
@@ -88,15 +92,18 @@ pub async fn execute(
     allow_write: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    execute_to(ctx, text, &Sink::Print(format), allow_write, out).await
+    execute_to(ctx, text, &Sink::Print(format), allow_write, false, out).await
 }
 
-/// Run statements, sending query results to `sink`.
+/// Run statements, sending query results to `sink`; with `footer`, each
+/// printed result is followed on stderr by `N rows in X.XXX s` (the time from
+/// planning to the last row written, in seconds).
 pub async fn execute_to(
     ctx: &SessionContext,
     text: &str,
     sink: &Sink,
     allow_write: bool,
+    footer: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
     // DataFusion's own parser: it knows COPY ... STORED AS, CREATE EXTERNAL TABLE.
@@ -106,6 +113,7 @@ pub async fn execute_to(
         return Err(Error::Query("no SQL statement given".into()));
     }
     for stmt in statements {
+        let t0 = Instant::now();
         // A query that does not plan (an unknown table, column or
         // function) is the user's to fix: exit 2, not a failed run.
         let plan = ctx
@@ -122,8 +130,24 @@ pub async fn execute_to(
         let df = ctx.execute_logical_plan(plan).await?;
         match sink {
             Sink::Print(format) => {
-                let batches = df.collect().await?;
+                let schema = df.schema().as_arrow().clone();
+                let mut batches = df.collect().await?;
+                if schema.fields().is_empty() {
+                    // DDL and SET: nothing to show.
+                    continue;
+                }
+                if batches.is_empty() {
+                    // Headers of an empty result still show its columns.
+                    batches.push(RecordBatch::new_empty(Arc::new(schema)));
+                }
                 table::write(out, &batches, *format)?;
+                out.flush().map_err(|e| Error::io("<stdout>", e))?;
+                if footer {
+                    let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    let secs = t0.elapsed().as_secs_f64();
+                    let rows = if n == 1 { "row" } else { "rows" };
+                    eprintln!("{n} {rows} in {secs:.3} s");
+                }
             }
             Sink::Parquet(loc) => {
                 storage::register_store(ctx, loc)?;
@@ -136,15 +160,29 @@ pub async fn execute_to(
     Ok(())
 }
 
-/// The `custval sql` command.
+/// What a `custval sql` session is given besides its SQL.
+#[derive(Debug, Clone, Default)]
+pub struct SessionArgs {
+    /// `--table NAME=URL` pairs.
+    pub tables: Vec<(String, String)>,
+    /// `--csv NAME.OPTION=VALUE` pairs.
+    pub csv: Vec<(String, String)>,
+    /// Whether DDL, DML and writing are allowed (`--allow-write`).
+    pub allow_write: bool,
+    /// Print `N rows in X.XXX s` on stderr after each result (off with `-q`).
+    pub footer: bool,
+}
+
+/// The `custval sql` command: run each script (a text of statements
+/// separated by `;`) in order, stopping at the first error; with none, the
+/// interactive shell.
 pub async fn run(
-    query: Option<String>,
-    tables: &[(String, String)],
-    csv: &[(String, String)],
+    scripts: Vec<String>,
+    session: &SessionArgs,
     sink: Sink,
-    allow_write: bool,
     engine_opts: &EngineOptions,
 ) -> Result<()> {
+    let allow_write = session.allow_write;
     if matches!(sink, Sink::Parquet(_)) && !allow_write {
         return Err(Error::Argument(
             "--format parquet writes files: add --allow-write".into(),
@@ -154,15 +192,16 @@ pub async fn run(
     // Lives until the last query: CSV files in another encoding are read
     // from UTF-8 copies here.
     let scratch = Scratch::temporary()?;
-    register_tables(&ctx, tables, csv, &scratch).await?;
-    match query {
-        Some(q) => {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            execute_to(&ctx, &q, &sink, allow_write, &mut out).await
-        }
-        None => repl(&ctx, sink, allow_write).await,
+    register_tables(&ctx, &session.tables, &session.csv, &scratch).await?;
+    if scripts.is_empty() {
+        return repl(&ctx, sink, session).await;
     }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for script in &scripts {
+        execute_to(&ctx, script, &sink, allow_write, session.footer, &mut out).await?;
+    }
+    Ok(())
 }
 
 /// State of the shell that meta commands change.
@@ -377,7 +416,7 @@ fn history_path() -> Option<std::path::PathBuf> {
 }
 
 /// The interactive shell.
-async fn repl(ctx: &SessionContext, sink: Sink, allow_write: bool) -> Result<()> {
+async fn repl(ctx: &SessionContext, sink: Sink, session: &SessionArgs) -> Result<()> {
     use rustyline::error::ReadlineError;
     let mut editor: rustyline::Editor<Helper, rustyline::history::FileHistory> =
         rustyline::Editor::with_config(rustyline::Config::builder().auto_add_history(true).build())
@@ -391,7 +430,7 @@ async fn repl(ctx: &SessionContext, sink: Sink, allow_write: bool) -> Result<()>
     }
     let mut shell = Shell {
         sink,
-        allow_write,
+        allow_write: session.allow_write,
         timing: false,
     };
     let mut buf = String::new();
@@ -428,7 +467,16 @@ async fn repl(ctx: &SessionContext, sink: Sink, allow_write: bool) -> Result<()>
         if line.trim_end().ends_with(';') {
             let q = std::mem::take(&mut buf);
             let t0 = Instant::now();
-            if let Err(e) = execute_to(ctx, &q, &shell.sink, shell.allow_write, &mut out).await {
+            if let Err(e) = execute_to(
+                ctx,
+                &q,
+                &shell.sink,
+                shell.allow_write,
+                session.footer,
+                &mut out,
+            )
+            .await
+            {
                 eprintln!("error: {e}");
             }
             if shell.timing {

@@ -17,8 +17,15 @@ pub enum SqlFormat {
     Table,
     /// CSV with a header line.
     Csv,
-    /// One JSON object per row.
+    /// Tab-separated values with a header line.
+    Tsv,
+    /// One JSON array of row objects, keys in SELECT order.
     Json,
+    /// One JSON object per line, keys in SELECT order (also `nd-json`).
+    #[value(alias = "nd-json")]
+    Ndjson,
+    /// A Markdown table.
+    Markdown,
     /// Parquet files at `--out` (needs `--allow-write`).
     Parquet,
 }
@@ -26,8 +33,14 @@ pub enum SqlFormat {
 /// `custval sql [QUERY] ...`
 #[derive(Debug, Args)]
 pub struct SqlArgs {
-    /// The query; read from standard input when absent.
+    /// The query; read from standard input when absent (and no -c or -f).
     pub query: Option<String>,
+    /// SQL to run (repeatable; each may hold several statements separated by ';').
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub commands: Vec<String>,
+    /// A file of SQL statements separated by ';' (repeatable; run after -c).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<String>,
     /// Register a table: NAME=URL (Parquet, CSV, a folder, a published partition).
     #[arg(long = "table", value_name = "NAME=URL")]
     pub tables: Vec<String>,
@@ -49,8 +62,10 @@ pub struct SqlArgs {
     pub engine: EngineArgs,
 }
 
-/// `custval sql`: one query (argument or standard input) or the shell.
-pub async fn run(args: SqlArgs) -> Result<()> {
+/// `custval sql`: the query argument, then each `-c`, then each `-f` file;
+/// without any, standard input, or the shell on a terminal. `quiet` (`-q`)
+/// leaves out the `N rows in X s` footer on stderr.
+pub async fn run(args: SqlArgs, quiet: bool) -> Result<()> {
     let sink = match (args.format, args.out) {
         (SqlFormat::Parquet, Some(o)) => Sink::Parquet(Location::parse(&o, o.ends_with('/'))?),
         (SqlFormat::Parquet, None) => {
@@ -59,28 +74,31 @@ pub async fn run(args: SqlArgs) -> Result<()> {
         (_, Some(_)) => return Err(Error::Argument("--out goes with --format parquet".into())),
         (SqlFormat::Table, None) => Sink::Print(OutputFormat::Table),
         (SqlFormat::Csv, None) => Sink::Print(OutputFormat::Csv),
+        (SqlFormat::Tsv, None) => Sink::Print(OutputFormat::Tsv),
         (SqlFormat::Json, None) => Sink::Print(OutputFormat::Json),
+        (SqlFormat::Ndjson, None) => Sink::Print(OutputFormat::Ndjson),
+        (SqlFormat::Markdown, None) => Sink::Print(OutputFormat::Markdown),
     };
-    let query = match args.query {
-        Some(q) => Some(q),
-        None if std::io::stdin().is_terminal() => None,
-        None => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| Error::io("<stdin>", e))?;
-            Some(s)
-        }
-    };
+    let mut scripts: Vec<String> = args.query.into_iter().chain(args.commands).collect();
+    for f in &args.files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| Error::Argument(format!("cannot read the SQL file -f {f}: {e}")))?;
+        scripts.push(text);
+    }
+    if scripts.is_empty() && !std::io::stdin().is_terminal() {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::io("<stdin>", e))?;
+        scripts.push(s);
+    }
     let tables = key_values("--table", &args.tables)?;
     let csv = key_values("--csv", &args.csv)?;
-    crate::sql::run(
-        query,
-        &tables,
-        &csv,
-        sink,
-        args.allow_write,
-        &args.engine.options()?,
-    )
-    .await
+    let session = crate::sql::SessionArgs {
+        tables,
+        csv,
+        allow_write: args.allow_write,
+        footer: !quiet,
+    };
+    crate::sql::run(scripts, &session, sink, &args.engine.options()?).await
 }

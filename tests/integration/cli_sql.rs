@@ -97,3 +97,129 @@ fn a_closed_output_pipe_ends_quietly() {
         assert!(!err.contains("panicked"), "{format}: {err}");
     }
 }
+
+/// The query of the format tests: columns deliberately not in alphabetical
+/// order, a text with the characters each format must escape, a NULL.
+const FORMAT_QUERY: &str = "SELECT * FROM (VALUES (2, 'b|x', 1.5), (1, 'a\tb', NULL)) AS v(zeta, alpha, mid) ORDER BY zeta DESC";
+
+/// `--format json` is one JSON array, `ndjson` (alias `nd-json`, as
+/// datafusion-cli) one object per line; both keep SELECT order, not
+/// alphabetical. Expected text written by hand from FORMAT_QUERY.
+#[test]
+fn json_is_one_array_and_ndjson_lines_in_select_order() {
+    let out = Cmd::custval()
+        .args(["sql", "--format", "json", FORMAT_QUERY])
+        .stdout();
+    assert_eq!(
+        out,
+        "[{\"zeta\":2,\"alpha\":\"b|x\",\"mid\":1.5},\n{\"zeta\":1,\"alpha\":\"a\\tb\",\"mid\":null}]\n"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(parsed.as_array().map(Vec::len), Some(2));
+    for flag in ["ndjson", "nd-json"] {
+        let out = Cmd::custval()
+            .args(["sql", "--format", flag, FORMAT_QUERY])
+            .stdout();
+        assert_eq!(
+            out,
+            "{\"zeta\":2,\"alpha\":\"b|x\",\"mid\":1.5}\n{\"zeta\":1,\"alpha\":\"a\\tb\",\"mid\":null}\n",
+            "{flag}"
+        );
+    }
+    // An empty result is an empty array, still valid JSON.
+    let out = Cmd::custval()
+        .args(["sql", "--format", "json", "SELECT 1 AS a WHERE false"])
+        .stdout();
+    assert_eq!(out, "[]\n");
+}
+
+/// TSV quotes a value holding a tab (Arrow's CSV writer, tab delimiter);
+/// Markdown escapes `|` and leaves a NULL cell empty. Expected text by hand.
+#[test]
+fn tsv_and_markdown() {
+    let out = Cmd::custval()
+        .args(["sql", "--format", "tsv", FORMAT_QUERY])
+        .stdout();
+    assert_eq!(out, "zeta\talpha\tmid\n2\tb|x\t1.5\n1\t\"a\tb\"\t\n");
+    let out = Cmd::custval()
+        .args(["sql", "--format", "markdown", FORMAT_QUERY])
+        .stdout();
+    assert_eq!(
+        out,
+        "| zeta | alpha | mid |\n|---|---|---|\n| 2 | b\\|x | 1.5 |\n| 1 | a\tb |  |\n"
+    );
+    // An empty result keeps its header.
+    let out = Cmd::custval()
+        .args(["sql", "--format", "markdown", "SELECT 1 AS a WHERE false"])
+        .stdout();
+    assert_eq!(out, "| a |\n|---|\n");
+}
+
+/// After each result, `N rows in X.XXX s` on stderr (stdout stays the data);
+/// `-q` leaves it out. 3 rows: generate_series(1, 3) by definition.
+#[test]
+fn a_footer_counts_rows_and_time_unless_quiet() {
+    let q = "SELECT value FROM generate_series(1, 3); SELECT 1 AS one";
+    let run = Cmd::custval().args(["sql", "--format", "csv", q]).ok();
+    assert_eq!(run.stdout, "value\n1\n2\n3\none\n1\n");
+    let footers: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" in ") && l.ends_with(" s"))
+        .collect();
+    assert_eq!(footers.len(), 2, "{}", run.stderr);
+    assert!(footers[0].starts_with("3 rows in "), "{}", footers[0]);
+    assert!(footers[1].starts_with("1 row in "), "{}", footers[1]);
+    let secs: f64 = footers[0]
+        .trim_start_matches("3 rows in ")
+        .trim_end_matches(" s")
+        .parse()
+        .unwrap();
+    assert!((0.0..60.0).contains(&secs), "{secs}");
+    let run = Cmd::custval()
+        .args(["-q", "sql", "--format", "csv", q])
+        .ok();
+    assert_eq!(run.stderr, "");
+}
+
+/// `-c SQL` and `-f FILE` (each repeatable, each holding statements
+/// separated by `;`) run in order: the argument, the -c's, then the files;
+/// a table created by one is seen by the next.
+#[test]
+fn commands_and_files_run_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.sql");
+    let b = tmp.path().join("b.sql");
+    std::fs::write(&a, "SELECT column1 * 10 AS ten FROM t;\nSELECT 'a' AS file;\n").unwrap();
+    std::fs::write(&b, "SELECT count(*) AS n FROM t").unwrap();
+    let out = Cmd::custval()
+        .args(["-q", "sql", "--allow-write", "--format", "csv"])
+        .args(["-c", "CREATE TABLE t AS VALUES (1), (2)"])
+        .args(["--command", "SELECT sum(column1) AS s FROM t"])
+        .arg("-f")
+        .arg(&a)
+        .arg("--file")
+        .arg(&b)
+        .stdout();
+    // sum 1+2 = 3; then 10, 20; then count 2.
+    assert_eq!(out, "s\n3\nten\n10\n20\nfile\na\nn\n2\n");
+    let run = Cmd::custval()
+        .args(["sql", "-f", "/nonexistent/q.sql"])
+        .code(2);
+    assert!(run.stderr.contains("/nonexistent/q.sql"), "{}", run.stderr);
+}
+
+/// `SET datafusion....` changes only the session: allowed read-only, and
+/// seen by the next statement; DDL still needs --allow-write.
+#[test]
+fn set_is_allowed_read_only_and_ddl_is_not() {
+    let out = Cmd::custval()
+        .args(["-q", "sql", "--format", "csv"])
+        .arg("SET datafusion.execution.batch_size = 1234; SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.batch_size'")
+        .stdout();
+    assert_eq!(out, "value\n1234\n");
+    let run = Cmd::custval()
+        .args(["sql", "CREATE VIEW v AS SELECT 1"])
+        .code(2);
+    assert!(run.stderr.contains("--allow-write"), "{}", run.stderr);
+}
