@@ -60,6 +60,39 @@ pub async fn register_tables(
     Ok(())
 }
 
+/// `--output-dir OUT`: register every table of a custval output under its
+/// name, read at its latest published partition (through its manifest, so
+/// the committed run). Returns the names registered with their partitions;
+/// a folder with no published partition is left out.
+///
+/// Errors: [`Error::Storage`] when listing fails; those of
+/// [`crate::input::register_source`].
+pub async fn register_output(
+    ctx: &SessionContext,
+    output: &str,
+    scratch: &Scratch,
+) -> Result<Vec<(String, Location)>> {
+    let root = Location::parse(output, true)?;
+    let store = storage::register_store(ctx, &root)?;
+    let layout = crate::publish::OutputLayout::new(root);
+    let mut found = Vec::new();
+    for name in layout.tables(&store).await? {
+        let Some(part) = layout.latest(&store, &name).await? else {
+            tracing::debug!(table = %name, "no published partition: not registered");
+            continue;
+        };
+        let read = ReadOptions {
+            format: None,
+            csv: CsvOptions::default(),
+            csv_as_text: false,
+            scratch: Some(scratch),
+        };
+        crate::input::register_source(ctx, &name, &part, &read).await?;
+        found.push((name, part));
+    }
+    Ok(found)
+}
+
 /// Is this plan a statement that writes or changes the catalog? `SET` of a
 /// session option (`SET datafusion.execution.batch_size = 1024`) is not: it
 /// changes only this session, as DataFusion's own messages suggest.
@@ -167,6 +200,10 @@ pub struct SessionArgs {
     pub tables: Vec<(String, String)>,
     /// `--csv NAME.OPTION=VALUE` pairs.
     pub csv: Vec<(String, String)>,
+    /// `--output-dir OUT`: a custval output whose tables are registered by
+    /// name at their latest published partition (before `--table`, which
+    /// may override a name).
+    pub output_dir: Option<String>,
     /// Whether DDL, DML and writing are allowed (`--allow-write`).
     pub allow_write: bool,
     /// Print `N rows in X.XXX s` on stderr after each result (off with `-q`).
@@ -188,10 +225,16 @@ pub async fn run(
             "--format parquet writes files: add --allow-write".into(),
         ));
     }
-    let ctx = engine::open(engine_opts).await?;
     // Lives until the last query: CSV files in another encoding are read
     // from UTF-8 copies here.
-    let scratch = Scratch::temporary()?;
+    let scratch = Arc::new(Scratch::temporary()?);
+    // Paths in FROM and read_parquet/read_csv read as --table does.
+    let ctx = crate::url_tables::enable(engine::open(engine_opts).await?, scratch.clone());
+    if let Some(out) = &session.output_dir {
+        for (name, part) in register_output(&ctx, out, &scratch).await? {
+            tracing::info!(table = %name, partition = %part, "registered");
+        }
+    }
     register_tables(&ctx, &session.tables, &session.csv, &scratch).await?;
     if scripts.is_empty() {
         return repl(&ctx, sink, session).await;

@@ -44,6 +44,10 @@ pub struct SqlArgs {
     /// Register a table: NAME=URL (Parquet, CSV, a folder, a published partition).
     #[arg(long = "table", value_name = "NAME=URL")]
     pub tables: Vec<String>,
+    /// Register every published table of a custval output (a folder or URL)
+    /// by its name, read at its latest published partition.
+    #[arg(long, value_name = "OUT")]
+    pub output_dir: Option<String>,
     /// A CSV option of a table: NAME.OPTION=VALUE, e.g. t.delimiter=; (repeatable;
     /// options as in a job's [inputs.NAME.csv]).
     #[arg(long = "csv", value_name = "NAME.OPTION=VALUE")]
@@ -97,6 +101,7 @@ pub async fn run(args: SqlArgs, quiet: bool) -> Result<()> {
     let session = crate::sql::SessionArgs {
         tables,
         csv,
+        output_dir: args.output_dir,
         allow_write: args.allow_write,
         footer: !quiet,
     };

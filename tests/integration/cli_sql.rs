@@ -3,7 +3,7 @@
 
 use std::process::Stdio;
 
-use crate::common::{sql_on_table, Cmd};
+use crate::common::{nightly_cdnow, sql_on_table, Cmd};
 
 #[test]
 fn sql_is_read_only_unless_allowed() {
@@ -190,7 +190,11 @@ fn commands_and_files_run_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a.sql");
     let b = tmp.path().join("b.sql");
-    std::fs::write(&a, "SELECT column1 * 10 AS ten FROM t;\nSELECT 'a' AS file;\n").unwrap();
+    std::fs::write(
+        &a,
+        "SELECT column1 * 10 AS ten FROM t;\nSELECT 'a' AS file;\n",
+    )
+    .unwrap();
     std::fs::write(&b, "SELECT count(*) AS n FROM t").unwrap();
     let out = Cmd::custval()
         .args(["-q", "sql", "--allow-write", "--format", "csv"])
@@ -222,4 +226,131 @@ fn set_is_allowed_read_only_and_ddl_is_not() {
         .args(["sql", "CREATE VIEW v AS SELECT 1"])
         .code(2);
     assert!(run.stderr.contains("--allow-write"), "{}", run.stderr);
+}
+
+/// One number printed by `custval -q sql --format csv` (header, value).
+fn count(extra: &[&str], sql: &str) -> u64 {
+    let out = Cmd::custval()
+        .args(["-q", "sql", "--format", "csv"])
+        .args(extra)
+        .arg(sql)
+        .stdout();
+    let value = out.lines().nth(1).unwrap_or_else(|| panic!("{out}"));
+    value.parse().unwrap_or_else(|_| panic!("{out}"))
+}
+
+/// Paths and URLs in FROM, `read_parquet(url)` and `read_csv(url, ...)` read
+/// as `--table` does: a published table folder gives every published
+/// partition with its `as_of` column. Expected counts come from `--table`
+/// on each partition (the reader the shipped cases check) and from counting
+/// the CSV file's lines here.
+#[test]
+fn paths_in_from_and_read_functions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for as_of in ["1997-09-30", "1998-06-30"] {
+        nightly_cdnow(&out, as_of).args(["-q"]).ok();
+    }
+    let tiers = out.join("customer_tiers");
+    let part = |d: &str| format!("{}/as_of={d}/", tiers.display());
+    let t = |d: &str| format!("t={}", part(d));
+    let (a, b) = (
+        count(&["--table", &t("1997-09-30")], "SELECT count(*) FROM t"),
+        count(&["--table", &t("1998-06-30")], "SELECT count(*) FROM t"),
+    );
+    assert!(a > 0 && b > 0, "{a} {b}");
+    let folder = format!("{}/", tiers.display());
+    let q = format!("SELECT count(*) FROM '{folder}'");
+    assert_eq!(count(&[], &q), a + b);
+    let q = format!("SELECT count(DISTINCT as_of) FROM '{folder}'");
+    assert_eq!(count(&[], &q), 2);
+    let q = format!(
+        "SELECT count(*) FROM read_parquet('{}')",
+        part("1997-09-30")
+    );
+    assert_eq!(count(&[], &q), a);
+    // A path in FROM joins a registered table.
+    let q = format!(
+        "SELECT count(*) FROM t JOIN '{}' p USING (customer_id)",
+        part("1998-06-30")
+    );
+    assert_eq!(count(&["--table", &t("1998-06-30")], &q), b);
+
+    // read_csv: the CDNOW sample (lines minus the header) and a
+    // semicolon file under a name that does not say CSV.
+    let csv = crate::common::data("cdnow_sample.csv");
+    let lines = std::fs::read_to_string(&csv).unwrap().lines().count() as u64;
+    assert_eq!(
+        count(&[], &format!("SELECT count(*) FROM read_csv('{csv}')")),
+        lines - 1
+    );
+    assert_eq!(
+        count(&[], &format!("SELECT count(*) FROM '{csv}'")),
+        lines - 1
+    );
+    let semi = tmp.path().join("export.txt.data");
+    std::fs::write(&semi, "a;b\n1;2\n3;4\n5;6\n").unwrap();
+    let q = format!(
+        "SELECT sum(b) FROM read_csv('{}', 'delimiter=;')",
+        semi.display()
+    );
+    assert_eq!(count(&[], &q), 12);
+
+    // An unknown name is still "not found" (exit 2), a path with no data
+    // names the path, and a bad option names it.
+    let run = Cmd::custval().args(["sql", "SELECT * FROM nope"]).code(2);
+    assert!(run.stderr.contains("nope"), "{}", run.stderr);
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let run = Cmd::custval()
+        .args(["sql", &format!("SELECT * FROM '{}/'", empty.display())])
+        .fails();
+    assert!(run.stderr.contains("no data files"), "{}", run.stderr);
+    let run = Cmd::custval()
+        .args([
+            "sql",
+            &format!("SELECT * FROM read_csv('{csv}', 'colour=red')"),
+        ])
+        .code(2);
+    assert!(run.stderr.contains("colour"), "{}", run.stderr);
+}
+
+/// `--output-dir OUT` registers every published table by name at its
+/// latest published partition. Expected counts from `--table` on that
+/// partition of each table.
+#[test]
+fn output_dir_registers_every_published_table_at_its_latest_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for as_of in ["1997-09-30", "1998-06-30"] {
+        nightly_cdnow(&out, as_of).args(["-q"]).ok();
+    }
+    let o = out.display().to_string();
+    let listed = Cmd::custval()
+        .args(["-q", "sql", "--format", "csv", "--output-dir", &o])
+        .arg("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
+        .stdout();
+    let mut folders: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('_'))
+        .collect();
+    folders.sort();
+    assert!(
+        folders.contains(&"customer_tiers".to_string()),
+        "{folders:?}"
+    );
+    assert_eq!(listed, format!("table_name\n{}\n", folders.join("\n")));
+    for table in ["customer_tiers", "customer_clv"] {
+        if !folders.iter().any(|f| f == table) {
+            continue;
+        }
+        let t = format!("t={o}/{table}/as_of=1998-06-30/");
+        let want = count(&["--table", &t], "SELECT count(*) FROM t");
+        let got = count(
+            &["--output-dir", &o],
+            &format!("SELECT count(*) FROM {table}"),
+        );
+        assert_eq!(got, want, "{table}");
+    }
 }
