@@ -1,6 +1,7 @@
 //! `custval sql`: ad-hoc SQL over registered tables with every custval
 //! function; read-only unless `--allow-write`; a shell on a terminal with
-//! history, completion of table and function names and meta commands
+//! history, Ctrl-C cancelling the running query, completion of table,
+//! column and function names and meta commands
 //! (`\d`, `\d TABLE` with the published columns' units and descriptions,
 //! `\functions`, `\timing`, `\q`).
 
@@ -387,17 +388,20 @@ async fn completion_words(ctx: &SessionContext) -> Vec<String> {
         .iter()
         .map(|f| f.name.to_string())
         .collect();
-    if let Ok(df) = ctx
-        .sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
-        .await
-    {
-        if let Ok(batches) = df.collect().await {
-            if let Ok(rows) = table::to_json_rows(&batches) {
-                words.extend(
-                    rows.iter()
-                        .filter_map(|r| r.get("table_name")?.as_str().map(String::from)),
-                );
-            }
+    // Table names, then the registered tables' column names.
+    for q in [
+        "SELECT table_name AS w FROM information_schema.tables WHERE table_schema = 'public'",
+        "SELECT DISTINCT column_name AS w FROM information_schema.columns WHERE table_schema = 'public'",
+    ] {
+        let Ok(df) = ctx.sql(q).await else { continue };
+        let Ok(batches) = df.collect().await else {
+            continue;
+        };
+        if let Ok(rows) = table::to_json_rows(&batches) {
+            words.extend(
+                rows.iter()
+                    .filter_map(|r| r.get("w")?.as_str().map(String::from)),
+            );
         }
     }
     for kw in [
@@ -510,17 +514,24 @@ async fn repl(ctx: &SessionContext, sink: Sink, session: &SessionArgs) -> Result
         if line.trim_end().ends_with(';') {
             let q = std::mem::take(&mut buf);
             let t0 = Instant::now();
-            if let Err(e) = execute_to(
+            // Ctrl-C while a query runs (the terminal is not in raw mode
+            // then: it is a SIGINT) cancels it: dropping the query's future
+            // stops its tasks at their next batch. The shell goes on.
+            let run = execute_to(
                 ctx,
                 &q,
                 &shell.sink,
                 shell.allow_write,
                 session.footer,
                 &mut out,
-            )
-            .await
-            {
-                eprintln!("error: {e}");
+            );
+            tokio::select! {
+                r = run => if let Err(e) = r {
+                    eprintln!("error: {e}");
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("query cancelled after {:.3} s", t0.elapsed().as_secs_f64());
+                }
             }
             if shell.timing {
                 eprintln!("time: {:.3} s", t0.elapsed().as_secs_f64());
@@ -618,5 +629,15 @@ mod tests {
         assert_eq!(found, vec!["bgnbd_p_alive".to_string()]);
         let (_, found) = h.complete("SELECT * FROM customer_t", 24, &c).unwrap();
         assert_eq!(found, vec!["customer_tiers".to_string()]);
+        // Column names of registered tables complete too.
+        ctx.sql("CREATE TABLE s(predicted_clv DOUBLE) AS VALUES (1.0)")
+            .await
+            .unwrap();
+        let h = Helper {
+            words: completion_words(&ctx).await,
+        };
+        let (start, found) = h.complete("SELECT predicted_c", 18, &c).unwrap();
+        assert_eq!(start, 7);
+        assert_eq!(found, vec!["predicted_clv".to_string()]);
     }
 }

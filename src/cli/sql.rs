@@ -41,7 +41,9 @@ pub struct SqlArgs {
     /// A file of SQL statements separated by ';' (repeatable; run after -c).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<String>,
-    /// Register a table: NAME=URL (Parquet, CSV, a folder, a published partition).
+    /// Register a table: NAME=URL (Parquet, CSV, a folder, a published
+    /// partition), or a bare URL named after its table folder or file
+    /// (a published partition folder of `customer_tiers` is `customer_tiers`).
     #[arg(long = "table", value_name = "NAME=URL")]
     pub tables: Vec<String>,
     /// Register every published table of a custval output (a folder or URL)
@@ -96,7 +98,7 @@ pub async fn run(args: SqlArgs, quiet: bool) -> Result<()> {
             .map_err(|e| Error::io("<stdin>", e))?;
         scripts.push(s);
     }
-    let tables = key_values("--table", &args.tables)?;
+    let tables = table_flags(&args.tables)?;
     let csv = key_values("--csv", &args.csv)?;
     let session = crate::sql::SessionArgs {
         tables,
@@ -106,4 +108,69 @@ pub async fn run(args: SqlArgs, quiet: bool) -> Result<()> {
         footer: !quiet,
     };
     crate::sql::run(scripts, &session, sink, &args.engine.options()?).await
+}
+
+/// `--table` values: `NAME=URL`, or a bare URL or path (whose `=` belong to
+/// `key=value` folders such as a partition's) named after its last folder that
+/// is not `key=value`, or its file name without extensions.
+///
+/// Errors: [`Error::Argument`] when no name can be derived.
+fn table_flags(raw: &[String]) -> Result<Vec<(String, String)>> {
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    raw.iter()
+        .map(|r| match r.split_once('=') {
+            Some((name, _)) if is_name(name) => {
+                key_values("--table", std::slice::from_ref(r)).map(|mut v| v.remove(0))
+            }
+            _ => {
+                let last = r
+                    .split('/')
+                    .rfind(|p| !p.is_empty() && !p.contains('=') && !p.ends_with(':'))
+                    .unwrap_or("");
+                let stem = last.split('.').next().unwrap_or("");
+                let name: String = stem
+                    .chars()
+                    .map(|c| if c.is_alphanumeric() { c } else { '_' })
+                    .collect();
+                if is_name(&name) {
+                    Ok((name, r.clone()))
+                } else {
+                    Err(Error::Argument(format!(
+                        "--table {r}: no table name in it; write NAME={r}"
+                    )))
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_table_url_is_named_after_its_folder_or_file() {
+        let date = chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
+        let out = crate::storage::Location::parse("out", true).unwrap();
+        let part = crate::publish::OutputLayout::new(out)
+            .partition("customer_tiers", date)
+            .unwrap()
+            .to_string();
+        let got = table_flags(&[
+            part.clone(),
+            format!("t={part}"),
+            "s3://bucket/data/sales-2024.csv.gz".into(),
+            "x=1".into(),
+        ])
+        .unwrap();
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["customer_tiers", "t", "sales_2024", "x"]);
+        assert_eq!(got[0].1, part);
+        assert_eq!(got[1].1, part);
+        assert!(table_flags(&["/".into()]).is_err());
+    }
 }
