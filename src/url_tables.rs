@@ -71,6 +71,72 @@ impl SourceReader {
         format: Option<Format>,
         csv: &[String],
     ) -> Result<Arc<dyn TableProvider>> {
+        match url.find(['*', '?', '[']) {
+            Some(at) => self.glob(url, at, format, csv).await,
+            None => self.one(url, format, csv).await,
+        }
+    }
+
+    /// The files matching a glob (`data/2024-*.csv`; `*` stays within one
+    /// folder), each read as [`SourceReader::provider`] reads a file, and
+    /// their rows together by column name (columns one file lacks are null).
+    ///
+    /// Errors: [`Error::Argument`] for a pattern that does not parse or
+    /// matches no file; those of reading each file.
+    async fn glob(
+        &self,
+        url: &str,
+        at: usize,
+        format: Option<Format>,
+        csv: &[String],
+    ) -> Result<Arc<dyn TableProvider>> {
+        use futures::TryStreamExt;
+        let base = &url[..url[..at].rfind('/').map_or(0, |i| i + 1)];
+        let base_loc = Location::parse(if base.is_empty() { "./" } else { base }, true)?;
+        let pattern = glob::Pattern::new(&url[base.len()..])
+            .map_err(|e| Error::Argument(format!("{url}: not a glob pattern: {e}")))?;
+        let store = crate::storage::register_store(&self.reader, &base_loc)?;
+        let prefix = base_loc.path();
+        let metas: Vec<object_store::ObjectMeta> = store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(base_loc.to_string(), e))?;
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        let mut matched: Vec<String> = metas
+            .iter()
+            .filter_map(|m| m.location.prefix_match(&prefix).map(|rel| (m, rel)))
+            .map(|(m, rel)| (m, rel.map(|p| p.as_ref().to_string()).collect::<Vec<_>>()))
+            .filter(|(_, rel)| !rel.iter().any(|p| p.starts_with(['_', '.'])))
+            .filter(|(_, rel)| pattern.matches_with(&rel.join("/"), options))
+            .map(|(_, rel)| format!("{}{}", base_loc.url(), rel.join("/")))
+            .collect();
+        matched.sort();
+        let mut frames = Vec::with_capacity(matched.len());
+        for file in &matched {
+            let provider = self.one(file, format, csv).await?;
+            frames.push(self.reader.read_table(provider)?);
+        }
+        let mut frames = frames.into_iter();
+        let Some(mut all) = frames.next() else {
+            return Err(Error::Argument(format!("{url}: no file matches")));
+        };
+        for f in frames {
+            all = all.union_by_name(f)?;
+        }
+        Ok(all.into_view())
+    }
+
+    /// One file or folder, as `--table` reads it.
+    async fn one(
+        &self,
+        url: &str,
+        format: Option<Format>,
+        csv: &[String],
+    ) -> Result<Arc<dyn TableProvider>> {
         let dir = url.ends_with('/') || std::path::Path::new(url).is_dir();
         let loc = Location::parse(url, dir)?;
         let flags = csv

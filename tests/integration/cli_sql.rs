@@ -296,6 +296,26 @@ fn paths_in_from_and_read_functions() {
     );
     assert_eq!(count(&[], &q), 12);
 
+    // A glob: two CSV files with columns in different orders, read by
+    // name; a file outside the pattern and one in a subfolder are left out.
+    let g = tmp.path().join("glob");
+    std::fs::create_dir_all(g.join("sub")).unwrap();
+    std::fs::write(g.join("s-1.csv"), "k,v\na,1\nb,2\n").unwrap();
+    std::fs::write(g.join("s-2.csv"), "v,k\n4,c\n").unwrap();
+    std::fs::write(g.join("other.csv"), "k,v\nz,100\n").unwrap();
+    std::fs::write(g.join("sub/s-3.csv"), "k,v\ny,1000\n").unwrap();
+    let q = format!("SELECT sum(v) FROM '{}/s-*.csv'", g.display());
+    assert_eq!(count(&[], &q), 7, "1 + 2 + 4");
+    let q = format!("SELECT count(*) FROM read_csv('{}/s-*.csv')", g.display());
+    assert_eq!(count(&[], &q), 3);
+    let run = Cmd::custval()
+        .args([
+            "sql",
+            &format!("SELECT * FROM '{}/none-*.csv'", g.display()),
+        ])
+        .code(2);
+    assert!(run.stderr.contains("no file matches"), "{}", run.stderr);
+
     // An unknown name is still "not found" (exit 2), a path with no data
     // names the path, and a bad option names it.
     let run = Cmd::custval().args(["sql", "SELECT * FROM nope"]).code(2);
