@@ -32,5 +32,6 @@ pub mod steps;
 pub mod storage;
 pub mod table;
 pub mod udf;
+pub mod url_tables;
 
 pub use error::{Error, Result};

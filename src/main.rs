@@ -18,8 +18,14 @@ fn init_logging(cli: &Cli) {
             _ => "debug",
         }
     };
+    // The per-step and summary lines of a run are on unless -q.
+    let progress = if cli.quiet {
+        String::new()
+    } else {
+        format!(",{}=info", custval::progress::TARGET)
+    };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("custval={default},warn")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("custval={default}{progress},warn")));
     let json = match cli.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -27,7 +33,9 @@ fn init_logging(cli: &Cli) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a terminal: never escape codes in a pipe or file.
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();
     } else {

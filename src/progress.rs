@@ -1,11 +1,18 @@
-//! Progress on a terminal: one spinner per running step, cleared when it
-//! ends. Silent when stderr is not a terminal (schedulers, CI, pipes), where
-//! the structured log lines say the same.
+//! Progress of a run: one spinner per running step on a terminal, cleared
+//! when it ends (silent when stderr is not a terminal: schedulers, CI,
+//! pipes), and the log lines logged at the default verbosity under
+//! [`TARGET`]: one per step (name, rows, seconds) and one summary per run,
+//! so a scheduler's task log shows what happened (as dbt's one line per
+//! model).
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The log target of the per-step and summary lines: on at the default
+/// level, off with `-q`.
+pub const TARGET: &str = "custval::progress";
 
 /// A spinner for one step; hidden unless stderr is a terminal.
 pub fn step(name: &str) -> ProgressBar {

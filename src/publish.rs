@@ -188,6 +188,39 @@ impl OutputLayout {
     }
 }
 
+impl OutputLayout {
+    /// The tables of the output: its folders, leaving out custval's own
+    /// (`_runs`, `_failed`, `_reports`, ...), sorted by name.
+    ///
+    /// Errors: [`Error::Storage`] when the listing fails.
+    pub async fn tables(&self, store: &Arc<dyn ObjectStore>) -> Result<Vec<String>> {
+        let listing = store
+            .list_with_delimiter(Some(&self.root.path()))
+            .await
+            .map_err(|e| Error::storage(self.root.to_string(), e))?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename())
+            .filter(|n| !n.starts_with('_') && !n.starts_with('.'))
+            .map(String::from)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The latest published (committed) partition of `table`, if any.
+    ///
+    /// Errors: those of [`OutputLayout::previous`].
+    pub async fn latest(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        table: &str,
+    ) -> Result<Option<Location>> {
+        self.previous(store, table, NaiveDate::MAX).await
+    }
+}
+
 fn partition_folder(as_of: NaiveDate) -> String {
     format!("as_of={as_of}/")
 }

@@ -296,6 +296,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
         }
         Err(e) => Err(e),
     };
+    log_summary(job, &result, started);
     if let Some(l) = &lineage {
         match &result {
             Ok(r) => {
@@ -312,6 +313,20 @@ pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
         }
     }
     result
+}
+
+/// The run's one summary line at the default level ([`crate::progress`]).
+fn log_summary(job: &Job, result: &Result<RunReport>, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(r) => {
+            let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
+            tracing::info!(target: crate::progress::TARGET, job = %r.job, as_of = %r.as_of, run_id = %r.run_id, steps = r.steps.len(), tables = r.tables.len(), rows, seconds, "run succeeded");
+        }
+        Err(e) => {
+            tracing::info!(target: crate::progress::TARGET, job = %job.spec.name, exit_code = e.exit_code(), seconds, "run failed")
+        }
+    }
 }
 
 async fn run_prepared(

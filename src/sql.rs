@@ -1,6 +1,7 @@
 //! `custval sql`: ad-hoc SQL over registered tables with every custval
 //! function; read-only unless `--allow-write`; a shell on a terminal with
-//! history, completion of table and function names and meta commands
+//! history, Ctrl-C cancelling the running query, completion of table,
+//! column and function names and meta commands
 //! (`\d`, `\d TABLE` with the published columns' units and descriptions,
 //! `\functions`, `\timing`, `\q`).
 
@@ -60,15 +61,52 @@ pub async fn register_tables(
     Ok(())
 }
 
-/// Is this plan a statement that writes or changes the catalog?
+/// `--output-dir OUT`: register every table of a custval output under its
+/// name, read at its latest published partition (through its manifest, so
+/// the committed run). Returns the names registered with their partitions;
+/// a folder with no published partition is left out.
+///
+/// Errors: [`Error::Storage`] when listing fails; those of
+/// [`crate::input::register_source`].
+pub async fn register_output(
+    ctx: &SessionContext,
+    output: &str,
+    scratch: &Scratch,
+) -> Result<Vec<(String, Location)>> {
+    let root = Location::parse(output, true)?;
+    let store = storage::register_store(ctx, &root)?;
+    let layout = crate::publish::OutputLayout::new(root);
+    let mut found = Vec::new();
+    for name in layout.tables(&store).await? {
+        let Some(part) = layout.latest(&store, &name).await? else {
+            tracing::debug!(table = %name, "no published partition: not registered");
+            continue;
+        };
+        let read = ReadOptions {
+            format: None,
+            csv: CsvOptions::default(),
+            csv_as_text: false,
+            scratch: Some(scratch),
+        };
+        crate::input::register_source(ctx, &name, &part, &read).await?;
+        found.push((name, part));
+    }
+    Ok(found)
+}
+
+/// Is this plan a statement that writes or changes the catalog? `SET` of a
+/// session option (`SET datafusion.execution.batch_size = 1024`) is not: it
+/// changes only this session, as DataFusion's own messages suggest.
 fn is_write(plan: &LogicalPlan) -> bool {
-    matches!(
-        plan,
+    use datafusion::logical_expr::Statement;
+    match plan {
+        LogicalPlan::Statement(Statement::SetVariable(_)) => false,
         LogicalPlan::Dml(_)
-            | LogicalPlan::Ddl(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Statement(_)
-    )
+        | LogicalPlan::Ddl(_)
+        | LogicalPlan::Copy(_)
+        | LogicalPlan::Statement(_) => true,
+        _ => false,
+    }
 }
 
 /// Where results go: printed in a format, or written as Parquet to a URL.
@@ -88,15 +126,18 @@ pub async fn execute(
     allow_write: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    execute_to(ctx, text, &Sink::Print(format), allow_write, out).await
+    execute_to(ctx, text, &Sink::Print(format), allow_write, false, out).await
 }
 
-/// Run statements, sending query results to `sink`.
+/// Run statements, sending query results to `sink`; with `footer`, each
+/// printed result is followed on stderr by `N rows in X.XXX s` (the time from
+/// planning to the last row written, in seconds).
 pub async fn execute_to(
     ctx: &SessionContext,
     text: &str,
     sink: &Sink,
     allow_write: bool,
+    footer: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
     // DataFusion's own parser: it knows COPY ... STORED AS, CREATE EXTERNAL TABLE.
@@ -106,6 +147,7 @@ pub async fn execute_to(
         return Err(Error::Query("no SQL statement given".into()));
     }
     for stmt in statements {
+        let t0 = Instant::now();
         // A query that does not plan (an unknown table, column or
         // function) is the user's to fix: exit 2, not a failed run.
         let plan = ctx
@@ -122,8 +164,24 @@ pub async fn execute_to(
         let df = ctx.execute_logical_plan(plan).await?;
         match sink {
             Sink::Print(format) => {
-                let batches = df.collect().await?;
+                let schema = df.schema().as_arrow().clone();
+                let mut batches = df.collect().await?;
+                if schema.fields().is_empty() {
+                    // DDL and SET: nothing to show.
+                    continue;
+                }
+                if batches.is_empty() {
+                    // Headers of an empty result still show its columns.
+                    batches.push(RecordBatch::new_empty(Arc::new(schema)));
+                }
                 table::write(out, &batches, *format)?;
+                out.flush().map_err(|e| Error::io("<stdout>", e))?;
+                if footer {
+                    let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    let secs = t0.elapsed().as_secs_f64();
+                    let rows = if n == 1 { "row" } else { "rows" };
+                    eprintln!("{n} {rows} in {secs:.3} s");
+                }
             }
             Sink::Parquet(loc) => {
                 storage::register_store(ctx, loc)?;
@@ -136,33 +194,58 @@ pub async fn execute_to(
     Ok(())
 }
 
-/// The `custval sql` command.
+/// What a `custval sql` session is given besides its SQL.
+#[derive(Debug, Clone, Default)]
+pub struct SessionArgs {
+    /// `--table NAME=URL` pairs.
+    pub tables: Vec<(String, String)>,
+    /// `--csv NAME.OPTION=VALUE` pairs.
+    pub csv: Vec<(String, String)>,
+    /// `--output-dir OUT`: a custval output whose tables are registered by
+    /// name at their latest published partition (before `--table`, which
+    /// may override a name).
+    pub output_dir: Option<String>,
+    /// Whether DDL, DML and writing are allowed (`--allow-write`).
+    pub allow_write: bool,
+    /// Print `N rows in X.XXX s` on stderr after each result (off with `-q`).
+    pub footer: bool,
+}
+
+/// The `custval sql` command: run each script (a text of statements
+/// separated by `;`) in order, stopping at the first error; with none, the
+/// interactive shell.
 pub async fn run(
-    query: Option<String>,
-    tables: &[(String, String)],
-    csv: &[(String, String)],
+    scripts: Vec<String>,
+    session: &SessionArgs,
     sink: Sink,
-    allow_write: bool,
     engine_opts: &EngineOptions,
 ) -> Result<()> {
+    let allow_write = session.allow_write;
     if matches!(sink, Sink::Parquet(_)) && !allow_write {
         return Err(Error::Argument(
             "--format parquet writes files: add --allow-write".into(),
         ));
     }
-    let ctx = engine::open(engine_opts).await?;
     // Lives until the last query: CSV files in another encoding are read
     // from UTF-8 copies here.
-    let scratch = Scratch::temporary()?;
-    register_tables(&ctx, tables, csv, &scratch).await?;
-    match query {
-        Some(q) => {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            execute_to(&ctx, &q, &sink, allow_write, &mut out).await
+    let scratch = Arc::new(Scratch::temporary()?);
+    // Paths in FROM and read_parquet/read_csv read as --table does.
+    let ctx = crate::url_tables::enable(engine::open(engine_opts).await?, scratch.clone());
+    if let Some(out) = &session.output_dir {
+        for (name, part) in register_output(&ctx, out, &scratch).await? {
+            tracing::info!(table = %name, partition = %part, "registered");
         }
-        None => repl(&ctx, sink, allow_write).await,
     }
+    register_tables(&ctx, &session.tables, &session.csv, &scratch).await?;
+    if scripts.is_empty() {
+        return repl(&ctx, sink, session).await;
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for script in &scripts {
+        execute_to(&ctx, script, &sink, allow_write, session.footer, &mut out).await?;
+    }
+    Ok(())
 }
 
 /// State of the shell that meta commands change.
@@ -305,17 +388,20 @@ async fn completion_words(ctx: &SessionContext) -> Vec<String> {
         .iter()
         .map(|f| f.name.to_string())
         .collect();
-    if let Ok(df) = ctx
-        .sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
-        .await
-    {
-        if let Ok(batches) = df.collect().await {
-            if let Ok(rows) = table::to_json_rows(&batches) {
-                words.extend(
-                    rows.iter()
-                        .filter_map(|r| r.get("table_name")?.as_str().map(String::from)),
-                );
-            }
+    // Table names, then the registered tables' column names.
+    for q in [
+        "SELECT table_name AS w FROM information_schema.tables WHERE table_schema = 'public'",
+        "SELECT DISTINCT column_name AS w FROM information_schema.columns WHERE table_schema = 'public'",
+    ] {
+        let Ok(df) = ctx.sql(q).await else { continue };
+        let Ok(batches) = df.collect().await else {
+            continue;
+        };
+        if let Ok(rows) = table::to_json_rows(&batches) {
+            words.extend(
+                rows.iter()
+                    .filter_map(|r| r.get("w")?.as_str().map(String::from)),
+            );
         }
     }
     for kw in [
@@ -377,7 +463,7 @@ fn history_path() -> Option<std::path::PathBuf> {
 }
 
 /// The interactive shell.
-async fn repl(ctx: &SessionContext, sink: Sink, allow_write: bool) -> Result<()> {
+async fn repl(ctx: &SessionContext, sink: Sink, session: &SessionArgs) -> Result<()> {
     use rustyline::error::ReadlineError;
     let mut editor: rustyline::Editor<Helper, rustyline::history::FileHistory> =
         rustyline::Editor::with_config(rustyline::Config::builder().auto_add_history(true).build())
@@ -391,7 +477,7 @@ async fn repl(ctx: &SessionContext, sink: Sink, allow_write: bool) -> Result<()>
     }
     let mut shell = Shell {
         sink,
-        allow_write,
+        allow_write: session.allow_write,
         timing: false,
     };
     let mut buf = String::new();
@@ -428,8 +514,24 @@ async fn repl(ctx: &SessionContext, sink: Sink, allow_write: bool) -> Result<()>
         if line.trim_end().ends_with(';') {
             let q = std::mem::take(&mut buf);
             let t0 = Instant::now();
-            if let Err(e) = execute_to(ctx, &q, &shell.sink, shell.allow_write, &mut out).await {
-                eprintln!("error: {e}");
+            // Ctrl-C while a query runs (the terminal is not in raw mode
+            // then: it is a SIGINT) cancels it: dropping the query's future
+            // stops its tasks at their next batch. The shell goes on.
+            let run = execute_to(
+                ctx,
+                &q,
+                &shell.sink,
+                shell.allow_write,
+                session.footer,
+                &mut out,
+            );
+            tokio::select! {
+                r = run => if let Err(e) = r {
+                    eprintln!("error: {e}");
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("query cancelled after {:.3} s", t0.elapsed().as_secs_f64());
+                }
             }
             if shell.timing {
                 eprintln!("time: {:.3} s", t0.elapsed().as_secs_f64());
@@ -527,5 +629,15 @@ mod tests {
         assert_eq!(found, vec!["bgnbd_p_alive".to_string()]);
         let (_, found) = h.complete("SELECT * FROM customer_t", 24, &c).unwrap();
         assert_eq!(found, vec!["customer_tiers".to_string()]);
+        // Column names of registered tables complete too.
+        ctx.sql("CREATE TABLE s(predicted_clv DOUBLE) AS VALUES (1.0)")
+            .await
+            .unwrap();
+        let h = Helper {
+            words: completion_words(&ctx).await,
+        };
+        let (start, found) = h.complete("SELECT predicted_c", 18, &c).unwrap();
+        assert_eq!(start, 7);
+        assert_eq!(found, vec!["predicted_clv".to_string()]);
     }
 }

@@ -169,8 +169,8 @@ pub async fn run_step(
         pb.finish_and_clear();
         let seconds = t0.elapsed().as_secs_f64();
         match rows {
-            Some(n) => tracing::info!(step = %step.name, rows_out = n, materialized = true, seconds, "step done"),
-            None => tracing::info!(step = %step.name, materialized = false, seconds, "step done"),
+            Some(n) => tracing::info!(target: crate::progress::TARGET, step = %step.name, rows_out = n, materialized = true, seconds, "step done"),
+            None => tracing::info!(target: crate::progress::TARGET, step = %step.name, materialized = false, seconds, "step done"),
         }
         Ok::<_, Error>(rows)
     }

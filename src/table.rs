@@ -1,5 +1,5 @@
 //! Turning result batches into what people and scripts read: aligned tables,
-//! CSV, JSON rows.
+//! CSV, TSV, a JSON array, JSON lines, Markdown tables.
 
 use std::io::Write;
 
@@ -18,8 +18,15 @@ pub enum OutputFormat {
     Table,
     /// CSV with a header line.
     Csv,
-    /// One JSON object per row.
+    /// Tab-separated values with a header line.
+    Tsv,
+    /// One JSON array of row objects, keys in SELECT order.
     Json,
+    /// One JSON object per line (newline-delimited JSON), keys in SELECT order.
+    #[value(alias = "nd-json")]
+    Ndjson,
+    /// A GitHub-flavoured Markdown table.
+    Markdown,
 }
 
 /// Rows as JSON objects (numbers stay numbers; NaN and infinities become null).
@@ -93,31 +100,101 @@ pub fn write(out: &mut dyn Write, batches: &[RecordBatch], format: OutputFormat)
             let s = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
             writeln!(out, "{s}").map_err(io)?;
         }
-        OutputFormat::Csv => {
-            let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
+        OutputFormat::Csv | OutputFormat::Tsv => write_delimited(out, batches, format)?,
+        OutputFormat::Json => {
+            let mut first = true;
+            write!(out, "[").map_err(io)?;
             for b in batches {
-                let flat = flatten_for_csv(b)?;
-                // Arrow's CSV writer turns I/O errors into text; keep a closed
-                // pipe recognisable so `| head` ends quietly.
-                w.write(&flat).map_err(|e| {
-                    if e.to_string().contains("Broken pipe") {
-                        Error::io(
-                            "<stdout>",
-                            std::io::Error::from(std::io::ErrorKind::BrokenPipe),
-                        )
-                    } else {
-                        Error::from(e)
-                    }
-                })?;
+                for i in 0..b.num_rows() {
+                    let sep = if first { "" } else { ",\n" };
+                    first = false;
+                    write!(out, "{sep}{}", ordered_row_json(b, i)?).map_err(io)?;
+                }
+            }
+            writeln!(out, "]").map_err(io)?;
+        }
+        OutputFormat::Ndjson => {
+            for b in batches {
+                for i in 0..b.num_rows() {
+                    writeln!(out, "{}", ordered_row_json(b, i)?).map_err(io)?;
+                }
             }
         }
-        OutputFormat::Json => {
-            for row in to_json_rows(batches)? {
-                let line = serde_json::to_string(&row)?;
-                writeln!(out, "{line}").map_err(io)?;
+        OutputFormat::Markdown => write_markdown(out, batches)?,
+    }
+    Ok(())
+}
+
+/// Row `i` of `b` as one JSON object text with its keys in column (SELECT)
+/// order; values as in [`to_json_rows`] (NaN and infinities become null).
+fn ordered_row_json(b: &RecordBatch, i: usize) -> Result<String> {
+    let mut s = String::from("{");
+    for (k, (f, col)) in b.schema().fields().iter().zip(b.columns()).enumerate() {
+        if k > 0 {
+            s.push(',');
+        }
+        s.push_str(&serde_json::to_string(f.name())?);
+        s.push(':');
+        s.push_str(&serde_json::to_string(&json_value(col.as_ref(), i)?)?);
+    }
+    s.push('}');
+    Ok(s)
+}
+
+/// CSV (comma) or TSV (tab) with a header line, nested values as text.
+fn write_delimited(
+    out: &mut dyn Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> Result<()> {
+    let delimiter = if format == OutputFormat::Tsv {
+        b'\t'
+    } else {
+        b','
+    };
+    let mut w = datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .with_delimiter(delimiter)
+        .build(out);
+    for b in batches {
+        let flat = flatten_for_csv(b)?;
+        // Arrow's CSV writer turns I/O errors into text; keep a closed
+        // pipe recognisable so `| head` ends quietly.
+        w.write(&flat).map_err(|e| {
+            if e.to_string().contains("Broken pipe") {
+                Error::io(
+                    "<stdout>",
+                    std::io::Error::from(std::io::ErrorKind::BrokenPipe),
+                )
+            } else {
+                Error::from(e)
             }
+        })?;
+    }
+    Ok(())
+}
+
+/// A Markdown table: header, `---` rule, one line per row; `|` in values is
+/// escaped as `\|`, newlines become spaces, nulls are empty cells.
+fn write_markdown(out: &mut dyn Write, batches: &[RecordBatch]) -> Result<()> {
+    let io = |e: std::io::Error| Error::io("<stdout>", e);
+    let cell = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let schema = first.schema();
+    let names: Vec<String> = schema.fields().iter().map(|f| cell(f.name())).collect();
+    writeln!(out, "| {} |", names.join(" | ")).map_err(io)?;
+    writeln!(out, "|{}", "---|".repeat(names.len())).map_err(io)?;
+    for b in batches {
+        let fmts = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = fmts.iter().map(|f| cell(&f.value(i).to_string())).collect();
+            writeln!(out, "| {} |", cells.join(" | ")).map_err(io)?;
         }
     }
     Ok(())

@@ -164,7 +164,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => job::run(args).await,
         Command::Check(args) => job::check(args).await,
-        Command::Sql(args) => sql::run(args).await,
+        Command::Sql(args) => sql::run(args, cli.quiet).await,
         Command::Generate(args) => generate::run(args).await,
         Command::Demo(args) => demo(args).await,
         Command::Init(args) => init(args),

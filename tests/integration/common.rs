@@ -330,7 +330,7 @@ pub fn read_table(dir: &Path, table: &str, as_of: &str, sql: &str) -> Vec<HashMa
 
 /// Rows of a published partition as JSON objects.
 pub fn json_rows(dir: &Path, table: &str, as_of: &str, sql: &str) -> Vec<serde_json::Value> {
-    sql_on_table(&[], &partition_url(dir, table, as_of), "json", sql)
+    sql_on_table(&[], &partition_url(dir, table, as_of), "ndjson", sql)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -15,6 +15,7 @@ mod exports;
 mod hostile;
 mod inputs;
 mod jobs;
+mod logs;
 mod mapping;
 mod metrics;
 mod models;

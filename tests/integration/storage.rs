@@ -126,6 +126,40 @@ fn round_trip(env: Vec<(&'static str, String)>, base: String) {
         );
         assert_same_rows(table, &remote, &here);
     }
+    sql_reads_the_store(&env, &input, &output, &local);
+}
+
+/// `custval sql` on the store: a published table folder in FROM,
+/// read_parquet of a partition, read_csv of the input and --output-dir give
+/// the counts the local run's partition gives through `--table`.
+fn sql_reads_the_store(env: &[(&'static str, String)], input: &str, output: &str, local: &str) {
+    let one = |args: &[&str], sql: &str| -> String {
+        let out = Cmd::custval()
+            .envs(env)
+            .args(["-q", "sql", "--format", "csv"])
+            .args(args)
+            .arg(sql)
+            .stdout();
+        out.lines().nth(1).unwrap_or_default().to_string()
+    };
+    let t = format!("t={local}customer_tiers/as_of=1997-09-30/");
+    let want = one(&["--table", &t], "SELECT count(*) FROM t");
+    assert!(want.parse::<u64>().unwrap() > 0, "{want}");
+    let folder = format!("SELECT count(*) FROM '{output}customer_tiers/'");
+    assert_eq!(one(&[], &folder), want);
+    let part =
+        format!("SELECT count(*) FROM read_parquet('{output}customer_tiers/as_of=1997-09-30/')");
+    assert_eq!(one(&[], &part), want);
+    assert_eq!(
+        one(
+            &["--output-dir", output],
+            "SELECT count(*) FROM customer_tiers"
+        ),
+        want
+    );
+    let lines = std::fs::read_to_string(cdnow()).unwrap().lines().count() - 1;
+    let csv = format!("SELECT count(*) FROM read_csv('{input}')");
+    assert_eq!(one(&[], &csv), lines.to_string());
 }
 
 #[tokio::test]

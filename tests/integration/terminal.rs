@@ -43,9 +43,16 @@ fn progress_spinners_show_on_a_terminal_only() {
         shown.contains("transactions_clean") && shown.contains("\u{1b}[2K"),
         "no spinner on the terminal:\n{shown}"
     );
-    // Off a terminal nothing but the result lines (and no log below warn).
+    // Off a terminal no spinner: only the default-level log lines, one per
+    // step and the run's summary (tests/integration/logs.rs checks them).
     let out = nightly_cdnow(tmp.path().join("out2"), "1997-09-30").run();
-    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    assert!(!out.stderr.contains("\u{1b}"), "{}", out.stderr);
+    for line in out.stderr.lines() {
+        assert!(
+            line.contains("step done") || line.contains("run succeeded"),
+            "{line}"
+        );
+    }
 }
 
 #[test]
@@ -76,4 +83,31 @@ fn the_sql_shell_runs_queries_meta_commands_and_keeps_history() {
         history.contains("SELECT count(*) AS n FROM t;"),
         "{history}"
     );
+}
+
+/// Ctrl-C during a long query cancels it and returns to the prompt: the
+/// next query in the same session runs (41 + 1 is 42 by arithmetic), and the
+/// session ends at `\q` long before the long query could have finished
+/// (counting 10^11 rows takes minutes even in a release build).
+#[test]
+fn ctrl_c_cancels_the_running_query_and_the_shell_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cmd = format!("{} sql", env!("CARGO_BIN_EXE_custval"));
+    let t0 = std::time::Instant::now();
+    let shown = on_terminal(
+        &cmd,
+        &[
+            "SELECT count(*) AS c FROM generate_series(1, 100000000000);",
+            "\u{3}",
+            "SELECT 41 + 1 AS answer;",
+            "\\q",
+        ],
+        tmp.path(),
+    );
+    assert!(shown.contains("query cancelled"), "{shown}");
+    assert!(shown.contains("| 42 "), "{shown}");
+    assert!(!shown.contains("100000000000 |"), "{shown}");
+    assert!(t0.elapsed().as_secs() < 60, "{:?}", t0.elapsed());
+    let history = std::fs::read_to_string(tmp.path().join(".custval_history")).unwrap();
+    assert!(history.contains("SELECT 41 + 1 AS answer;"), "{history}");
 }
