@@ -1,18 +1,22 @@
 -- Step: monthly acquisition cohorts and their activity in each month since.
 -- Input:  customer_months
 -- Output: retention_cohorts (cohort DATE = first purchase month, period = months
---         since, cohort_size, active_customers, retention_rate = active_customers /
+--         since, cohort_size, active_customers (bought in the month: customer_months'
+--         `active`), retention_rate = active_customers /
 --         cohort_size (customer retention: at most 1, 1 in period 0; a customer
 --         back after a gap counts as active again), revenue, revenue_retention =
 --         revenue / the cohort's first-month revenue (revenue retention: above 1
 --         when the remaining customers spend more than the cohort did in its
---         first month; NULL when that first month's revenue is not positive))
+--         first month; NULL when that first month's revenue is not positive);
+--         revenue is net of returns, a returns-only month's included; months
+--         before a customer's first active month belong to no cohort)
 -- Params: $as_of (DATE): periods run up to the as-of month, zero rows included.
 WITH tagged AS (
-  SELECT customer_id, m, revenue, first_m AS cohort_m
+  SELECT customer_id, m, revenue, active, first_m AS cohort_m
   FROM customer_months
+  WHERE first_m IS NOT NULL
 ), cells AS (
-  SELECT cohort_m, m - cohort_m AS period, count(*) AS active_customers, sum(revenue) AS revenue
+  SELECT cohort_m, m - cohort_m AS period, count(*) FILTER (WHERE active) AS active_customers, sum(revenue) AS revenue
   FROM tagged
   GROUP BY 1, 2
 ), cohorts AS (

@@ -2,7 +2,8 @@
 -- Input:  customer_months
 -- Output: retention_rates (period_start DATE; customers_start S = active in the
 --   previous month; customers_new N = first purchase this month; customers_end E =
---   active this month; retained = active in both months; reactivated = active
+--   active this month (bought: customer_months' `active`, a returns-only
+--   month is not active); retained = active in both months; reactivated = active
 --   this month, not in the previous one, and not new, so E = N + retained +
 --   reactivated; retention_rate = retained / S (at most 1); churn_rate =
 --   1 - retention_rate, so the two always add up to 1; crr_formula = (E - N) / S,
@@ -11,7 +12,7 @@
 --   Rates are NULL when their base is 0.
 -- Params: $as_of (DATE): months run up to the as-of month, empty months included.
 WITH tagged AS (
-  SELECT m, first_m, prev_m FROM customer_months
+  SELECT m, first_m, prev_m FROM customer_months WHERE active
 ), per AS (
   SELECT
     m,

@@ -162,6 +162,105 @@ fn retention_and_category_share_match_a_hand_computed_fixture() {
     }
 }
 
+/// Active means bought: a month in which a customer only returned goods (or
+/// whose days all net below zero) does not make them active, retained or
+/// reactivated; a day netting to zero but for floating-point rounding is a
+/// purchase day, as in the RFM summary. Hand-computed from
+/// tests/data/retention/returns.csv (the arithmetic is in the comments;
+/// tolerance: `close`, 1e-12).
+#[test]
+fn a_returns_only_month_is_not_an_active_month() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The fixture's last row is on 2024-03-20, 11 days before the as-of date.
+    nightly(tmp.path(), "2024-03-31", data("retention/returns.csv"))
+        .args(["--set", "allow_unconverged=true"])
+        .args(["--set", "max_staleness_days=11"])
+        .ok();
+    // Purchase days by month (a day is one when its lines net to >= 0):
+    // Jan r01 100, r02 50, r03 20, r05 40 (all new).
+    // Feb r01 only -30 (no); r02 40 on the 11th (yes), -10 on the 20th;
+    //     r03 10 - 25 = -15 on one day (no); r04 only -5 (no, and before its
+    //     first purchase); r05 0.3 - 0.1 - 0.2 = -2.8e-17 or -5.6e-17 (zero but
+    //     for rounding: yes). Active: r02, r05.
+    // Mar r01 20 (back after Feb: reactivated), r04 30 (new). Active: r01, r04.
+    // Before the fix Feb counted r01, r02, r03, r04 (as new), r05: E 5, N 1.
+    let rates: Vec<RateRow> = vec![
+        ("2024-01-01", 0, 4, 4, 0, 0, None, None, None, Some(0.0)),
+        // S 4, E 2, N 0, retained {r02, r05}: 2 / 4; (E - N) / S = 2 / 4; (E - N) / E = 1.
+        (
+            "2024-02-01",
+            4,
+            0,
+            2,
+            2,
+            0,
+            Some(0.5),
+            Some(0.5),
+            Some(0.5),
+            Some(1.0),
+        ),
+        // S 2, E 2, N 1 {r04}, retained 0, reactivated {r01}: 0 / 2; (2 - 1) / 2; (2 - 1) / 2.
+        (
+            "2024-03-01",
+            2,
+            1,
+            2,
+            0,
+            1,
+            Some(0.0),
+            Some(1.0),
+            Some(0.5),
+            Some(0.5),
+        ),
+    ];
+    let got = json_rows(
+        tmp.path(),
+        "retention_rates",
+        "2024-03-31",
+        "SELECT * FROM t ORDER BY period_start",
+    );
+    assert_eq!(got.len(), rates.len(), "{got:?}");
+    for (g, w) in got.iter().zip(&rates) {
+        assert_eq!(g["period_start"], w.0, "{g}");
+        assert_eq!(g["customers_start"], w.1, "{g}");
+        assert_eq!(g["customers_new"], w.2, "{g}");
+        assert_eq!(g["customers_end"], w.3, "{g}");
+        assert_eq!(g["retained"], w.4, "{g}");
+        assert_eq!(g["reactivated"], w.5, "{g}");
+        assert!(close(&g["retention_rate"], w.6), "{g}");
+        assert!(close(&g["churn_rate"], w.7), "{g}");
+        assert!(close(&g["crr_formula"], w.8), "{g}");
+        assert!(close(&g["repeat_purchase_rate"], w.9), "{g}");
+    }
+    // Cohorts: Jan {r01, r02, r03, r05}, first-month revenue 100 + 50 + 20 + 40 = 210;
+    // its Feb revenue is net of every row, returns-only months included:
+    // -30 + (40 - 10) + (10 - 25) + 0 = -15; Mar: r01 20. Mar {r04}: 30 (its
+    // Feb return precedes its first purchase and belongs to no cohort).
+    // (cohort, period, size, active, rate, revenue, revenue_retention)
+    let cohorts: Vec<(&str, i64, i64, i64, f64, f64, f64)> = vec![
+        ("2024-01-01", 0, 4, 4, 1.0, 210.0, 1.0),
+        ("2024-01-01", 1, 4, 2, 0.5, -15.0, -15.0 / 210.0),
+        ("2024-01-01", 2, 4, 1, 0.25, 20.0, 20.0 / 210.0),
+        ("2024-03-01", 0, 1, 1, 1.0, 30.0, 1.0),
+    ];
+    let got = json_rows(
+        tmp.path(),
+        "retention_cohorts",
+        "2024-03-31",
+        "SELECT * FROM t ORDER BY cohort, period",
+    );
+    assert_eq!(got.len(), cohorts.len(), "{got:?}");
+    for (g, w) in got.iter().zip(&cohorts) {
+        assert_eq!(g["cohort"], w.0, "{g}");
+        assert_eq!(g["period"], w.1, "{g}");
+        assert_eq!(g["cohort_size"], w.2, "{g}");
+        assert_eq!(g["active_customers"], w.3, "{g}");
+        assert!(close(&g["retention_rate"], Some(w.4)), "{g}");
+        assert!(close(&g["revenue"], Some(w.5)), "{g}");
+        assert!(close(&g["revenue_retention"], Some(w.6)), "{g}");
+    }
+}
+
 /// Share of wallet: estimated as the 0.9 quantile of peers' 12-month spend
 /// (Perlich et al. 2007) when no wallet is known, taken from the `wallets`
 /// input when it is. Ten customers spending 10, 20, ..., 100: the linear

@@ -284,6 +284,19 @@ fn nets_to_a_purchase(net: f64, gross: f64) -> bool {
     net >= 0.0 || -net <= gross * NET_ZERO
 }
 
+/// A day's net amount `net` (its lines' absolute amounts summing to
+/// `gross`) with a floating-point rounding residue of a day that nets to
+/// zero set to 0: the day is a purchase day exactly when the result is at
+/// least 0 (the rule of [`summarise`], for SQL: `day_net_amount`). NaN in,
+/// NaN out.
+pub fn day_net_amount(net: f64, gross: f64) -> f64 {
+    if net < 0.0 && nets_to_a_purchase(net, gross) {
+        0.0
+    } else {
+        net
+    }
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;

@@ -22,7 +22,7 @@ mod lines;
 mod plan;
 mod udaf;
 
-pub use facts::{summarise, Line, Summary};
+pub use facts::{day_net_amount, summarise, Line, Summary};
 pub use plan::SinglePhaseSummary;
 pub use udaf::{functions, CustomerSummary};
 

@@ -114,14 +114,24 @@ fn groups_for(args: &AccumulatorArgs) -> Result<SummaryGroups> {
     SummaryGroups::new(&t(1)?, &t(5)?)
 }
 
-/// `customer_summary`, for the registry.
+/// `customer_summary`, and `day_net_amount` (the same purchase-day rule for
+/// SQL steps that group days themselves), for the registry.
 pub fn functions() -> Vec<Function> {
-    vec![Function {
+    vec![
+        Function::scalar(
+            "day_net_amount",
+            &[],
+            &["net", "gross"],
+            |_, a| Ok(Some(super::facts::day_net_amount(a[0], a[1]))),
+            "a day's net amount (sum of its lines) with the floating-point residue of a day netting to zero (small against gross = sum of |amount|) set to 0: >= 0 is a purchase day, the rule of customer_summary",
+        ),
+        Function {
         name: NAME,
         signature: crate::udf::signature(NAME, &ARGS, None),
         description: "per-customer facts for RFM: lines (exact repeats within an order dropped), orders, revenue, purchase days (net amount >= 0), first/last purchase day, repeat value, calibration counts",
         udf: Udf::Aggregate(Arc::new(AggregateUDF::from(CustomerSummary {
             signature: Signature::user_defined(Volatility::Immutable),
         }))),
-    }]
+        },
+    ]
 }
