@@ -189,6 +189,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A chart of `report.html` could not be drawn (exit 1; the run's tables
+    /// are published before the report, so the run logs it as a warning).
+    #[error("report chart {chart}: {message}")]
+    Chart {
+        /// The chart's id in the page (`lorenz`, `tracking`, ...).
+        chart: String,
+        /// The plotting library's error.
+        message: String,
+    },
+
     /// Engine failure (exit 1, or the code of a custval error inside it).
     #[error(transparent)]
     DataFusion(Box<DataFusionError>),
@@ -229,6 +239,7 @@ impl Error {
             | Error::Storage { .. }
             | Error::Conflict { .. }
             | Error::Cluster { .. }
+            | Error::Chart { .. }
             | Error::Json(_)
             | Error::Internal(_) => 1,
         }

@@ -568,8 +568,14 @@ async fn write_html_report(
     store: &Arc<dyn ObjectStore>,
 ) -> Option<String> {
     let as_of = p.params.as_of;
-    let rendered =
-        crate::report::render(&p.ctx, &job.spec.name, &as_of.to_string(), &p.run_id).await;
+    let rendered = crate::report::render(
+        &p.ctx,
+        &p.sql_params,
+        &job.spec.name,
+        &as_of.to_string(),
+        &p.run_id,
+    )
+    .await;
     let html = match rendered {
         Ok(Some(h)) => h,
         Ok(None) => return None,
