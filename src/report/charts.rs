@@ -329,11 +329,18 @@ pub fn heatmap(id: &str, title: &str, h: &Heatmap) -> Result<String> {
             chart.backend_coord(&(1.0, 1.0)),
         );
         let (cell_w, cell_h) = (x1.0 - x0.0, x0.1 - x1.1);
-        // Write the values when a cell is wide and tall enough to hold them.
-        if cell_w >= 30 && cell_h >= 14 {
+        // Write the values when a cell is wide and tall enough to hold them
+        // (at most 6 pixels a character at plotters' size 12).
+        let longest = h
+            .cells
+            .iter()
+            .map(|c| c.3.chars().count())
+            .max()
+            .unwrap_or(0);
+        if cell_w >= 6 * longest as i32 + 2 && cell_h >= 14 {
             let texts = h.cells.iter().map(|(c, r, v, text)| {
                 let color = if *v > 0.55 { WHITE } else { BLACK };
-                let style = (FONT, 13)
+                let style = (FONT, 12)
                     .into_font()
                     .color(&color)
                     .pos(Pos::new(HPos::Center, VPos::Center));

@@ -143,7 +143,7 @@ async fn cohorts(ctx: &SessionContext, params: &SqlParams) -> Result<Figure> {
                 let row = cohort_names.iter().position(|c| c.0 == text(r, "cohort"))?;
                 let rate = num(r, "retention_rate")?;
                 let p = num(r, "period")? as usize;
-                Some((p, row, rate, format!("{:.0}%", rate * 100.0)))
+                Some((p, row, rate, format!("{:.0}", rate * 100.0)))
             })
             .collect(),
         legend: "share active".into(),
@@ -152,7 +152,7 @@ async fn cohorts(ctx: &SessionContext, params: &SqlParams) -> Result<Figure> {
         "Cohort retention: share of each first-purchase cohort active (bought) in each month";
     let svg = charts::heatmap("cohorts", title, &h)?;
     let note =
-        "retention_cohorts.retention_rate; cells show the percentage when they are large enough.";
+        "retention_cohorts.retention_rate in percent (written in the cells when they are wide enough).";
     Ok(figure("cohorts", title, Some(svg), note.into()))
 }
 

@@ -169,7 +169,7 @@ async fn facts(ctx: &SessionContext, params: &SqlParams) -> Result<String> {
         }
     }
     if ctx.table_exist("concentration")? {
-        for r in rows(ctx, params, "SELECT * FROM concentration").await? {
+        for r in rows(ctx, params, "SELECT * FROM concentration ORDER BY measure").await? {
             let pct = |k: &str| match num(&r, k) {
                 Some(v) => format!("{:.1}%", v * 100.0),
                 None => "n/a".into(),

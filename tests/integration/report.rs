@@ -278,10 +278,12 @@ fn thousands(n: i64) -> String {
 }
 
 /// Without `holdout_days` the page says so where the calibration/holdout
-/// plot would be, and draws the other charts.
+/// plot would be, and draws the other charts. A second night's migrations
+/// chart writes each row of its `tier_transitions` table in its cell.
 #[test]
-fn report_without_a_holdout_says_so() {
+fn report_without_a_holdout_says_so_and_shows_migrations() {
     let tmp = tempfile::tempdir().unwrap();
+    nightly_cdnow(tmp.path(), "1998-06-29").ok();
     nightly_cdnow(tmp.path(), "1998-06-30").ok();
     let html = std::fs::read_to_string(
         tmp.path()
@@ -300,6 +302,25 @@ fn report_without_a_holdout_says_so() {
         );
     }
     assert!(html.contains("BG/NBD expected (full fit)"));
+    let migrations = svg_of(&html, "migrations");
+    let rows = json_rows(
+        tmp.path(),
+        "tier_transitions",
+        "1998-06-30",
+        "SELECT coalesce(previous_tier, '(none)') AS p, tier, customers FROM t",
+    );
+    assert!(
+        rows.iter().any(|r| r["p"] != "(none)"),
+        "a second night has previous tiers"
+    );
+    for r in &rows {
+        let n = r["customers"].as_i64().unwrap();
+        assert!(has_text(migrations, &thousands(n)), "{r} not in its cell");
+        assert!(
+            has_text(migrations, r["p"].as_str().unwrap()),
+            "{r}: row label"
+        );
+    }
 }
 
 /// Render the report in headless Chromium (installed by scripts/test), check
