@@ -323,6 +323,64 @@ fn report_without_a_holdout_says_so_and_shows_migrations() {
     }
 }
 
+/// With `value = margin` the headline says margin; on five customers,
+/// whose fits need `allow_unconverged`, every chart is still drawn or
+/// replaced by the sentence saying why (`id="NAME-none"`).
+#[test]
+fn report_names_the_margin_measure_and_survives_a_tiny_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("tx.csv");
+    let mut text = String::from("customer_id,order_ts,amount,margin\n");
+    for (i, c) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        for m in 0..=i {
+            text.push_str(&format!(
+                "{c},2024-0{}-1{i},{}.0,{}.5\n",
+                m + 1,
+                10 * (i + 1),
+                i + 1
+            ));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    // The nightly job with the margin column mapped, beside a copy of sql/.
+    let jobs = tmp.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let job = std::fs::read_to_string("jobs/nightly.toml")
+        .unwrap()
+        .replacen(
+            "[inputs.transactions.columns]\n",
+            "[inputs.transactions.columns]\nmargin = \"margin\"\n",
+            1,
+        );
+    std::fs::write(jobs.join("nightly.toml"), job).unwrap();
+    let sql = tmp.path().join("sql");
+    std::fs::create_dir_all(&sql).unwrap();
+    for f in std::fs::read_dir("sql").unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, sql.join(f.file_name().unwrap())).unwrap();
+    }
+    let out = tmp.path().join("out");
+    crate::common::run_job(
+        jobs.join("nightly.toml"),
+        &out,
+        "2024-05-31",
+        &format!("transactions={}", csv.display()),
+    )
+    .args(["--set", "value=margin", "--set", "allow_unconverged=true"])
+    .args(["--set", "max_staleness_days=30"])
+    .ok();
+    let html = std::fs::read_to_string(out.join("_reports/nightly/as_of=2024-05-31/report.html"))
+        .expect("report.html written");
+    assert!(html.contains("Value measure: <b>margin</b>"), "headline");
+    for id in CHARTS {
+        assert!(
+            html.contains(&format!("<svg id=\"{id}\""))
+                || html.contains(&format!("id=\"{id}-none\"")),
+            "chart {id} neither drawn nor explained"
+        );
+    }
+}
+
 /// Render the report in headless Chromium (installed by scripts/test), check
 /// the browser sees every chart, that nothing overflows the window
 /// horizontally at three widths, and take a screenshot.
