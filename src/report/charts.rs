@@ -295,12 +295,16 @@ pub fn heatmap(id: &str, title: &str, h: &Heatmap) -> Result<String> {
         drawn(id, root.fill(&WHITE))?;
         let (main, legend) = root.split_horizontally(WIDTH - LEGEND);
         let (nx, ny) = (h.columns.len().max(1), h.rows.len().max(1));
+        // Room for the longest row label (about 7 pixels a character) and
+        // the axis title beside it.
+        let longest = h.rows.iter().map(|r| r.chars().count()).max().unwrap_or(0);
+        let label_area = (7 * longest as u32 + 34).clamp(48, 170);
         let mut chart = drawn(
             id,
             ChartBuilder::on(&main)
                 .margin(12)
                 .x_label_area_size(42)
-                .y_label_area_size(96)
+                .y_label_area_size(label_area)
                 .build_cartesian_2d(0.0..nx as f64, 0.0..ny as f64),
         )?;
         drawn(
