@@ -25,6 +25,7 @@ mod quality;
 mod report;
 mod run_nightly;
 mod scenarios;
+mod selection;
 mod sqllogic;
 mod storage;
 mod terminal;
