@@ -377,13 +377,16 @@ pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
         .as_deref()
         .map(|t| Lineage::new(t, &job.spec.name));
     let started = Instant::now();
-    let selection = StepGraph::of(job)?.select(job, &opts.select, &opts.exclude)?;
-    let result = match prepare(job, opts).await {
-        Ok((p, scratch)) => {
-            let r = run_prepared(job, p, &selection, lineage.as_ref(), started, &scratch).await;
-            scratch.remove().await;
-            r
-        }
+    let selection = StepGraph::of(job).and_then(|g| g.select(job, &opts.select, &opts.exclude));
+    let result = match selection {
+        Ok(selection) => match prepare(job, opts).await {
+            Ok((p, scratch)) => {
+                let r = run_prepared(job, p, &selection, lineage.as_ref(), started, &scratch).await;
+                scratch.remove().await;
+                r
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     log_summary(job, &result, started);

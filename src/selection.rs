@@ -54,8 +54,10 @@ impl Selection {
     }
 }
 
-/// The earlier steps that `sql` reads. Errors: [`Error::InvalidStep`]-like
-/// job errors when the SQL does not parse (exit 2), naming `who`.
+/// The steps of `known` (the earlier ones) that `sql` reads in FROM or JOIN.
+///
+/// Errors: [`Error::JobFile`] (exit 2) naming `who` when the SQL does not
+/// parse.
 fn reads_of(job: &Job, sql: &str, who: &str, known: &[String]) -> Result<BTreeSet<String>> {
     let statements = DFParser::parse_sql(sql)
         .map_err(|e| Error::job(&job.path, format!("{who} does not parse: {e}")))?;
