@@ -7,7 +7,9 @@ check and `N passed, 0 failed`; exits 1 at the first failed check.
 Checks, each against an expected value written here from the DAG's contract
 (the README's "Airflow" section), not from the DAG's own code:
 - DagBag imports the file with no import errors and no warnings (a name
-  Airflow 3 deprecates warns), and finds the DAG with its one task;
+  Airflow 3 deprecates warns), and finds the DAG with its one task, its
+  DAG class from airflow.sdk under Airflow 3 and from the 2.x fallback
+  under Airflow 2 (the module DagBag imported the file as);
 - the schedule is an explicit CronDataIntervalTimetable, and the run after
   2024-03-02 00:00 UTC has the data interval 2024-03-01..2024-03-02;
 - rendering the task's templated fields with that run's context gives
@@ -58,6 +60,15 @@ check("one task", [t.task_id for t in dag.tasks] == ["custval_run"], [t.task_id 
 
 from airflow.timetables.interval import CronDataIntervalTimetable  # noqa: E402
 
+# Airflow 3 takes the Airflow 3 paths; Airflow 2 the fallback.
+module = next(
+    mod
+    for mod in list(sys.modules.values())
+    if getattr(mod, "__file__", None) and os.path.abspath(mod.__file__) == os.path.abspath(DAG_FILE)
+)
+major = int(airflow.__version__.split(".")[0])
+want = "airflow.sdk" if major >= 3 else "airflow.models.dag"
+check(f"Airflow {major} DAG class from {want}", module.DAG.__module__.startswith(want), module.DAG.__module__)
 check("explicit CronDataIntervalTimetable", isinstance(dag.timetable, CronDataIntervalTimetable), dag.timetable)
 check("execution_timeout set", task.execution_timeout is not None and task.execution_timeout.total_seconds() > 0, task.execution_timeout)
 check("retries > 0", task.retries > 0, task.retries)
@@ -114,12 +125,7 @@ as_of = render_as_of(trigger, trigger)
 check("a CronTriggerTimetable-style run at 2024-03-02 renders --as-of 2024-03-01", as_of == "2024-03-01", as_of)
 
 # The rendered date reaches the command line after --as-of.
-# The module DagBag imported the file as (its name is DagBag's own).
-module = next(
-    mod
-    for mod in list(sys.modules.values())
-    if getattr(mod, "__file__", None) and os.path.abspath(mod.__file__) == os.path.abspath(DAG_FILE)
-)
+
 settings = {"custval_bin": "custval", "custval_job": "job.toml", "custval_input": "in/", "custval_output": "out/"}
 cmd = module.build_command("2024-03-01", settings)
 i = cmd.index("--as-of")
