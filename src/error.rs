@@ -16,6 +16,17 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     Argument(String),
 
+    /// `--select` or `--exclude` names a step the job does not have (exit 2).
+    #[error("{flag} {step}: the job has no such step (steps: {steps})")]
+    UnknownStep {
+        /// The flag: `--select` or `--exclude`.
+        flag: String,
+        /// The selector as written, e.g. `rfm_typo+`.
+        step: String,
+        /// The job's steps, in order, comma-separated.
+        steps: String,
+    },
+
     /// A query given to `custval sql` does not parse or may not run (exit 2).
     #[error("invalid query: {0}")]
     Query(String),
@@ -218,6 +229,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Argument(_)
+            | Error::UnknownStep { .. }
             | Error::Query(_)
             | Error::Param { .. }
             | Error::JobFile { .. }
@@ -368,6 +380,14 @@ mod tests {
         let s = || String::from("x");
         let cases: Vec<(Error, i32)> = vec![
             (Error::Argument(s()), 2),
+            (
+                Error::UnknownStep {
+                    flag: s(),
+                    step: s(),
+                    steps: s(),
+                },
+                2,
+            ),
             (Error::Query(s()), 2),
             (Error::param("time_unit", "must be day or week"), 2),
             (Error::job("a.toml", "bad"), 2),

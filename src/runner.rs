@@ -24,6 +24,7 @@ use crate::publish::repair::Repaired;
 use crate::publish::{self, OutputLayout, RunRecord, Staged};
 use crate::rejections::{self, FailedRun, SampleReport};
 use crate::scratch::Scratch;
+use crate::selection::{Selection, StepGraph};
 use crate::steps::{self, SqlParams, StepReport};
 use crate::storage::{self, Location};
 use crate::table;
@@ -43,6 +44,10 @@ pub struct RunOptions {
     pub engine: EngineOptions,
     /// OpenLineage target: an http(s) endpoint or a file of JSON lines.
     pub lineage: Option<String>,
+    /// `--select` selectors (`STEP`, `STEP+`, `+STEP`); empty: every step.
+    pub select: Vec<String>,
+    /// `--exclude` selectors.
+    pub exclude: Vec<String>,
 }
 
 /// One published table.
@@ -77,8 +82,12 @@ pub struct RunReport {
     pub parameters: serde_json::Value,
     /// The inputs read.
     pub inputs: Vec<InputReport>,
-    /// Every step, in order.
+    /// Every step computed, in order.
     pub steps: Vec<StepReport>,
+    /// With `--select` or `--exclude`: the selected steps, whose outputs
+    /// were published (the other steps computed only fed them or a gate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected: Option<Vec<String>>,
     /// Every published table.
     pub tables: Vec<TableReport>,
     /// The `quality` step's row, or null.
@@ -242,6 +251,86 @@ async fn register_previous(
     Ok(())
 }
 
+/// `custval run --dry-run`: what the run would do, as text: the steps it
+/// would compute in order, each with its SQL after parameter binding
+/// ([`steps::bind_text`]) and the gates that follow it, then the tables it
+/// would publish and where. Reads no input and writes nothing; the output
+/// location is only parsed.
+///
+/// Errors: those of [`Job::bind`] (a bad parameter), [`StepGraph::select`]
+/// (an unknown step, a selection publishing nothing) and a bad output
+/// location, all exit 2.
+pub fn dry_run(job: &Job, opts: &RunOptions) -> Result<String> {
+    use std::fmt::Write;
+    let selection = StepGraph::of(job)?.select(job, &opts.select, &opts.exclude)?;
+    let params = job.bind(opts.as_of.unwrap_or_else(default_as_of))?;
+    let sql_params = params.sql_values();
+    let output = output_layout(job, opts)?;
+    let sql_of = |file: &str| job.sql.get(file).cloned().unwrap_or_default();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "-- dry run of job {} as of {}: {} of {} steps, {} tables published; nothing is read or written",
+        job.spec.name,
+        params.as_of,
+        selection.steps.len(),
+        job.spec.steps.len(),
+        selection.tables.len()
+    );
+    let gates = |after: Option<&str>, s: &mut String| {
+        for g in job
+            .spec
+            .gates
+            .iter()
+            .filter(|g| g.after.as_deref() == after)
+        {
+            let _ = writeln!(s, "\n-- gate {} ({})", g.name, g.sql);
+            let _ = writeln!(
+                s,
+                "{}",
+                steps::bind_text(&sql_of(&g.sql), &sql_params).trim_end()
+            );
+        }
+    };
+    let steps = job.spec.steps.iter().filter(|st| selection.runs(&st.name));
+    for (i, step) in steps.enumerate() {
+        let role = match selection.selected.contains(&step.name) {
+            true => "selected",
+            false => "needed upstream, not published",
+        };
+        let _ = writeln!(
+            s,
+            "\n-- step {}/{}: {} ({}, {role})",
+            i + 1,
+            selection.steps.len(),
+            step.name,
+            step.sql
+        );
+        let _ = writeln!(
+            s,
+            "{}",
+            steps::bind_text(&sql_of(&step.sql), &sql_params).trim_end()
+        );
+        gates(Some(step.name.as_str()), &mut s);
+    }
+    gates(None, &mut s);
+    let _ = writeln!(s, "\n-- would publish:");
+    for out in job
+        .spec
+        .outputs
+        .iter()
+        .filter(|o| selection.publishes(&o.table))
+    {
+        let part = output.partition(&out.table, params.as_of)?;
+        let _ = writeln!(
+            s,
+            "--   {:<26} from step {:<26} {}",
+            out.table, out.from, part
+        );
+    }
+    Ok(s)
+}
+
 /// What `check` found.
 #[derive(Debug, Clone)]
 pub struct CheckReport {
@@ -288,12 +377,16 @@ pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
         .as_deref()
         .map(|t| Lineage::new(t, &job.spec.name));
     let started = Instant::now();
-    let result = match prepare(job, opts).await {
-        Ok((p, scratch)) => {
-            let r = run_prepared(job, p, lineage.as_ref(), started, &scratch).await;
-            scratch.remove().await;
-            r
-        }
+    let selection = StepGraph::of(job).and_then(|g| g.select(job, &opts.select, &opts.exclude));
+    let result = match selection {
+        Ok(selection) => match prepare(job, opts).await {
+            Ok((p, scratch)) => {
+                let r = run_prepared(job, p, &selection, lineage.as_ref(), started, &scratch).await;
+                scratch.remove().await;
+                r
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     log_summary(job, &result, started);
@@ -332,13 +425,14 @@ fn log_summary(job: &Job, result: &Result<RunReport>, started: Instant) {
 async fn run_prepared(
     job: &Job,
     p: Prepared,
+    selection: &Selection,
     lineage: Option<&Lineage>,
     started: Instant,
     scratch: &Scratch,
 ) -> Result<RunReport> {
     let run_id = p.run_id.clone();
     let as_of = p.params.as_of;
-    tracing::info!(job = %job.spec.name, %as_of, run_id = %run_id, output = %p.output.root(), "run started");
+    tracing::info!(job = %job.spec.name, %as_of, run_id = %run_id, output = %p.output.root(), steps = selection.steps.len(), tables = ?selection.tables, "run started");
     if let Some(l) = lineage {
         let inputs: Vec<serde_json::Value> = p
             .inputs
@@ -352,7 +446,7 @@ async fn run_prepared(
     let store = storage::register_store(&p.ctx, p.output.root())?;
     let lock = RunLock::acquire(store.clone(), &p.output, &job.spec.name, as_of, &run_id).await?;
     let inputs = p.inputs.clone();
-    let result = run_locked(job, p, &lock, store, started, scratch).await;
+    let result = run_locked(job, p, selection, &lock, store, started, scratch).await;
     lock.release().await;
     result.map_err(|e| name_the_inputs(&inputs, e))
 }
@@ -399,6 +493,7 @@ fn name_the_inputs(inputs: &[InputReport], e: Error) -> Error {
 async fn run_locked(
     job: &Job,
     p: Prepared,
+    selection: &Selection,
     lock: &RunLock,
     store: Arc<dyn ObjectStore>,
     started: Instant,
@@ -408,7 +503,7 @@ async fn run_locked(
     let repaired =
         publish::repair::repair(&store, &p.output, &job.spec.name, p.params.as_of, &tables).await?;
     let mut step_reports = Vec::new();
-    for step in &job.spec.steps {
+    for step in job.spec.steps.iter().filter(|s| selection.runs(&s.name)) {
         step_reports.push(steps::run_step(&p.ctx, job, step, &p.sql_params, scratch).await?);
         let judged = steps::run_gates(&p.ctx, job, Some(step.name.as_str()), &p.sql_params).await;
         with_evidence(job, &p, &store, judged).await?;
@@ -425,8 +520,18 @@ async fn run_locked(
         model_fit: table::rows_json(&p.ctx, "model_fit").await?,
         steps: serde_json::to_value(&step_reports)?,
     };
-    let staged = stage_all(job, &p, &store).await?;
-    let (loc, pending) = commit_run(&p, lock, &store, &record, &staged, &repaired).await?;
+    let staged = stage_all(job, selection, &p, &store).await?;
+    let carried: Vec<String> = tables
+        .iter()
+        .filter(|t| !selection.publishes(t))
+        .cloned()
+        .collect();
+    let commit = Commit {
+        record: &record,
+        staged: &staged,
+        carried: &carried,
+    };
+    let (loc, pending) = commit_run(&p, lock, &store, &commit, &repaired).await?;
     let tables = staged
         .iter()
         .map(|s| TableReport {
@@ -436,7 +541,12 @@ async fn run_locked(
             files: s.files.len(),
         })
         .collect();
-    let report_html = write_html_report(&p, job, &store).await;
+    // report.html charts the whole run's tables: a selection leaves the
+    // date's report as it was.
+    let report_html = match selection.whole {
+        true => write_html_report(&p, job, &store).await,
+        false => None,
+    };
     Ok(RunReport {
         report_html,
         custval_version: env!("CARGO_PKG_VERSION").into(),
@@ -448,6 +558,11 @@ async fn run_locked(
         parameters: record.parameters,
         inputs: p.inputs,
         steps: step_reports,
+        selected: (!selection.whole).then(|| {
+            let mut v: Vec<String> = selection.selected.iter().cloned().collect();
+            v.sort_by_key(|s| job.spec.steps.iter().position(|j| &j.name == s));
+            v
+        }),
         tables,
         quality: record.quality,
         model_fit: record.model_fit,
@@ -489,20 +604,29 @@ async fn with_evidence(
 /// the staged files and publishes nothing; after it, the run is published
 /// and a manifest that cannot be written is left to the next run's repair
 /// (returned as pending, with a warning).
+/// What one commit writes: the record of the run, the tables it staged, and
+/// the tables of a selection it did not compute (kept from the previous
+/// record).
+struct Commit<'a> {
+    record: &'a RunRecord,
+    staged: &'a [Staged],
+    carried: &'a [String],
+}
+
 async fn commit_run(
     p: &Prepared,
     lock: &RunLock,
     store: &Arc<dyn ObjectStore>,
-    record: &RunRecord,
-    staged: &[Staged],
+    c: &Commit<'_>,
     repaired: &Repaired,
 ) -> Result<(Location, Vec<String>)> {
+    let (record, staged) = (c.record, c.staged);
     if let Err(e) = lock.verify().await {
         discard(store, staged).await;
         return Err(e);
     }
     let previous = repaired.committed.as_ref();
-    let commit = record.commit(staged, previous.map(|c| &c.record));
+    let commit = record.commit(staged, previous.map(|c| &c.record), c.carried);
     let loc = p.output.run_record(&record.job, record.as_of)?;
     match publish::record::put_record(store, &loc, &commit, previous.map(|c| &c.version)).await {
         Ok(()) => {}
@@ -537,10 +661,21 @@ async fn commit_run(
     Ok((loc, pending))
 }
 
-/// Stage every output; on a failure remove what was staged.
-async fn stage_all(job: &Job, p: &Prepared, store: &Arc<dyn ObjectStore>) -> Result<Vec<Staged>> {
+/// Stage every output the selection publishes; on a failure remove what
+/// was staged.
+async fn stage_all(
+    job: &Job,
+    selection: &Selection,
+    p: &Prepared,
+    store: &Arc<dyn ObjectStore>,
+) -> Result<Vec<Staged>> {
     let mut staged: Vec<Staged> = Vec::new();
-    for out in &job.spec.outputs {
+    for out in job
+        .spec
+        .outputs
+        .iter()
+        .filter(|o| selection.publishes(&o.table))
+    {
         let staging = async {
             let partition = p.output.partition(&out.table, p.params.as_of)?;
             let df = p.ctx.table(out.from.as_str()).await?;

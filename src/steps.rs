@@ -89,6 +89,66 @@ pub async fn plan(
     Ok(df.with_param_values(params.clone())?)
 }
 
+/// A SQL text with its `$name` placeholders replaced by the bound values
+/// as SQL literals (`DATE '1997-09-30'`, `'revenue'`, `0.01`, `TRUE`), for
+/// `custval run --dry-run`: what [`plan`] computes, readable. Placeholders
+/// inside quotes and comments stay as written; one no parameter binds too.
+pub fn bind_text(sql: &str, params: &SqlParams) -> String {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
+        let skip_to = match (c, rest.as_str()) {
+            ('\'', _) | ('"', _) => closing(&chars, i + 1, &[c]).map(|e| e + 1),
+            (_, "--") => Some(closing(&chars, i, &['\n']).unwrap_or(chars.len())),
+            (_, "/*") => closing_pair(&chars, i + 2).map(|e| e + 2),
+            ('$', _) => {
+                let end = (i + 1..chars.len())
+                    .find(|&j| !(chars[j].is_ascii_alphanumeric() || chars[j] == '_'))
+                    .unwrap_or(chars.len());
+                let name: String = chars[i + 1..end].iter().collect();
+                if let Some(v) = params.get(&name) {
+                    out.push_str(&sql_literal(v));
+                    i = end;
+                    continue;
+                }
+                None
+            }
+            _ => None,
+        };
+        let end = skip_to.unwrap_or(i + 1).min(chars.len()).max(i + 1);
+        out.extend(&chars[i..end]);
+        i = end;
+    }
+    out
+}
+
+/// The index of the first of `ends` at or after `from`.
+fn closing(chars: &[char], from: usize, ends: &[char]) -> Option<usize> {
+    (from..chars.len()).find(|&j| ends.contains(&chars[j]))
+}
+
+/// The index of the `*/` closing a block comment, at or after `from`.
+fn closing_pair(chars: &[char], from: usize) -> Option<usize> {
+    (from..chars.len().saturating_sub(1)).find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+}
+
+/// A bound value as a SQL literal of the same type.
+fn sql_literal(v: &ScalarValue) -> String {
+    match v {
+        v if v.is_null() => "NULL".into(),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            format!("'{}'", s.replace('\'', "''"))
+        }
+        ScalarValue::Date32(Some(_)) => format!("DATE '{v}'"),
+        ScalarValue::Boolean(Some(b)) => if *b { "TRUE" } else { "FALSE" }.into(),
+        ScalarValue::Float64(Some(f)) => format!("{f:?}"),
+        other => other.to_string(),
+    }
+}
+
 /// Plan one SQL text, refusing anything but a query.
 async fn plan_query(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<DataFrame> {
     // A job's SQL reads and computes; only custval publishes. DDL, DML and
@@ -269,4 +329,32 @@ pub async fn check(ctx: &SessionContext, job: &Job, params: &SqlParams) -> Resul
         }
     }
     Ok(planned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_text_writes_the_bound_values_as_literals() {
+        let params: SqlParams = [
+            ("as_of".to_string(), ScalarValue::Date32(Some(10134))),
+            ("value".to_string(), ScalarValue::Utf8(Some("o'k".into()))),
+            ("rate".to_string(), ScalarValue::Float64(Some(0.01))),
+            ("days".to_string(), ScalarValue::Float64(Some(7.0))),
+            ("n".to_string(), ScalarValue::Int64(Some(12))),
+            ("on".to_string(), ScalarValue::Boolean(Some(false))),
+        ]
+        .into_iter()
+        .collect();
+        let sql = "-- Params: $as_of\nSELECT $as_of, $value, $rate*$days, $n, $on, '$n', \"$n\", $unknown /* $n */ FROM t";
+        // 10134 days after 1970-01-01 is 1997-09-30 (chrono, independently).
+        let day =
+            chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(10134);
+        assert_eq!(day.to_string(), "1997-09-30");
+        assert_eq!(
+            bind_text(sql, &params),
+            "-- Params: $as_of\nSELECT DATE '1997-09-30', 'o''k', 0.01*7.0, 12, FALSE, '$n', \"$n\", $unknown /* $n */ FROM t"
+        );
+    }
 }

@@ -48,6 +48,19 @@ pub struct RunArgs {
     /// Send OpenLineage events to an http(s) endpoint or append them to a file.
     #[arg(long)]
     pub lineage: Option<String>,
+    /// Run only these steps and publish only their outputs, dbt-style:
+    /// STEP, STEP+ (and every step that reads it), +STEP (and every step it
+    /// reads); repeatable, or several separated by spaces or commas. The
+    /// steps they read and every gate still run, unpublished.
+    #[arg(long = "select", short = 's', value_name = "STEP[+]")]
+    pub select: Vec<String>,
+    /// Leave these steps (same syntax) out of what is published.
+    #[arg(long = "exclude", value_name = "STEP[+]")]
+    pub exclude: Vec<String>,
+    /// Print the steps in order with their SQL after parameter binding and
+    /// the tables that would be published; read and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `custval check JOB ...`
@@ -80,6 +93,8 @@ fn setup(args: &JobArgs) -> Result<(Job, RunOptions)> {
         output: None,
         engine: args.engine.options()?,
         lineage: None,
+        select: Vec::new(),
+        exclude: Vec::new(),
     };
     Ok((job, opts))
 }
@@ -89,6 +104,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let (job, mut opts) = setup(&args.job)?;
     opts.output = args.output;
     opts.lineage = args.lineage;
+    opts.select = args.select;
+    opts.exclude = args.exclude;
+    if args.dry_run {
+        return say(format_args!("{}", runner::dry_run(&job, &opts)?));
+    }
     let result = runner::run(&job, &opts).await;
     if let Some(path) = &args.report {
         write_report(path, &job, &opts, &result)?;

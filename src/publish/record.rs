@@ -72,22 +72,43 @@ pub struct TableCommit {
     pub files: Vec<FileEntry>,
     /// The columns.
     pub schema: Vec<ColumnEntry>,
+    /// The run that wrote the files, when it is not the record's own run:
+    /// a run of a selection (`custval run --select`) carries the tables it
+    /// did not compute forward from the record it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 impl RunRecord {
-    /// The run record committing `staged`, replacing `previous`'s run.
-    pub fn commit(&self, staged: &[Staged], previous: Option<&RunCommit>) -> RunCommit {
-        let tables = staged
+    /// The run record committing `staged`, replacing `previous`'s run. The
+    /// tables named in `carried` (a selection's tables it did not compute)
+    /// keep their entry of `previous`, naming the run that wrote them, so
+    /// the record still lists every published table of the date.
+    pub fn commit(
+        &self,
+        staged: &[Staged],
+        previous: Option<&RunCommit>,
+        carried: &[String],
+    ) -> RunCommit {
+        let mut tables: BTreeMap<String, TableCommit> = staged
             .iter()
             .map(|s| {
                 let entry = TableCommit {
                     rows: s.rows,
                     files: s.files.clone(),
                     schema: super::schema_entries(&s.schema),
+                    run_id: None,
                 };
                 (s.table.clone(), entry)
             })
             .collect();
+        for (table, p) in carried.iter().filter_map(|t| Some((t, previous?))) {
+            if let Some(entry) = p.tables.get(table) {
+                let mut entry = entry.clone();
+                entry.run_id = Some(entry.run_id.unwrap_or_else(|| p.run_id.clone()));
+                tables.entry(table.clone()).or_insert(entry);
+            }
+        }
         RunCommit {
             format: RUN_FORMAT.into(),
             job: self.job.clone(),
@@ -112,12 +133,13 @@ impl RunCommit {
     /// file fingerprints stay in the record.
     pub fn manifest(&self, table: &str) -> Option<Manifest> {
         let t = self.tables.get(table)?;
+        let run_id = t.run_id.clone().unwrap_or_else(|| self.run_id.clone());
         let as_of = chrono::NaiveDate::parse_from_str(&self.as_of, "%Y-%m-%d").ok()?;
         Some(Manifest {
             format: MANIFEST_FORMAT.into(),
             table: table.to_string(),
             as_of: self.as_of.clone(),
-            run_id: self.run_id.clone(),
+            run_id,
             job: self.job.clone(),
             custval_version: self.custval_version.clone(),
             created_at: self.committed_at.clone(),
@@ -305,8 +327,13 @@ pub async fn read_manifest(
         let Some(c) = read_record(store, &loc).await? else {
             continue;
         };
+        let table_run = c.record.tables.get(&table).map(|t| t.run_id.as_ref());
+        let table_run = match table_run {
+            Some(Some(carried)) => carried,
+            _ => &c.record.run_id,
+        };
         match &raw {
-            Some(m) if m.run_id == c.record.run_id => return Ok(raw),
+            Some(m) if &m.run_id == table_run => return Ok(raw),
             _ => {
                 if let Some(m) = c.record.manifest(&table) {
                     return Ok(Some(m));
@@ -366,6 +393,7 @@ pub(super) mod tests {
                         rows: 1,
                         files,
                         schema,
+                        run_id: None,
                     },
                 )
             })
@@ -411,6 +439,33 @@ pub(super) mod tests {
         assert!(matches!(err, Error::Conflict { .. }), "{err}");
         let now = read_record(&store, &loc).await.unwrap().unwrap();
         assert_eq!(now.record.run_id, "r3");
+    }
+
+    /// A selection run r2 published a and carried b (written by r1).
+    #[tokio::test]
+    async fn a_carried_table_reads_as_the_run_that_wrote_it() {
+        let (store, out) = setup();
+        let loc = out.run_record("nightly", DAY).unwrap();
+        let r1 = record("r1", &["a", "b"]);
+        let mut r2 = record("r2", &["a", "b"]);
+        let mut carried = r1.tables["b"].clone();
+        carried.run_id = Some("r1".into());
+        r2.tables.insert("b".into(), carried);
+        put_record(&store, &loc, &r2, None).await.unwrap();
+        let part_b = out.partition("b", DAY).unwrap();
+        // b's own manifest (r1's) is current: the record names r1 for b.
+        let mut own = r1.manifest("b").unwrap();
+        own.quality = serde_json::json!({"rows_read": 7});
+        super::super::write_manifest(&store, &own, &part_b)
+            .await
+            .unwrap();
+        let m = read_manifest(&store, &part_b).await.unwrap().unwrap();
+        assert_eq!((m.run_id.as_str(), &m.quality), ("r1", &own.quality));
+        // Without its manifest, b is rebuilt from the record: r1's files.
+        let from_record = r2.manifest("b").unwrap();
+        assert_eq!(from_record.run_id, "r1");
+        assert_eq!(from_record.files[0].path, "run=r1/part-0.parquet");
+        assert_eq!(r2.manifest("a").unwrap().run_id, "r2");
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! and end-to-end tests of the real `custval` binary on temporary folders,
 //! one module per area, all run through `common::Cmd`.
 
+mod airflow;
 mod check;
 mod cli_sql;
 #[cfg(feature = "cluster")]
@@ -24,6 +25,7 @@ mod quality;
 mod report;
 mod run_nightly;
 mod scenarios;
+mod selection;
 mod sqllogic;
 mod storage;
 mod terminal;
