@@ -91,7 +91,9 @@ impl ViewInput<'_> {
         text && (e.in_arithmetic.iter().any(|c| c == column) || (money && sampled))
     }
 
-    /// Plan an expression (`canonical` or `where`) over the raw table.
+    /// Plan an expression (`canonical` or `where`) over the raw table. In a
+    /// money expression (`amount`, `margin`) every number is a DOUBLE: text
+    /// parsed ([`text_number`]), integer and decimal columns cast.
     async fn expression(
         &self,
         ctx: &SessionContext,
@@ -109,6 +111,8 @@ impl ViewInput<'_> {
         let sql = e.sql_with(|c| {
             if parsed.iter().any(|p| p == c) {
                 text_number(&quote(c), self.decimal_comma())
+            } else if money && is_exact_number(schema, c) {
+                format!("CAST({} AS DOUBLE)", quote(c))
             } else {
                 quote(c)
             }
@@ -168,6 +172,16 @@ impl ViewInput<'_> {
         }
         Ok(out)
     }
+}
+
+/// Whether raw column `c` holds integers or decimals. A money expression
+/// reads such a column as a DOUBLE, as it reads a CSV text column, so that
+/// `amount_cents / 100` divides the same on a Parquet Int64 column (where
+/// SQL would divide integers: 1999 / 100 = 19) as on CSV text (19.99).
+fn is_exact_number(schema: &Schema, c: &str) -> bool {
+    schema
+        .field_with_name(c)
+        .is_ok_and(|f| f.data_type().is_numeric() && !f.data_type().is_floating())
 }
 
 /// Whether a value of type `t` can be the canonical column: `Err` says why not.

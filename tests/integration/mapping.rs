@@ -191,6 +191,62 @@ fn ids_written_as_floats_are_integers_and_fractions_are_rejected() {
     }
 }
 
+/// A money expression divides the same whatever type the reader gave its
+/// columns: `amount_cents / 100` on a Parquet BIGINT column is not integer
+/// division (the trial's shop published 7750.0 for 7836.36), and CSV text
+/// and Parquet publish the same revenue.
+#[test]
+fn money_expressions_on_integer_columns_are_not_integer_division() {
+    let tmp = tempfile::tempdir().unwrap();
+    // (customer, day, cents): a's cents end in 99 and 01, b's a return.
+    let rows = [
+        ("a", "2024-01-05", 1999_i64),
+        ("a", "2024-02-05", 1),
+        ("b", "2024-01-07", 250),
+        ("b", "2024-03-01", -75),
+    ];
+    let csv = tmp.path().join("tx.csv");
+    let mut text = String::from("customer_id,order_ts,amount_cents\n");
+    for (c, d, cents) in rows {
+        text.push_str(&format!("{c},{d},{cents}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let values: Vec<String> = rows
+        .iter()
+        .map(|(c, d, cents)| format!("('{c}', DATE '{d}', CAST({cents} AS BIGINT))"))
+        .collect();
+    let p = tmp.path().join("tx.parquet");
+    parquet(
+        &p,
+        &format!(
+            "SELECT * FROM (VALUES {}) AS v(customer_id, order_ts, amount_cents)",
+            values.join(", ")
+        ),
+    );
+    // Independently: each customer's cents summed, then divided in f64.
+    let revenue = |who: &str| {
+        rows.iter()
+            .filter(|(c, _, _)| *c == who)
+            .map(|(_, _, cents)| *cents as f64)
+            .sum::<f64>()
+            / 100.0
+    };
+    assert_eq!((revenue("a"), revenue("b")), (20.0, 1.75));
+    let want = [
+        format!("a 2024-01-05 2024-02-05 1.0 {:?}", revenue("a")),
+        format!("b 2024-01-07 2024-01-07 0.0 {:?}", revenue("b")),
+    ];
+    let job = job(tmp.path(), "[columns]\namount = \"amount_cents / 100\"\n");
+    for input in [&csv, &p] {
+        let out = tmp.path().join(format!(
+            "out-{}",
+            input.extension().unwrap().to_string_lossy()
+        ));
+        run(&job, input, &out, &[]).ok();
+        assert_eq!(tiers(&out), want, "{input:?}");
+    }
+}
+
 /// One rule for every input type: the purchase day is the calendar day in
 /// `timezone` of the instant, naive timestamps being UTC instants.
 /// CSV offsets and a New York zoned Parquet file give the same days for
