@@ -276,6 +276,10 @@ pub async fn check(job: &Job, opts: &RunOptions, sample: u64) -> Result<CheckRep
         Ok(CheckReport { steps, sample })
     }
     .await;
+    let result = match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(input::blame_mapping(&p.ctx, &p.inputs, e).await),
+    };
     scratch.remove().await;
     result.map_err(|e| name_the_inputs(&p.inputs, e))
 }
@@ -352,9 +356,16 @@ async fn run_prepared(
     let store = storage::register_store(&p.ctx, p.output.root())?;
     let lock = RunLock::acquire(store.clone(), &p.output, &job.spec.name, as_of, &run_id).await?;
     let inputs = p.inputs.clone();
+    let ctx = p.ctx.clone();
     let result = run_locked(job, p, &lock, store, started, scratch).await;
     lock.release().await;
-    result.map_err(|e| name_the_inputs(&inputs, e))
+    match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(name_the_inputs(
+            &inputs,
+            input::blame_mapping(&ctx, &inputs, e).await,
+        )),
+    }
 }
 
 /// Errors that are about the data read get the inputs' names: a failed gate

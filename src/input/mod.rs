@@ -2,6 +2,7 @@
 //! [`source`]), the column mapping checked against every file, and the
 //! typed, canonically named views the SQL steps read.
 
+mod blame;
 mod csv;
 mod files;
 mod hive;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::job::{InputKind, InputSpec};
 use crate::storage::Location;
 
+pub use blame::{blame_mapping, MappedExpression};
 pub use csv::CsvOptions;
 pub use files::FileFingerprint;
 pub use source::{register_source, ReadOptions};
@@ -44,6 +46,10 @@ pub struct InputReport {
     /// as `rows_filtered` in the quality counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// The mapping's expressions (and the filter), as the view computes
+    /// them: what [`blame_mapping`] tries when a step fails on a value.
+    #[serde(skip)]
+    pub expressions: Vec<MappedExpression>,
 }
 
 pub(super) fn quote(ident: &str) -> String {
@@ -170,7 +176,7 @@ async fn register_one(
             (vec![], None, identity_mapping(&schema), HashMap::new())
         }
     };
-    let view = match spec.kind {
+    let (view, expressions) = match spec.kind {
         InputKind::Transactions => {
             let input = transactions::ViewInput {
                 raw_name: &raw_name,
@@ -183,7 +189,10 @@ async fn register_one(
             };
             transactions::transactions_view_sql(ctx, &input).await?
         }
-        InputKind::Table => table_view_sql(&raw_name, spec, &mapping)?,
+        InputKind::Table => (
+            table_view_sql(&raw_name, spec, &mapping)?,
+            table_expressions(&mapping)?,
+        ),
     };
     let view_name = match spec.kind {
         InputKind::Transactions => format!("{name}_typed"),
@@ -204,7 +213,26 @@ async fn register_one(
         format: format.map(|f| format!("{f:?}").to_lowercase()),
         files,
         filter: spec.filter.clone(),
+        expressions,
     })
+}
+
+/// The expressions of a `table` input's mapping, as its view computes them.
+fn table_expressions(mapping: &Mapping) -> Result<Vec<MappedExpression>> {
+    let columns = mapping.columns.iter().filter_map(|(c, s)| match s {
+        Source::Expr(e) => Some((c.as_str(), e)),
+        Source::Column(_) => None,
+    });
+    columns
+        .chain(mapping.filter.iter().map(|f| ("where", f)))
+        .map(|(canonical, e)| {
+            Ok(MappedExpression {
+                canonical: canonical.to_string(),
+                written: e.written.clone(),
+                sql: e.sql_with(quote)?,
+            })
+        })
+        .collect()
 }
 
 /// Paths in a job file are relative to the job file; URLs are absolute.

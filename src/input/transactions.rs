@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
 
+use super::blame::MappedExpression;
 use super::mapping::{Expression, Mapping, Source};
 use super::schema::is_text;
 use super::source::{first_line, Sampled};
@@ -209,14 +210,14 @@ fn literal(s: &str) -> String {
 
 /// The typed view `NAME_typed`: canonical names, parsed values (NULL when a
 /// value does not parse), `parse_error`, `filtered` and the raw text for
-/// `rejected_rows`.
+/// `rejected_rows`; and the mapping's expressions as it computes them.
 ///
 /// Errors: [`Error::InputSchema`] when an expression or the filter does not
 /// type-check or gives a type its canonical column cannot hold.
 pub(super) async fn transactions_view_sql(
     ctx: &SessionContext,
     input: &ViewInput<'_>,
-) -> Result<String> {
+) -> Result<(String, Vec<MappedExpression>)> {
     let schema = ctx.table(input.raw_name).await?.schema().as_arrow().clone();
     let sources = input.sources(ctx, &schema).await?;
     let filter = match &input.mapping.filter {
@@ -256,11 +257,33 @@ pub(super) async fn transactions_view_sql(
         select.push(format!("{} AS raw_{raw}", raw_text(sources.get(raw))));
     }
     select.push(line_key(&schema, &sources));
-    Ok(format!(
+    let view = format!(
         "SELECT {} FROM {}",
         select.join(",\n  "),
         quote(input.raw_name)
-    ))
+    );
+    Ok((view, expressions(&sources, filter.as_ref())))
+}
+
+/// The mapping's expressions and the filter, in [`TRANSACTION_COLUMNS`]
+/// order, as the view computes them.
+fn expressions(
+    sources: &HashMap<&'static str, Mapped>,
+    filter: Option<&Mapped>,
+) -> Vec<MappedExpression> {
+    let columns = TRANSACTION_COLUMNS
+        .iter()
+        .filter_map(|(c, _)| sources.get(c).map(|m| (*c, m)));
+    columns
+        .chain(filter.map(|f| ("where", f)))
+        .filter_map(|(canonical, m)| {
+            m.expr.as_ref().map(|e| MappedExpression {
+                canonical: canonical.to_string(),
+                written: e.written.clone(),
+                sql: m.sql.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `line_key`: what tells two lines of one order apart beyond their

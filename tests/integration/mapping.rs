@@ -247,6 +247,46 @@ fn money_expressions_on_integer_columns_are_not_integer_division() {
     }
 }
 
+/// A mapping expression that fails on a value while the job runs
+/// (`to_timestamp` on epoch seconds written as text) is the user's job or
+/// input to fix: exit 2 naming the input, the canonical column, the
+/// expression and the value, never exit 1 (a retry would fail the same).
+/// The remedy its hint gives runs.
+#[test]
+fn a_mapping_expression_failing_on_a_value_is_exit_2_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("tx.csv");
+    // 1694188088 s is 2023-09-08T15:48:08Z; 1704067200 s 2024-01-01T00:00:00Z.
+    std::fs::write(
+        &csv,
+        "customer_id,created,amount\na,1694188088,10\na,1704067200,5\n",
+    )
+    .unwrap();
+    let epoch_text = job(
+        tmp.path(),
+        "[columns]\norder_ts = \"to_timestamp(created)\"\n",
+    );
+    let out = tmp.path().join("out");
+    let failed = run(&epoch_text, &csv, &out, &[]).code(2);
+    let err = failed.stderr;
+    for part in [
+        "input transactions",
+        "tx.csv",
+        "order_ts = \"to_timestamp(created)\"",
+        "'1694188088'",
+        "to_timestamp(CAST(column AS BIGINT))",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    assert!(!out.join("customer_tiers").exists(), "nothing is published");
+    let epoch_number = job(
+        tmp.path(),
+        "[columns]\norder_ts = \"to_timestamp(CAST(created AS BIGINT))\"\n",
+    );
+    run(&epoch_number, &csv, &out, &[]).ok();
+    assert_eq!(tiers(&out), ["a 2023-09-08 2024-01-01 1.0 15.0"]);
+}
+
 /// One rule for every input type: the purchase day is the calendar day in
 /// `timezone` of the instant, naive timestamps being UTC instants.
 /// CSV offsets and a New York zoned Parquet file give the same days for
