@@ -61,7 +61,7 @@ const CUSTOMER_RFM: &[Column] = &[
     c(
         "orders",
         "count",
-        "distinct orders (rows without an order id count one each)",
+        "distinct order ids with a purchase line (amount >= 0), plus purchase lines without an order id; a refund or return is no order",
     ),
     c("revenue", "money", "sum of amount, returns netted"),
     c("margin", "money", "sum of margin, when mapped (else NULL)"),
