@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::common::{json_rows, read_table, run_nightly};
+use crate::common::{json_rows, nightly, read_table, run_nightly};
 
 fn case(name: &str) -> String {
     format!(
@@ -112,6 +112,31 @@ fn data_that_identify_nothing_fail_the_gate_with_the_reason() {
             .exists(),
         "nothing is published on a failed gate"
     );
+}
+
+/// The convergence gate judges the fit before any step scores customers
+/// with its parameters: an unconverged fit ends the run with exit 3 and its
+/// reason right after `model_params`, and `customer_scores` never runs (a
+/// fit whose parameters ran off once failed the scoring with exit 1 first).
+#[test]
+fn the_convergence_gate_stops_the_run_before_scoring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = nightly(
+        tmp.path().join("out"),
+        "2020-06-30",
+        case("all-first-purchases-on-as-of"),
+    )
+    .args(["--set", "time_unit=day", "--log-format", "text"])
+    .code(3);
+    let err = &run.stderr;
+    assert!(
+        err.contains("data-quality gate model_convergence failed") && err.contains("model bgnbd"),
+        "{err}"
+    );
+    let done: Vec<&str> = err.lines().filter(|l| l.contains("step done")).collect();
+    let last = done.last().copied().unwrap_or_default();
+    assert!(last.contains("step=model_params "), "{err}");
+    assert!(!err.contains("step=customer_scores"), "{err}");
 }
 
 #[test]
