@@ -547,6 +547,14 @@ impl BoundParams {
         out
     }
 
+    /// Whether the parameter `value` is `margin`: CLV, concentration and
+    /// tiers measure the mapped margin, not the revenue.
+    pub fn measures_margin(&self) -> bool {
+        self.declared
+            .get("value")
+            .is_some_and(|v| v.as_str() == Some("margin"))
+    }
+
     /// The job's parameters and the as-of date, for reports and manifests.
     pub fn to_json(&self) -> serde_json::Value {
         let mut m: serde_json::Map<String, serde_json::Value> = self
@@ -799,28 +807,14 @@ impl Job {
         }
     }
 
-    /// `value` is revenue, or margin when a transactions input maps one.
+    /// `value` is revenue or margin. Whether a transactions input has a
+    /// margin is known only once its columns are read: the reader's own
+    /// resolution decides it ([`crate::input::require_margin`]).
     fn check_value_param(&self) -> Result<()> {
-        let Some(v) = self.params.get("value") else {
-            return Ok(());
-        };
-        match v.as_str() {
-            Some("revenue") => Ok(()),
-            Some("margin") => {
-                let mapped =
-                    self.spec.inputs.values().any(|i| {
-                        i.kind == InputKind::Transactions && i.columns.contains_key("margin")
-                    });
-                if mapped {
-                    Ok(())
-                } else {
-                    Err(Error::param(
-                        "value",
-                        "is margin, but no transactions input maps a margin column",
-                    ))
-                }
-            }
-            _ => Err(Error::param(
+        match self.params.get("value") {
+            None => Ok(()),
+            Some(v) if matches!(v.as_str(), Some("revenue" | "margin")) => Ok(()),
+            Some(v) => Err(Error::param(
                 "value",
                 format!("must be revenue or margin, got {v}"),
             )),

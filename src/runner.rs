@@ -158,6 +158,9 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
             &scratch,
         )
         .await?;
+        if params.measures_margin() {
+            input::require_margin(&inputs, &job.spec.inputs)?;
+        }
         for out in &job.spec.outputs {
             if !out.previous.is_empty() {
                 register_previous(

@@ -46,6 +46,10 @@ pub struct InputReport {
     /// as `rows_filtered` in the quality counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// The canonical columns the input's mapping resolved (mapped, or
+    /// found under their own name), for a transactions input.
+    #[serde(skip)]
+    pub canonical: Vec<String>,
     /// The mapping's expressions (and the filter), as the view computes
     /// them: what [`blame_mapping`] tries when a step fails on a value.
     #[serde(skip)]
@@ -213,8 +217,42 @@ async fn register_one(
         format: format.map(|f| format!("{f:?}").to_lowercase()),
         files,
         filter: spec.filter.clone(),
+        canonical: match spec.kind {
+            InputKind::Transactions if loc.is_some() => mapping.columns.keys().cloned().collect(),
+            _ => vec![],
+        },
         expressions,
     })
+}
+
+/// With the parameter `value = margin`: some transactions input has a
+/// margin column, mapped or found under its own name as the reader resolves
+/// it (exactly, or ignoring case when only one column matches).
+///
+/// Errors: [`Error::Param`] (exit 2) naming the transactions inputs and
+/// their columns when none has one.
+pub fn require_margin(inputs: &[InputReport], spec: &BTreeMap<String, InputSpec>) -> Result<()> {
+    let transactions: Vec<&InputReport> = inputs
+        .iter()
+        .filter(|i| {
+            spec.get(&i.name)
+                .is_some_and(|s| s.kind == InputKind::Transactions)
+        })
+        .collect();
+    if transactions
+        .iter()
+        .any(|i| i.canonical.iter().any(|c| c == "margin"))
+    {
+        return Ok(());
+    }
+    let names: Vec<&str> = transactions.iter().map(|i| i.name.as_str()).collect();
+    Err(Error::param(
+        "value",
+        format!(
+            "is margin, but no transactions input ({}) has a margin column: map one under [inputs.NAME.columns] (margin = \"COLUMN\" or an expression), or name a column margin",
+            names.join(", ")
+        ),
+    ))
 }
 
 /// The expressions of a `table` input's mapping, as its view computes them.

@@ -287,6 +287,63 @@ fn a_mapping_expression_failing_on_a_value_is_exit_2_naming_it() {
     assert_eq!(tiers(&out), ["a 2023-09-08 2024-01-01 1.0 15.0"]);
 }
 
+/// `value = margin` takes the margin column the reader finds, mapped or
+/// not: an unmapped column named `Margin` (one column matching ignoring
+/// case, as for every canonical column) is measured; an input without one
+/// is exit 2 naming the parameter, before anything is computed.
+#[test]
+fn value_margin_uses_the_margin_column_the_reader_resolves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("tx.csv");
+    // a: margins 3 + 1 = 4 (revenue 15); b: 2 (revenue 8). Hand-summed.
+    std::fs::write(
+        &csv,
+        "customer_id,order_ts,amount,Margin\n\
+         a,2024-01-05,10,3\n\
+         a,2024-02-05,5,1\n\
+         b,2024-01-07,8,2\n",
+    )
+    .unwrap();
+    let job = job(tmp.path(), "");
+    let out = tmp.path().join("out");
+    run(&job, &csv, &out, &["--set", "value=margin"]).ok();
+    let rows = read_table(
+        &out,
+        "customer_tiers",
+        AS_OF,
+        "SELECT customer_id, revenue, margin, value_total FROM t ORDER BY customer_id",
+    );
+    let got: Vec<[&str; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r["customer_id"].as_str(),
+                r["revenue"].as_str(),
+                r["margin"].as_str(),
+                r["value_total"].as_str(),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [["a", "15.0", "4.0", "4.0"], ["b", "8.0", "2.0", "2.0"]]
+    );
+    let plain = tmp.path().join("plain.csv");
+    std::fs::write(&plain, "customer_id,order_ts,amount\na,2024-01-05,10\n").unwrap();
+    let failed = run(
+        &job,
+        &plain,
+        &tmp.path().join("out2"),
+        &["--set", "value=margin"],
+    )
+    .code(2);
+    assert!(
+        failed.stderr.contains("parameter value: is margin, but no transactions input (transactions) has a margin column"),
+        "{}",
+        failed.stderr
+    );
+}
+
 /// One rule for every input type: the purchase day is the calendar day in
 /// `timezone` of the instant, naive timestamps being UTC instants.
 /// CSV offsets and a New York zoned Parquet file give the same days for
