@@ -473,6 +473,35 @@ fn number_errors(canonical: &str, m: &Mapped) -> Option<String> {
     Some(format!("CASE {} END", whens.join(" ")))
 }
 
+/// The first column an expression of a required canonical column reads
+/// that is empty where the expression gives NULL, as a reason: `missing
+/// amount: UnitPrice is empty` (the row's other operands are there; the
+/// reason names the one to fill); all of them empty is left to the plain
+/// `missing amount`. `None` for a plain column or one read alone.
+fn empty_operands(canonical: &str, m: &Mapped) -> Option<String> {
+    let e = m.expr.as_ref().filter(|e| e.columns.len() > 1)?;
+    let empty = |c: &str| format!("NULLIF(TRIM(CAST({} AS VARCHAR)), '') IS NULL", quote(c));
+    let whens: Vec<String> = e
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "WHEN {} THEN {}",
+                empty(c),
+                literal(&format!("missing {canonical}: {c} is empty"))
+            )
+        })
+        .collect();
+    // All empty is the plain `missing` reason of the validation step.
+    let all: Vec<String> = e.columns.iter().map(|c| empty(c)).collect();
+    Some(format!(
+        "CASE WHEN {} IS NULL AND NOT ({}) THEN CASE {} END END",
+        m.sql,
+        all.join(" AND "),
+        whens.join(" ")
+    ))
+}
+
 /// `parse_error`: why the mapping could not read a row's value (NULL when
 /// it could): a number an expression reads, or a non-integral id.
 fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>) -> String {
@@ -498,6 +527,14 @@ fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>
             parts.push(e);
         }
     }
+    for canonical in ["customer_id", "order_ts", "amount"] {
+        if let Some(e) = sources
+            .get(canonical)
+            .and_then(|m| empty_operands(canonical, m))
+        {
+            parts.push(e);
+        }
+    }
     if let Some(e) = filter.and_then(|f| number_errors("where", f)) {
         parts.push(e);
     }
@@ -510,7 +547,7 @@ fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>
 
 /// The text `rejected_rows` shows for a canonical column: the raw value, or
 /// for an expression the raw values it reads (`Quantity=6; UnitPrice=2.5`,
-/// empty when all are missing).
+/// `UnitPrice=` where one is missing, NULL when all are).
 fn raw_text(m: Option<&Mapped>) -> String {
     match m {
         None => "CAST(NULL AS VARCHAR)".into(),
@@ -518,18 +555,28 @@ fn raw_text(m: Option<&Mapped>) -> String {
             expr: Some(e), sql, ..
         }) if e.columns.is_empty() => format!("CAST({sql} AS VARCHAR)"),
         Some(Mapped { expr: Some(e), .. }) => {
+            // An empty operand shows as `UnitPrice=`; all empty is NULL.
             let parts: Vec<String> = e
                 .columns
                 .iter()
                 .map(|c| {
                     format!(
-                        "{} || CAST({} AS VARCHAR)",
+                        "{} || coalesce(CAST({} AS VARCHAR), '')",
                         literal(&format!("{c}=")),
                         quote(c)
                     )
                 })
                 .collect();
-            format!("concat_ws('; ', {})", parts.join(", "))
+            let all_null: Vec<String> = e
+                .columns
+                .iter()
+                .map(|c| format!("{} IS NULL", quote(c)))
+                .collect();
+            format!(
+                "CASE WHEN {} THEN NULL ELSE concat_ws('; ', {}) END",
+                all_null.join(" AND "),
+                parts.join(", ")
+            )
         }
         Some(m) => format!("CAST({} AS VARCHAR)", m.sql),
     }

@@ -344,6 +344,87 @@ fn value_margin_uses_the_margin_column_the_reader_resolves() {
     );
 }
 
+/// `check` on an Online-Retail-shaped export: an empty operand of the
+/// amount's expression is named (not reported as an unparseable amount
+/// whose value is the other operand, with a hint to map the expression
+/// already mapped), and `1,234.50` is a thousands separator, not a decimal
+/// comma.
+#[test]
+fn rejection_reasons_name_the_operand_and_hint_what_fixes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("tx.csv");
+    std::fs::write(
+        &csv,
+        "InvoiceNo,Quantity,UnitPrice,CustomerID,InvoiceDate\n\
+         1,2,1.5,17850,2024-01-05\n\
+         2,6,,17850,2024-01-06\n\
+         3,1,\"1,234.50\",17851,2024-01-07\n\
+         4,3,2.0,17851,2024-01-08\n",
+    )
+    .unwrap();
+    let job = job(
+        tmp.path(),
+        "[columns]\ncustomer_id = \"CustomerID\"\norder_ts = \"InvoiceDate\"\namount = \"Quantity * UnitPrice\"\norder_id = \"InvoiceNo\"\n",
+    );
+    let out = Cmd::custval()
+        .arg("check")
+        .arg(&job)
+        .arg("--input")
+        .arg(format!("transactions={}", csv.display()))
+        .args(["--set", "max_rejected_fraction=1"])
+        .ok()
+        .stdout;
+    let line = |reason: &str| {
+        out.lines()
+            .find(|l| l.contains(reason))
+            .unwrap_or_else(|| panic!("no {reason:?} in:\n{out}"))
+            .to_string()
+    };
+    let empty = line("1 rows missing amount: UnitPrice is empty");
+    assert!(
+        empty.contains("amount \"Quantity=6; UnitPrice=\""),
+        "{empty}"
+    );
+    assert!(
+        empty.contains("where = \"UnitPrice IS NOT NULL\""),
+        "{empty}"
+    );
+    assert!(
+        !empty.contains("e.g. amount = \"Quantity * UnitPrice\""),
+        "{empty}"
+    );
+    let thousands = line("1 rows unparseable amount: UnitPrice");
+    assert!(thousands.contains("thousands separator"), "{thousands}");
+    assert!(!thousands.contains("set decimal"), "{thousands}");
+}
+
+/// A ragged row is reported on the file's physical line, 1-based with the
+/// header counted, in a file with CRLF line ends too (the trial's file:
+/// line 21 was reported as line 20).
+#[test]
+fn a_ragged_row_is_reported_on_its_physical_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lines = vec!["customer_id,order_id,order_ts,amount".to_string()];
+    for i in 0..19 {
+        lines.push(format!("C{i},O{i},2024-01-{:02}T10:00:00,1.5", i + 1));
+    }
+    lines.push("C1,O999,2024-01-20T10:00:00,12.0,EXTRA".into());
+    lines.push("C29,O177,2024-01-21T10:00:00,20.63".into());
+    // Hand-counted: the header is line 1, the ragged row line 21.
+    assert!(lines[20].ends_with("EXTRA"));
+    let csv = tmp.path().join("crlf.csv");
+    std::fs::write(&csv, lines.join("\r\n") + "\r\n").unwrap();
+    let failed = Cmd::custval()
+        .args(["check", "jobs/nightly.toml", "--input"])
+        .arg(format!("transactions={}", csv.display()))
+        .code(2);
+    assert!(
+        failed.stderr.contains("crlf.csv") && failed.stderr.contains("at line 21"),
+        "{}",
+        failed.stderr
+    );
+}
+
 /// One rule for every input type: the purchase day is the calendar day in
 /// `timezone` of the instant, naive timestamps being UTC instants.
 /// CSV offsets and a New York zoned Parquet file give the same days for
