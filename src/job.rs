@@ -489,6 +489,10 @@ fn add_builtin_needs(spec: &mut JobSpec) {
     }
 }
 
+/// The top tiers' shares of the population, in rank order: together at
+/// most 1 (Bronze is the rest).
+const TIER_FRACTIONS: &[&str] = &["platinum_fraction", "gold_fraction", "silver_fraction"];
+
 /// Parameters that must be numbers in a range: name, lowest, highest.
 const RANGES: &[(&str, f64, f64)] = &[
     ("max_rejected_fraction", 0.0, 1.0),
@@ -745,6 +749,7 @@ impl Job {
             }
         }
         self.check_value_param()?;
+        self.check_tier_fractions()?;
         let timezone = self.timezone()?;
         self.check_uplift_points()?;
         Ok(BoundParams {
@@ -784,6 +789,29 @@ impl Job {
                 format!("must be an IANA timezone name such as \"Europe/London\" or an offset such as \"+01:00\", got {p}"),
             )
         })
+    }
+
+    /// The tier fractions the job declares share one population: their
+    /// sum is at most 1 (each is checked alone in [`RANGES`]).
+    fn check_tier_fractions(&self) -> Result<()> {
+        let declared: Vec<(&str, f64)> = TIER_FRACTIONS
+            .iter()
+            .filter_map(|k| Some((*k, self.params.get(*k)?.as_f64()?)))
+            .collect();
+        let sum: f64 = declared.iter().map(|(_, v)| v).sum();
+        // A tolerance for decimals that add to 1 (0.1 + 0.2 + 0.7).
+        if sum <= 1.0 + 1e-9 {
+            return Ok(());
+        }
+        let names: Vec<&str> = declared.iter().map(|(k, _)| *k).collect();
+        let values: Vec<String> = declared.iter().map(|(_, v)| v.to_string()).collect();
+        Err(Error::param(
+            names.join(" + "),
+            format!(
+                "the tiers' population shares add up to {sum} ({}), more than 1: lower them so that they add up to at most 1 (the rest is Bronze)",
+                values.join(" + ")
+            ),
+        ))
     }
 
     /// `retention_uplift_points`, when declared: a comma-separated list of
@@ -1061,6 +1089,36 @@ from = "a"
             err.contains("horizon_months") && err.ends_with("got 5000"),
             "{err}"
         );
+    }
+
+    /// The trial's `--set platinum_fraction=0.6` with gold 0.15 and silver
+    /// 0.3: 1.05 of the population, exit 2 naming all three and the sum.
+    #[test]
+    fn tier_fractions_adding_past_1_are_refused_with_their_sum() {
+        let as_of = NaiveDate::from_ymd_opt(2024, 3, 31).unwrap();
+        let tiers = |p: &str| {
+            let text = MINIMAL.replace(
+                "rate = 0.01",
+                &format!("rate = 0.01\nplatinum_fraction = {p}\ngold_fraction = 0.15\nsilver_fraction = 0.3"),
+            );
+            Job::parse(Path::new("t.toml"), &text, |_| {
+                Ok("SELECT $rate, $platinum_fraction, $gold_fraction, $silver_fraction".into())
+            })
+            .unwrap()
+            .bind(as_of)
+        };
+        let err = tiers("0.6").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let m = err.to_string();
+        assert!(
+            m.starts_with("parameter platinum_fraction + gold_fraction + silver_fraction:")
+                && m.contains("add up to 1.05")
+                && m.contains("(0.6 + 0.15 + 0.3)"),
+            "{m}"
+        );
+        // 0.55 + 0.15 + 0.3 is 1 but for rounding: allowed.
+        assert!(tiers("0.55").is_ok());
+        assert!(tiers("0.05").is_ok());
     }
 
     #[test]

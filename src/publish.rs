@@ -544,8 +544,10 @@ pub async fn write_manifest(
 }
 
 /// Delete the files of a partition, at any depth, that `keep` does not list
-/// (paths relative to the partition); the manifest stays. Returns how many
-/// were deleted; a file that cannot be deleted is a warning.
+/// (paths relative to the partition); the manifest stays. On a local disk
+/// the run folders (`run=<id>/`) left empty go too (object stores have no
+/// folders). Returns how many files were deleted; a file or folder that
+/// cannot be deleted is a warning.
 pub async fn cleanup(
     store: &Arc<dyn ObjectStore>,
     partition: &Location,
@@ -574,7 +576,31 @@ pub async fn cleanup(
             }
         }
     }
+    if let Some(dir) = partition.local_path() {
+        remove_empty_run_folders(&dir);
+    }
     Ok(deleted)
+}
+
+/// Remove the empty run folders of a local partition folder `dir`; a
+/// folder that still holds a file, or is not a run's, stays.
+fn remove_empty_run_folders(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_run = entry.file_name().to_str().is_some_and(is_run_folder);
+        if !is_run || !path.is_dir() {
+            continue;
+        }
+        let empty = std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none());
+        if empty {
+            if let Err(e) = std::fs::remove_dir(&path) {
+                tracing::warn!(folder = %path.display(), error = %e, "could not remove an empty run folder");
+            }
+        }
+    }
 }
 
 /// Schema as manifest entries.

@@ -512,8 +512,19 @@ fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>
             .filter(|m| id_can_be_non_integral(&m.data_type))
         {
             let value = format!("NULLIF(TRIM(CAST({} AS VARCHAR)), '')", m.sql);
+            // A float's NaN or infinity is no number at all, not a fraction.
+            let non_finite = if m.data_type.is_floating() {
+                let d = format!("CAST({} AS DOUBLE)", m.sql);
+                format!(
+                    "WHEN isnan({d}) THEN {} WHEN abs({d}) = CAST('inf' AS DOUBLE) THEN {} || {value} || '\"' ",
+                    literal(&format!("{id} is NaN (not a number)")),
+                    literal(&format!("non-finite {id} \""))
+                )
+            } else {
+                String::new()
+            };
             parts.push(format!(
-                "CASE WHEN {value} IS NOT NULL AND {} IS NULL THEN {} || {value} || '\"' END",
+                "CASE {non_finite}WHEN {value} IS NOT NULL AND {} IS NULL THEN {} || {value} || '\"' END",
                 id_value(&m.sql, &m.data_type),
                 literal(&format!("non-integral {id} \""))
             ));

@@ -425,6 +425,27 @@ fn a_ragged_row_is_reported_on_its_physical_line() {
     );
 }
 
+/// A NaN id in a Parquet double column is named NaN, not "non-integral".
+#[test]
+fn a_nan_id_is_named_nan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("tx.parquet");
+    parquet(
+        &p,
+        "SELECT * FROM (VALUES (17850.0, DATE '2024-01-05', 10.0), (CAST('NaN' AS DOUBLE), DATE '2024-01-06', 5.0), (17851.5, DATE '2024-01-07', 3.0)) AS v(customer_id, order_ts, amount)",
+    );
+    let job = job(tmp.path(), "");
+    let out = tmp.path().join("out");
+    run(&job, &p, &out, &[]).ok();
+    assert_eq!(
+        reasons(&out),
+        [
+            "customer_id is NaN (not a number)",
+            "non-integral customer_id \"17851.5\""
+        ]
+    );
+}
+
 /// One rule for every input type: the purchase day is the calendar day in
 /// `timezone` of the instant, naive timestamps being UTC instants.
 /// CSV offsets and a New York zoned Parquet file give the same days for
