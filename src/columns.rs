@@ -98,7 +98,7 @@ const CUSTOMER_RFM: &[Column] = &[
     c(
         "expected_purchases",
         "count",
-        "BG/NBD expected repeat purchase days in the next horizon_months",
+        "BG/NBD expected repeat purchase days in the next horizon_months (months of 30 days, or 4.345 weeks with time_unit = week)",
     ),
     c(
         "expected_avg_value",
@@ -108,7 +108,7 @@ const CUSTOMER_RFM: &[Column] = &[
     c(
         "clv",
         "money",
-        "discounted expected value in the next horizon_months (never negative)",
+        "discounted expected value in the next horizon_months (months of 30 days, or 4.345 weeks with time_unit = week; never negative)",
     ),
 ];
 

@@ -429,9 +429,9 @@ pub fn epoch_day(date: NaiveDate) -> i64 {
 /// one place that says how long a unit is and how many make a month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeUnit {
-    /// One day; a month is 30 of them.
+    /// One day; a month is 30 of them ([`TimeUnit::per_month`]).
     Day,
-    /// Seven days; a month is 4.345 of them (lifetimes' convention, SPEC.md).
+    /// Seven days; a month is 4.345 of them ([`TimeUnit::per_month`]).
     Week,
 }
 
@@ -453,7 +453,13 @@ impl TimeUnit {
         }
     }
 
-    /// Units in one month (`$time_units_per_month`): 30 days or 4.345 weeks.
+    /// Units in one month (`$time_units_per_month`), the one home of the
+    /// month's length: 30 days with `time_unit = day`, 4.345 weeks (30.415
+    /// days) with `week`. These are the Python lifetimes package's factors
+    /// (`lifetimes.utils._customer_lifetime_value`: `factor = {"W": 4.345,
+    /// "M": 1.0, "D": 30, ...}[freq]`), so that CLV and expected purchases
+    /// over `horizon_months` match lifetimes' for the same time unit; the
+    /// two units' months differ by 0.415 days.
     pub fn per_month(self) -> f64 {
         match self {
             TimeUnit::Day => 30.0,
