@@ -422,13 +422,16 @@ async fn run_locked(
     let repaired =
         publish::repair::repair(&store, &p.output, &job.spec.name, p.params.as_of, &tables).await?;
     let mut step_reports = Vec::new();
+    let mut done: Vec<String> = Vec::new();
+    let mut judged = std::collections::HashSet::new();
     for step in &job.spec.steps {
         step_reports.push(steps::run_step(&p.ctx, job, step, &p.sql_params, scratch).await?);
-        let judged = steps::run_gates(&p.ctx, job, Some(step.name.as_str()), &p.sql_params).await;
-        with_evidence(job, &p, &store, judged).await?;
+        done.push(step.name.clone());
+        let verdict = steps::run_gates(&p.ctx, job, Some(&done), &mut judged, &p.sql_params).await;
+        with_evidence(job, &p, &store, verdict).await?;
     }
-    let judged = steps::run_gates(&p.ctx, job, None, &p.sql_params).await;
-    with_evidence(job, &p, &store, judged).await?;
+    let verdict = steps::run_gates(&p.ctx, job, None, &mut judged, &p.sql_params).await;
+    with_evidence(job, &p, &store, verdict).await?;
     let record = RunRecord {
         job: job.spec.name.clone(),
         run_id: p.run_id.clone(),
