@@ -7,7 +7,8 @@
 --   returns included; NULL without any), then over its usable rows (valid, on or before
 --   $as_of; 0 or NULL without any): lines (rows used), duplicate_lines (exact repeats of a row of
 --   the same order_id, counted once, as in transactions_clean), orders (distinct
---   order_ids per day, plus rows without one), revenue (sum of amount), margin,
+--   order_ids with a purchase line, amount >= 0, plus purchase lines without an
+--   order_id: a refund is no order), revenue (sum of amount), margin,
 --   value_total (sum of the measured value), purchase_days (days whose net amount
 --   is >= 0), first_purchase, last_purchase (DATE, purchase days), repeat_value
 --   (value of the purchase days after the first), cal_purchase_days and

@@ -4,12 +4,14 @@
 -- estimation", KDD 2007): what the best peers spend is what the customer could.
 -- Inputs: transactions_clean, wallets (customer_id, wallet; may be empty)
 -- Output: wallet_estimates (customer_id, spend_12m, wallet, wallet_source)
--- Params: $as_of_day (BIGINT), $wallet_quantile (e.g. 0.9). Units: the measured value.
+-- Params: $as_of (DATE), $wallet_quantile (e.g. 0.9). Units: the measured value.
 WITH recent AS (
   SELECT
     customer_id,
     max(peer_group) AS peer_group,
-    coalesce(sum(value) FILTER (WHERE day > CAST($as_of_day AS BIGINT) - 365), 0.0) AS spend_12m
+    -- The 12 calendar months ending at $as_of: after as_of - 12 months
+    -- (2023-07-01..2024-06-30 for 2024-06-30), leap days included.
+    coalesce(sum(value) FILTER (WHERE order_ts > CAST($as_of AS DATE) - INTERVAL '12 months'), 0.0) AS spend_12m
   FROM transactions_clean
   GROUP BY customer_id
 ), peers AS (

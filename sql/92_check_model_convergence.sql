@@ -4,12 +4,29 @@
 -- A verified boundary optimum (status 'boundary', at_bound saying which
 -- bound) is converged: its limiting model leaves BG/NBD's b NULL (a = 0) or
 -- Gamma-Gamma's q and v (infinite, v_over_q given), and nothing else.
--- Input: model_fit. Output: one row per model that did not converge.
+-- It reads the fit itself (model_params), so that it runs right after the
+-- fit, before any step scores customers with the parameters: an unconverged
+-- fit stops the run here (exit 3, the reason), not in the scoring (exit 1).
+-- Input: model_params. Output: one row per model that did not converge.
 -- Params: $allow_unconverged (BOOLEAN)
+WITH fits AS (
+  SELECT 'bgnbd' AS model, bgnbd['converged'] AS converged, bgnbd['status'] AS status,
+         bgnbd['at_bound'] AS at_bound, bgnbd['log_likelihood'] AS log_likelihood,
+         bgnbd['r'] AS r, bgnbd['alpha'] AS alpha, bgnbd['a'] AS a, bgnbd['b'] AS b,
+         CAST(NULL AS DOUBLE) AS p, CAST(NULL AS DOUBLE) AS q, CAST(NULL AS DOUBLE) AS v,
+         CAST(NULL AS DOUBLE) AS v_over_q
+  FROM model_params
+  UNION ALL
+  SELECT 'gamma_gamma', gamma_gamma['converged'], gamma_gamma['status'],
+         gamma_gamma['at_bound'], gamma_gamma['log_likelihood'],
+         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+         gamma_gamma['p'], gamma_gamma['q'], gamma_gamma['v'], gamma_gamma['v_over_q']
+  FROM model_params
+)
 SELECT
   'model ' || model || ' ' || coalesce(status, 'was not fitted')
   || ' (set allow_unconverged = true to publish anyway)' AS message
-FROM model_fit
+FROM fits
 WHERE NOT CAST($allow_unconverged AS BOOLEAN)
   AND (converged IS NOT TRUE
        OR log_likelihood IS NULL
@@ -18,3 +35,4 @@ WHERE NOT CAST($allow_unconverged AS BOOLEAN)
                                 OR (b IS NULL AND NOT (status = 'boundary' AND a = 0))))
        OR (model = 'gamma_gamma' AND (p IS NULL OR v_over_q IS NULL
                                       OR ((q IS NULL OR v IS NULL) AND status <> 'boundary'))))
+ORDER BY model

@@ -56,12 +56,12 @@ const fn c(name: &'static str, unit: &'static str, description: &'static str) ->
 
 const CUSTOMER_RFM: &[Column] = &[
     c("customer_id", "text", "the customer's id, as text"),
-    c("first_purchase", "date", "first purchase day (UTC)"),
-    c("last_purchase", "date", "last purchase day (UTC)"),
+    c("first_purchase", "date", "first purchase day (the calendar day in the job's timezone)"),
+    c("last_purchase", "date", "last purchase day (the calendar day in the job's timezone)"),
     c(
         "orders",
         "count",
-        "distinct orders (rows without an order id count one each)",
+        "distinct order ids with a purchase line (amount >= 0), plus purchase lines without an order id; a refund or return is no order",
     ),
     c("revenue", "money", "sum of amount, returns netted"),
     c("margin", "money", "sum of margin, when mapped (else NULL)"),
@@ -98,7 +98,7 @@ const CUSTOMER_RFM: &[Column] = &[
     c(
         "expected_purchases",
         "count",
-        "BG/NBD expected repeat purchase days in the next horizon_months",
+        "BG/NBD expected repeat purchase days in the next horizon_months (months of 30 days, or 4.345 weeks with time_unit = week)",
     ),
     c(
         "expected_avg_value",
@@ -108,19 +108,19 @@ const CUSTOMER_RFM: &[Column] = &[
     c(
         "clv",
         "money",
-        "discounted expected value in the next horizon_months (never negative)",
+        "discounted expected value in the next horizon_months (months of 30 days, or 4.345 weeks with time_unit = week; never negative)",
     ),
 ];
 
 const CUSTOMER_TIERS_REST: &[Column] = &[
     c("revenue_share", "share", "the customer's share of total revenue (NULL when that is not positive)"),
     c("pareto_class", "text", "A, B or C by cumulative value share (pareto_a, pareto_b)"),
-    c("spend_12m", "money", "value in the 12 months to the as-of date"),
+    c("spend_12m", "money", "value in the 12 calendar months ending at the as-of date (after as_of - 12 months: 2023-07-01 to 2024-06-30 for 2024-06-30)"),
     c("wallet", "money", "the customer's wallet: the wallets input, or the peers' wallet_quantile of spend_12m"),
     c("share_of_wallet", "share", "spend_12m / wallet, at most 1"),
     c("wallet_headroom", "money", "wallet - spend_12m, at least 0"),
     c("at_risk", "flag", "in the top platinum + gold share by value, with p_alive below at_risk_p_alive"),
-    c("rank_tier", "text", "the tier tonight's CLV rank alone gives (Platinum, Gold, Silver, Bronze) or At risk"),
+    c("rank_tier", "text", "the tier tonight's CLV rank alone gives (Platinum, Gold, Silver, Bronze) or At risk; without a CLV (an unconverged fit published with allow_unconverged) the rank by value_total, i.e. past revenue or margin"),
     c("tier", "text", "the published tier: rank_tier, or last run's tier kept by hysteresis (tier_hysteresis, tier_min_nights)"),
     c("previous_tier", "text", "the tier in the latest earlier published partition (NULL without one)"),
     c("tier_changed_at", "date", "as-of date of the run that gave the current tier (NULL if carried from a partition without it)"),
@@ -131,12 +131,12 @@ const CUSTOMER_CLV_EXTRA: &[Column] = &[
     c(
         "first_day",
         "count",
-        "first purchase day, days since 1970-01-01",
+        "first purchase day (in the job's timezone), days since 1970-01-01",
     ),
     c(
         "last_day",
         "count",
-        "last purchase day, days since 1970-01-01",
+        "last purchase day (in the job's timezone), days since 1970-01-01",
     ),
     c(
         "cal_frequency",

@@ -104,6 +104,27 @@ pub enum Error {
         message: String,
     },
 
+    /// The job's mapping cannot compute a value of an input: an expression
+    /// (or the `where` filter) fails on the input's values while the job
+    /// runs, as `to_timestamp(created)` on text holding epoch seconds. The
+    /// input or the mapping is to fix; a retry would fail the same (exit 2).
+    #[error(
+        "input {input} ({url}): {column} = {expression:?} fails on the input's values: {message}"
+    )]
+    MappingValue {
+        /// The input's name in the job.
+        input: String,
+        /// Its redacted URL.
+        url: String,
+        /// The canonical column the expression computes (`where` for the filter).
+        column: String,
+        /// The expression as the job writes it.
+        expression: String,
+        /// The engine's error, naming the value, on one line, and a hint
+        /// when one is known.
+        message: String,
+    },
+
     /// A file custval would write exists and is not custval's to replace:
     /// `init` never overwrites (exit 2).
     #[error("{path}: already exists; custval init never overwrites a file (use another folder, or move it away)")]
@@ -238,6 +259,7 @@ impl Error {
             | Error::InputSchema { .. }
             | Error::InputOption { .. }
             | Error::InputData { .. }
+            | Error::MappingValue { .. }
             | Error::FileExists { .. }
             | Error::InvalidStep { .. } => 2,
             Error::Gate { .. } => 3,
@@ -340,6 +362,42 @@ pub fn is_read_fault(e: &DataFusionError) -> bool {
     }
 }
 
+/// Whether an engine error is about a value an expression computes: Arrow's
+/// cast, parse, arithmetic and argument errors, and a function's execution
+/// error, wherever DataFusion wrapped them. Not a read fault, a store or
+/// file-system failure, or a custval error raised inside a function.
+pub fn is_value_fault(e: &DataFusionError) -> bool {
+    use datafusion::arrow::error::ArrowError;
+    fn arrow(e: &ArrowError) -> bool {
+        match e {
+            ArrowError::CastError(_)
+            | ArrowError::ParseError(_)
+            | ArrowError::ComputeError(_)
+            | ArrowError::DivideByZero
+            | ArrowError::ArithmeticOverflow(_)
+            | ArrowError::InvalidArgumentError(_) => true,
+            ArrowError::ExternalError(inner) => inner
+                .downcast_ref::<DataFusionError>()
+                .is_some_and(is_value_fault),
+            _ => false,
+        }
+    }
+    match e {
+        DataFusionError::ArrowError(a, _) => arrow(a),
+        DataFusionError::Execution(_) => true,
+        DataFusionError::External(inner) => match inner.downcast_ref::<ArrowError>() {
+            Some(a) => arrow(a),
+            None => inner
+                .downcast_ref::<DataFusionError>()
+                .is_some_and(is_value_fault),
+        },
+        DataFusionError::Context(_, inner) => is_value_fault(inner),
+        DataFusionError::Shared(inner) => is_value_fault(inner),
+        DataFusionError::Collection(all) => all.iter().any(is_value_fault),
+        _ => false,
+    }
+}
+
 impl From<DataFusionError> for Error {
     fn from(e: DataFusionError) -> Self {
         Error::DataFusion(Box::new(e))
@@ -420,6 +478,16 @@ mod tests {
                     input: s(),
                     option: s(),
                     value: s(),
+                    message: s(),
+                },
+                2,
+            ),
+            (
+                Error::MappingValue {
+                    input: s(),
+                    url: s(),
+                    column: s(),
+                    expression: s(),
                     message: s(),
                 },
                 2,

@@ -429,9 +429,9 @@ pub fn epoch_day(date: NaiveDate) -> i64 {
 /// one place that says how long a unit is and how many make a month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeUnit {
-    /// One day; a month is 30 of them.
+    /// One day; a month is 30 of them ([`TimeUnit::per_month`]).
     Day,
-    /// Seven days; a month is 4.345 of them (lifetimes' convention, SPEC.md).
+    /// Seven days; a month is 4.345 of them ([`TimeUnit::per_month`]).
     Week,
 }
 
@@ -453,7 +453,13 @@ impl TimeUnit {
         }
     }
 
-    /// Units in one month (`$time_units_per_month`): 30 days or 4.345 weeks.
+    /// Units in one month (`$time_units_per_month`), the one home of the
+    /// month's length: 30 days with `time_unit = day`, 4.345 weeks (30.415
+    /// days) with `week`. These are the Python lifetimes package's factors
+    /// (`lifetimes.utils._customer_lifetime_value`: `factor = {"W": 4.345,
+    /// "M": 1.0, "D": 30, ...}[freq]`), so that CLV and expected purchases
+    /// over `horizon_months` match lifetimes' for the same time unit; the
+    /// two units' months differ by 0.415 days.
     pub fn per_month(self) -> f64 {
         match self {
             TimeUnit::Day => 30.0,
@@ -488,6 +494,10 @@ fn add_builtin_needs(spec: &mut JobSpec) {
         }
     }
 }
+
+/// The top tiers' shares of the population, in rank order: together at
+/// most 1 (Bronze is the rest).
+const TIER_FRACTIONS: &[&str] = &["platinum_fraction", "gold_fraction", "silver_fraction"];
 
 /// Parameters that must be numbers in a range: name, lowest, highest.
 const RANGES: &[(&str, f64, f64)] = &[
@@ -545,6 +555,14 @@ impl BoundParams {
         );
         out.insert("calibration_end_day".into(), day(self.calibration_end));
         out
+    }
+
+    /// Whether the parameter `value` is `margin`: CLV, concentration and
+    /// tiers measure the mapped margin, not the revenue.
+    pub fn measures_margin(&self) -> bool {
+        self.declared
+            .get("value")
+            .is_some_and(|v| v.as_str() == Some("margin"))
     }
 
     /// The job's parameters and the as-of date, for reports and manifests.
@@ -737,6 +755,7 @@ impl Job {
             }
         }
         self.check_value_param()?;
+        self.check_tier_fractions()?;
         let timezone = self.timezone()?;
         self.check_uplift_points()?;
         Ok(BoundParams {
@@ -778,6 +797,29 @@ impl Job {
         })
     }
 
+    /// The tier fractions the job declares share one population: their
+    /// sum is at most 1 (each is checked alone in [`RANGES`]).
+    fn check_tier_fractions(&self) -> Result<()> {
+        let declared: Vec<(&str, f64)> = TIER_FRACTIONS
+            .iter()
+            .filter_map(|k| Some((*k, self.params.get(*k)?.as_f64()?)))
+            .collect();
+        let sum: f64 = declared.iter().map(|(_, v)| v).sum();
+        // A tolerance for decimals that add to 1 (0.1 + 0.2 + 0.7).
+        if sum <= 1.0 + 1e-9 {
+            return Ok(());
+        }
+        let names: Vec<&str> = declared.iter().map(|(k, _)| *k).collect();
+        let values: Vec<String> = declared.iter().map(|(_, v)| v.to_string()).collect();
+        Err(Error::param(
+            names.join(" + "),
+            format!(
+                "the tiers' population shares add up to {sum} ({}), more than 1: lower them so that they add up to at most 1 (the rest is Bronze)",
+                values.join(" + ")
+            ),
+        ))
+    }
+
     /// `retention_uplift_points`, when declared: a comma-separated list of
     /// retention points, each a number above 0 and below 100.
     fn check_uplift_points(&self) -> Result<()> {
@@ -799,28 +841,14 @@ impl Job {
         }
     }
 
-    /// `value` is revenue, or margin when a transactions input maps one.
+    /// `value` is revenue or margin. Whether a transactions input has a
+    /// margin is known only once its columns are read: the reader's own
+    /// resolution decides it ([`crate::input::require_margin`]).
     fn check_value_param(&self) -> Result<()> {
-        let Some(v) = self.params.get("value") else {
-            return Ok(());
-        };
-        match v.as_str() {
-            Some("revenue") => Ok(()),
-            Some("margin") => {
-                let mapped =
-                    self.spec.inputs.values().any(|i| {
-                        i.kind == InputKind::Transactions && i.columns.contains_key("margin")
-                    });
-                if mapped {
-                    Ok(())
-                } else {
-                    Err(Error::param(
-                        "value",
-                        "is margin, but no transactions input maps a margin column",
-                    ))
-                }
-            }
-            _ => Err(Error::param(
+        match self.params.get("value") {
+            None => Ok(()),
+            Some(v) if matches!(v.as_str(), Some("revenue" | "margin")) => Ok(()),
+            Some(v) => Err(Error::param(
                 "value",
                 format!("must be revenue or margin, got {v}"),
             )),
@@ -1067,6 +1095,36 @@ from = "a"
             err.contains("horizon_months") && err.ends_with("got 5000"),
             "{err}"
         );
+    }
+
+    /// The trial's `--set platinum_fraction=0.6` with gold 0.15 and silver
+    /// 0.3: 1.05 of the population, exit 2 naming all three and the sum.
+    #[test]
+    fn tier_fractions_adding_past_1_are_refused_with_their_sum() {
+        let as_of = NaiveDate::from_ymd_opt(2024, 3, 31).unwrap();
+        let tiers = |p: &str| {
+            let text = MINIMAL.replace(
+                "rate = 0.01",
+                &format!("rate = 0.01\nplatinum_fraction = {p}\ngold_fraction = 0.15\nsilver_fraction = 0.3"),
+            );
+            Job::parse(Path::new("t.toml"), &text, |_| {
+                Ok("SELECT $rate, $platinum_fraction, $gold_fraction, $silver_fraction".into())
+            })
+            .unwrap()
+            .bind(as_of)
+        };
+        let err = tiers("0.6").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let m = err.to_string();
+        assert!(
+            m.starts_with("parameter platinum_fraction + gold_fraction + silver_fraction:")
+                && m.contains("add up to 1.05")
+                && m.contains("(0.6 + 0.15 + 0.3)"),
+            "{m}"
+        );
+        // 0.55 + 0.15 + 0.3 is 1 but for rounding: allowed.
+        assert!(tiers("0.55").is_ok());
+        assert!(tiers("0.05").is_ok());
     }
 
     #[test]

@@ -544,8 +544,10 @@ pub async fn write_manifest(
 }
 
 /// Delete the files of a partition, at any depth, that `keep` does not list
-/// (paths relative to the partition); the manifest stays. Returns how many
-/// were deleted; a file that cannot be deleted is a warning.
+/// (paths relative to the partition); the manifest stays. On a local disk
+/// the run folders (`run=<id>/`) `keep` does not list go too, with any
+/// partial file a killed write left in them (object stores have no folders). Returns how many files were deleted; a file or folder that
+/// cannot be deleted is a warning.
 pub async fn cleanup(
     store: &Arc<dyn ObjectStore>,
     partition: &Location,
@@ -574,7 +576,36 @@ pub async fn cleanup(
             }
         }
     }
+    if let Some(dir) = partition.local_path() {
+        remove_unlisted_run_folders(&dir, keep);
+    }
     Ok(deleted)
+}
+
+/// Remove the run folders of a local partition folder `dir` that hold no
+/// file of `keep`: emptied by the deletes above, or holding only what the
+/// store's listing does not show (the temporary file of a write a killed
+/// run left). A folder that is not a run's stays.
+fn remove_unlisted_run_folders(dir: &std::path::Path, keep: &[FileEntry]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !is_run_folder(&name) || !path.is_dir() {
+            continue;
+        }
+        let listed = keep.iter().any(|f| f.path.starts_with(&format!("{name}/")));
+        if listed {
+            continue;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!(folder = %path.display(), error = %e, "could not remove an old run folder");
+        }
+    }
 }
 
 /// Schema as manifest entries.

@@ -262,24 +262,40 @@ fn guess_timestamp_format(value: &str) -> Option<&'static str> {
 }
 
 /// What usually fixes rows rejected for `reason`, naming the job option.
+/// `value` is the example row's raw text of `column`: for an expression,
+/// its operands (`Quantity=6; UnitPrice=`), of which the one the reason
+/// names (`unparseable amount: UnitPrice`) is the value judged.
 fn hint(job: &Job, reason: &str, column: Option<&str>, value: Option<&str>) -> Option<String> {
     let column = column?;
     let source = source_name(job, column);
     let missing = reason.starts_with("missing");
     let unparseable = reason.starts_with("unparseable");
+    // The expression's operand the reason names, and its value.
+    let operand = reason
+        .split_once(": ")
+        .map(|(_, rest)| rest.trim_end_matches(" is empty").to_string());
+    let value = match (&operand, value) {
+        (Some(op), Some(v)) => operand_value(v, op),
+        (None, v) => v.map(str::to_string),
+        (Some(_), None) => None,
+    };
     match column {
-        "order_ts" if unparseable => Some(match value.and_then(guess_timestamp_format) {
+        "order_ts" if unparseable => Some(match value.as_deref().and_then(guess_timestamp_format) {
             Some(f) => format!(
                 "did you mean timestamp_format = {f:?} under [inputs.transactions]?"
             ),
             None => "did you mean timestamp_format under [inputs.transactions] (a chrono layout such as \"%d/%m/%Y %H:%M\")?".into(),
         }),
-        "amount" | "margin" if unparseable && value.is_some_and(|v| v.contains(',')) => Some(
-            "a decimal comma? set decimal = \",\" under [inputs.transactions.csv]".into(),
-        ),
-        "amount" | "margin" if unparseable => Some(format!(
-            "map {column} to a SQL expression under [inputs.transactions.columns], e.g. {column} = \"Quantity * UnitPrice\""
-        )),
+        "amount" | "margin" if unparseable => {
+            let what = operand.as_deref().unwrap_or(&source);
+            number_hint(job, column, what, value.as_deref(), operand.is_some())
+        }
+        _ if missing && operand.is_some() => {
+            let op = operand.unwrap_or_default();
+            Some(format!(
+                "{column} = {source:?} reads {op}, which is empty on these rows: fill it in the export, or leave the rows out with where = \"{op} IS NOT NULL\" under [inputs.transactions]"
+            ))
+        }
         "customer_id" if missing => Some(format!(
             "rows without a customer (guest orders?) can be left out with where = \"{source} IS NOT NULL\" under [inputs.transactions]"
         )),
@@ -288,6 +304,64 @@ fn hint(job: &Job, reason: &str, column: Option<&str>, value: Option<&str>) -> O
         )),
         _ => None,
     }
+}
+
+/// The value of `operand` in an expression's raw text (`Quantity=6;
+/// UnitPrice=2.5`); `None` when the text does not list it.
+fn operand_value(raw: &str, operand: &str) -> Option<String> {
+    raw.split("; ")
+        .find_map(|part| part.strip_prefix(operand)?.strip_prefix('='))
+        .map(str::to_string)
+}
+
+/// What fixes a number that did not parse: `what` is the raw column read
+/// (`in_expression`: an operand of the job's expression for `column`).
+fn number_hint(
+    job: &Job,
+    column: &str,
+    what: &str,
+    value: Option<&str>,
+    in_expression: bool,
+) -> Option<String> {
+    let decimal_comma = job
+        .spec
+        .inputs
+        .values()
+        .any(|i| i.kind == InputKind::Transactions && i.csv.decimal.as_deref() == Some(","));
+    let v = value.unwrap_or_default().trim();
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let unsigned = v.trim_start_matches(['+', '-']);
+    // 1,234.50 or 1,234: comma-separated groups of three, a decimal point.
+    let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+    let mut groups = int.split(',');
+    let thousands = int.contains(',')
+        && digits(frac)
+        && groups.next().is_some_and(|g| digits(g) && g.len() <= 3)
+        && groups.all(|g| g.len() == 3 && digits(g));
+    if thousands && !decimal_comma {
+        return Some(format!(
+            "{v:?} has a thousands separator ',', which custval does not read (decimal = \",\" would read it as a decimal comma): export {what} without it, or read it as CAST(replace({what}, ',', '') AS DOUBLE) in the mapping of {column} under [inputs.transactions.columns]"
+        ));
+    }
+    let point = unsigned
+        .split_once('.')
+        .is_some_and(|(i, f)| digits(i) && digits(f));
+    if decimal_comma && point {
+        return Some(format!(
+            "{v:?} is written with a decimal point, but the input says decimal = \",\": set decimal = \".\" (the default) under [inputs.transactions.csv]"
+        ));
+    }
+    if v.contains(',') && !decimal_comma {
+        return Some("a decimal comma? set decimal = \",\" under [inputs.transactions.csv]".into());
+    }
+    if in_expression {
+        return Some(format!(
+            "{what} {v:?} is not a number: fix it in the export, or leave such rows out with where under [inputs.transactions]"
+        ));
+    }
+    Some(format!(
+        "map {column} to a SQL expression under [inputs.transactions.columns], e.g. {column} = \"Quantity * UnitPrice\""
+    ))
 }
 
 /// Where a run is, for [`gate_evidence`].
@@ -542,10 +616,67 @@ mod tests {
                 .contains("\"%d.%m.%Y %H:%M\"")
         );
         assert!(h("unparseable order_ts", "order_ts", Some("soon")).contains("timestamp_format"));
+        // A thousands separator is not a decimal comma.
+        let t = h("unparseable amount", "amount", Some("1,234.50"));
+        assert!(
+            t.contains("thousands separator") && !t.contains("set decimal = \",\""),
+            "{t}"
+        );
+        assert!(
+            t.contains("CAST(replace(amount, ',', '') AS DOUBLE)"),
+            "{t}"
+        );
+        // An expression's operand: its value judged, no hint to map an
+        // expression already mapped.
+        let e = h(
+            "unparseable amount: UnitPrice",
+            "amount",
+            Some("Quantity=6; UnitPrice=1,234.50"),
+        );
+        assert!(
+            e.contains("\"1,234.50\"") && e.contains("export UnitPrice"),
+            "{e}"
+        );
+        let e = h(
+            "unparseable amount: UnitPrice",
+            "amount",
+            Some("Quantity=6; UnitPrice=n/a"),
+        );
+        assert!(e.contains("UnitPrice \"n/a\" is not a number"), "{e}");
+        assert!(!e.contains("Quantity * UnitPrice"), "{e}");
+        let m = h(
+            "missing amount: UnitPrice is empty",
+            "amount",
+            Some("Quantity=6; UnitPrice="),
+        );
+        assert!(
+            m.contains("reads UnitPrice, which is empty")
+                && m.contains("where = \"UnitPrice IS NOT NULL\""),
+            "{m}"
+        );
         assert_eq!(
             hint(&job, "non-finite amount", Some("amount"), Some("NaN")),
             None
         );
+    }
+
+    /// Under decimal = ",", a number written with a decimal point gets the
+    /// hint to read decimal points, not to map an expression.
+    #[test]
+    fn a_decimal_point_under_decimal_comma_says_so() {
+        let text = "name = \"t\"\n[inputs.transactions]\nkind = \"transactions\"\n\
+                    [inputs.transactions.csv]\ndecimal = \",\"\n\
+                    [[steps]]\nname = \"a\"\nsql = \"a.sql\"\n";
+        let job = Job::parse(std::path::Path::new("t.toml"), text, |_| {
+            Ok("SELECT 1".into())
+        })
+        .unwrap();
+        let h = hint(&job, "unparseable amount", Some("amount"), Some("12.50")).unwrap_or_default();
+        assert!(h.contains("set decimal = \".\""), "{h}");
+        assert!(!h.contains("SQL expression"), "{h}");
+        // A decimal comma itself parses; something else gets the general hint.
+        let h = hint(&job, "unparseable amount", Some("amount"), Some("$12")).unwrap_or_default();
+        assert!(!h.contains("decimal"), "{h}");
     }
 
     #[test]

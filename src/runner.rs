@@ -167,6 +167,9 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
             &scratch,
         )
         .await?;
+        if params.measures_margin() {
+            input::require_margin(&inputs, &job.spec.inputs)?;
+        }
         for out in &job.spec.outputs {
             if !out.previous.is_empty() {
                 register_previous(
@@ -365,6 +368,10 @@ pub async fn check(job: &Job, opts: &RunOptions, sample: u64) -> Result<CheckRep
         Ok(CheckReport { steps, sample })
     }
     .await;
+    let result = match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(input::blame_mapping(&p.ctx, &p.inputs, e).await),
+    };
     scratch.remove().await;
     result.map_err(|e| name_the_inputs(&p.inputs, e))
 }
@@ -446,9 +453,16 @@ async fn run_prepared(
     let store = storage::register_store(&p.ctx, p.output.root())?;
     let lock = RunLock::acquire(store.clone(), &p.output, &job.spec.name, as_of, &run_id).await?;
     let inputs = p.inputs.clone();
+    let ctx = p.ctx.clone();
     let result = run_locked(job, p, selection, &lock, store, started, scratch).await;
     lock.release().await;
-    result.map_err(|e| name_the_inputs(&inputs, e))
+    match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(name_the_inputs(
+            &inputs,
+            input::blame_mapping(&ctx, &inputs, e).await,
+        )),
+    }
 }
 
 /// Errors that are about the data read get the inputs' names: a failed gate
@@ -503,13 +517,16 @@ async fn run_locked(
     let repaired =
         publish::repair::repair(&store, &p.output, &job.spec.name, p.params.as_of, &tables).await?;
     let mut step_reports = Vec::new();
+    let mut done: Vec<String> = Vec::new();
+    let mut judged = std::collections::HashSet::new();
     for step in job.spec.steps.iter().filter(|s| selection.runs(&s.name)) {
         step_reports.push(steps::run_step(&p.ctx, job, step, &p.sql_params, scratch).await?);
-        let judged = steps::run_gates(&p.ctx, job, Some(step.name.as_str()), &p.sql_params).await;
-        with_evidence(job, &p, &store, judged).await?;
+        done.push(step.name.clone());
+        let verdict = steps::run_gates(&p.ctx, job, Some(&done), &mut judged, &p.sql_params).await;
+        with_evidence(job, &p, &store, verdict).await?;
     }
-    let judged = steps::run_gates(&p.ctx, job, None, &p.sql_params).await;
-    with_evidence(job, &p, &store, judged).await?;
+    let verdict = steps::run_gates(&p.ctx, job, None, &mut judged, &p.sql_params).await;
+    with_evidence(job, &p, &store, verdict).await?;
     let record = RunRecord {
         job: job.spec.name.clone(),
         run_id: p.run_id.clone(),

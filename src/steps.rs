@@ -245,23 +245,57 @@ pub async fn run_step(
     })
 }
 
-/// Judge the gates that run after step `after` (`None`: after all steps).
+/// Judge the gates not yet in `judged` that are due once the steps in
+/// `done` have run (`None`: all steps have, every gate is due): a gate is
+/// due after its `after` step, or as soon as every step its SQL reads has
+/// run, whichever is first, so that a gate decides before the steps that
+/// would use what it rejects (the convergence gate of a job written with
+/// `after = "model_fit"` reads `model_params` and judges before scoring).
 /// The first gate with violations fails with up to 20 of their messages.
 pub async fn run_gates(
     ctx: &SessionContext,
     job: &Job,
-    after: Option<&str>,
+    done: Option<&[String]>,
+    judged: &mut std::collections::HashSet<String>,
     params: &SqlParams,
 ) -> Result<()> {
-    for gate in job
-        .spec
-        .gates
-        .iter()
-        .filter(|g| g.after.as_deref() == after)
-    {
-        run_gate(ctx, job, gate, params).await?;
+    for gate in &job.spec.gates {
+        if judged.contains(&gate.name) {
+            continue;
+        }
+        let due = match done {
+            None => true,
+            Some(done) => {
+                gate.after.as_ref().is_some_and(|a| done.contains(a))
+                    || reads_only(ctx, job, gate, done)
+            }
+        };
+        if due {
+            judged.insert(gate.name.clone());
+            run_gate(ctx, job, gate, params).await?;
+        }
     }
     Ok(())
+}
+
+/// Whether every step of the job that `gate`'s SQL reads is in `done`, and
+/// it reads at least one. A gate whose SQL does not parse here waits for
+/// its `after` step (planning it says what is wrong).
+fn reads_only(ctx: &SessionContext, job: &Job, gate: &GateSpec, done: &[String]) -> bool {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let Ok(statement) = state.sql_to_statement(sql_of(job, &gate.sql), &dialect) else {
+        return false;
+    };
+    let Ok(tables) = state.resolve_table_references(&statement) else {
+        return false;
+    };
+    let steps: Vec<&str> = tables
+        .iter()
+        .map(|t| t.table())
+        .filter(|t| job.spec.steps.iter().any(|s| s.name == *t))
+        .collect();
+    !steps.is_empty() && steps.iter().all(|t| done.iter().any(|d| d.as_str() == *t))
 }
 
 async fn run_gate(

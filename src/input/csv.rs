@@ -304,6 +304,7 @@ pub(super) async fn infer(
         .map_err(InferError::Store)?
         .into_stream();
     let handle = tokio::runtime::Handle::current();
+    let again = opts.clone();
     let opts = opts.clone();
     let read = tokio::task::spawn_blocking(move || {
         let raw = compression
@@ -318,7 +319,105 @@ pub(super) async fn infer(
     })
     .await
     .map_err(|e| format!("reading the CSV header failed: {e}"));
-    read.and_then(|r| r).map_err(InferError::Decode)
+    match read.and_then(|r| r) {
+        Ok(found) => Ok(found),
+        Err(m) if m.contains("unequal lengths") => Err(InferError::Decode(
+            with_physical_line(store, meta, compression, again, m).await,
+        )),
+        Err(m) => Err(InferError::Decode(m)),
+    }
+}
+
+/// A ragged-record message with the physical line of the first record
+/// whose field count differs from the first record's (1-based, the header
+/// counted), read again from the file: the CSV parser's own line number
+/// is one short in a file with CRLF line ends. The message as it was when
+/// the file cannot be read again.
+async fn with_physical_line(
+    store: Arc<dyn ObjectStore>,
+    meta: ObjectMeta,
+    compression: FileCompressionType,
+    opts: CsvOptions,
+    message: String,
+) -> String {
+    let Ok(got) = store.get(&meta.location).await else {
+        return message;
+    };
+    let stream = got.into_stream();
+    let handle = tokio::runtime::Handle::current();
+    let line = tokio::task::spawn_blocking(move || {
+        let raw = compression
+            .convert_read(BlockingRead::new(stream, handle))
+            .ok()?;
+        let (_, reader) = skip_bom(raw).ok()?;
+        first_ragged_line(reader, &opts)
+    })
+    .await
+    .ok()
+    .flatten();
+    match (line, message.rfind(" at line ")) {
+        (Some(line), Some(at)) => {
+            let rest = &message[at + " at line ".len()..];
+            let tail = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+            format!("{} at line {line}{tail}", &message[..at])
+        }
+        _ => message,
+    }
+}
+
+/// The physical line (1-based) of the first record whose field count
+/// differs from the first record's; `None` when all agree or the text does
+/// not parse.
+fn first_ragged_line(r: impl Read, opts: &CsvOptions) -> Option<u64> {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let tee = Tee {
+        inner: r,
+        seen: std::rc::Rc::clone(&seen),
+    };
+    let mut builder = csv::ReaderBuilder::new();
+    builder
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(opts.delimiter)
+        .quote(opts.quote);
+    if let Some(e) = opts.escape {
+        builder.escape(Some(e)).double_quote(false);
+    }
+    let mut reader = builder.from_reader(tee);
+    let mut record = csv::ByteRecord::new();
+    let mut expected = None;
+    while reader.read_byte_record(&mut record).ok()? {
+        let n = record.len();
+        if *expected.get_or_insert(n) == n {
+            continue;
+        }
+        let bytes = seen.borrow();
+        // The record starts past any line end the parser left before it.
+        let mut at = usize::try_from(record.position()?.byte()).ok()?;
+        while matches!(bytes.get(at), Some(b'\r' | b'\n')) {
+            at += 1;
+        }
+        let newlines = bytes[..at.min(bytes.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        return u64::try_from(newlines + 1).ok();
+    }
+    None
+}
+
+/// A reader that keeps a copy of every byte read through it.
+struct Tee<R> {
+    inner: R,
+    seen: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen.borrow_mut().extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Whether `r` starts with a UTF-8 byte order mark, and `r` after it.
@@ -428,6 +527,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The trial's file: a header, 19 records, a ragged one on physical
+    /// line 21 (counted by hand), then more; with CRLF or LF line ends, and
+    /// with a quoted newline before it (one record, two lines: line 22).
+    #[test]
+    fn a_ragged_record_is_found_on_its_physical_line() {
+        let mut lines = vec!["customer_id,order_id,order_ts,amount".to_string()];
+        for i in 0..19 {
+            lines.push(format!("C{i},O{i},2024-08-06T10:46:01,36.57"));
+        }
+        lines.push("C1,O999,2024-05-01T10:00:00,12.0,EXTRA".into());
+        lines.push("C29,O177,2024-08-30T07:39:41,20.63".into());
+        let opts = CsvOptions::default();
+        for end in ["\r\n", "\n"] {
+            let text = lines.join(end) + end;
+            assert_eq!(
+                first_ragged_line(text.as_bytes(), &opts),
+                Some(21),
+                "{end:?}"
+            );
+        }
+        let mut quoted = lines.clone();
+        quoted[3] = "C2,\"O2\nsecond line\",2024-08-06T10:46:01,1.0".into();
+        let text = quoted.join("\r\n") + "\r\n";
+        assert_eq!(first_ragged_line(text.as_bytes(), &opts), Some(22));
+        let even = lines[..20].join("\n");
+        assert_eq!(first_ragged_line(even.as_bytes(), &opts), None);
+    }
 
     fn spec(f: impl FnOnce(&mut CsvSpec)) -> CsvSpec {
         let mut s = CsvSpec::default();

@@ -2,6 +2,7 @@
 //! [`source`]), the column mapping checked against every file, and the
 //! typed, canonically named views the SQL steps read.
 
+mod blame;
 mod csv;
 mod files;
 mod hive;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::job::{InputKind, InputSpec};
 use crate::storage::Location;
 
+pub use blame::{blame_mapping, MappedExpression};
 pub use csv::CsvOptions;
 pub use files::FileFingerprint;
 pub use source::{register_source, ReadOptions};
@@ -44,6 +46,14 @@ pub struct InputReport {
     /// as `rows_filtered` in the quality counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// The canonical columns the input's mapping resolved (mapped, or
+    /// found under their own name), for a transactions input.
+    #[serde(skip)]
+    pub canonical: Vec<String>,
+    /// The mapping's expressions (and the filter), as the view computes
+    /// them: what [`blame_mapping`] tries when a step fails on a value.
+    #[serde(skip)]
+    pub expressions: Vec<MappedExpression>,
 }
 
 pub(super) fn quote(ident: &str) -> String {
@@ -170,7 +180,7 @@ async fn register_one(
             (vec![], None, identity_mapping(&schema), HashMap::new())
         }
     };
-    let view = match spec.kind {
+    let (view, expressions) = match spec.kind {
         InputKind::Transactions => {
             let input = transactions::ViewInput {
                 raw_name: &raw_name,
@@ -183,7 +193,10 @@ async fn register_one(
             };
             transactions::transactions_view_sql(ctx, &input).await?
         }
-        InputKind::Table => table_view_sql(&raw_name, spec, &mapping)?,
+        InputKind::Table => (
+            table_view_sql(&raw_name, spec, &mapping)?,
+            table_expressions(&mapping)?,
+        ),
     };
     let view_name = match spec.kind {
         InputKind::Transactions => format!("{name}_typed"),
@@ -204,7 +217,60 @@ async fn register_one(
         format: format.map(|f| format!("{f:?}").to_lowercase()),
         files,
         filter: spec.filter.clone(),
+        canonical: match spec.kind {
+            InputKind::Transactions if loc.is_some() => mapping.columns.keys().cloned().collect(),
+            _ => vec![],
+        },
+        expressions,
     })
+}
+
+/// With the parameter `value = margin`: some transactions input has a
+/// margin column, mapped or found under its own name as the reader resolves
+/// it (exactly, or ignoring case when only one column matches).
+///
+/// Errors: [`Error::Param`] (exit 2) naming the transactions inputs and
+/// their columns when none has one.
+pub fn require_margin(inputs: &[InputReport], spec: &BTreeMap<String, InputSpec>) -> Result<()> {
+    let transactions: Vec<&InputReport> = inputs
+        .iter()
+        .filter(|i| {
+            spec.get(&i.name)
+                .is_some_and(|s| s.kind == InputKind::Transactions)
+        })
+        .collect();
+    if transactions
+        .iter()
+        .any(|i| i.canonical.iter().any(|c| c == "margin"))
+    {
+        return Ok(());
+    }
+    let names: Vec<&str> = transactions.iter().map(|i| i.name.as_str()).collect();
+    Err(Error::param(
+        "value",
+        format!(
+            "is margin, but no transactions input ({}) has a margin column: map one under [inputs.NAME.columns] (margin = \"COLUMN\" or an expression), or name a column margin",
+            names.join(", ")
+        ),
+    ))
+}
+
+/// The expressions of a `table` input's mapping, as its view computes them.
+fn table_expressions(mapping: &Mapping) -> Result<Vec<MappedExpression>> {
+    let columns = mapping.columns.iter().filter_map(|(c, s)| match s {
+        Source::Expr(e) => Some((c.as_str(), e)),
+        Source::Column(_) => None,
+    });
+    columns
+        .chain(mapping.filter.iter().map(|f| ("where", f)))
+        .map(|(canonical, e)| {
+            Ok(MappedExpression {
+                canonical: canonical.to_string(),
+                written: e.written.clone(),
+                sql: e.sql_with(quote)?,
+            })
+        })
+        .collect()
 }
 
 /// Paths in a job file are relative to the job file; URLs are absolute.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
 
+use super::blame::MappedExpression;
 use super::mapping::{Expression, Mapping, Source};
 use super::schema::is_text;
 use super::source::{first_line, Sampled};
@@ -91,7 +92,9 @@ impl ViewInput<'_> {
         text && (e.in_arithmetic.iter().any(|c| c == column) || (money && sampled))
     }
 
-    /// Plan an expression (`canonical` or `where`) over the raw table.
+    /// Plan an expression (`canonical` or `where`) over the raw table. In a
+    /// money expression (`amount`, `margin`) every number is a DOUBLE: text
+    /// parsed ([`text_number`]), integer and decimal columns cast.
     async fn expression(
         &self,
         ctx: &SessionContext,
@@ -109,6 +112,8 @@ impl ViewInput<'_> {
         let sql = e.sql_with(|c| {
             if parsed.iter().any(|p| p == c) {
                 text_number(&quote(c), self.decimal_comma())
+            } else if money && is_exact_number(schema, c) {
+                format!("CAST({} AS DOUBLE)", quote(c))
             } else {
                 quote(c)
             }
@@ -170,6 +175,16 @@ impl ViewInput<'_> {
     }
 }
 
+/// Whether raw column `c` holds integers or decimals. A money expression
+/// reads such a column as a DOUBLE, as it reads a CSV text column, so that
+/// `amount_cents / 100` divides the same on a Parquet Int64 column (where
+/// SQL would divide integers: 1999 / 100 = 19) as on CSV text (19.99).
+fn is_exact_number(schema: &Schema, c: &str) -> bool {
+    schema
+        .field_with_name(c)
+        .is_ok_and(|f| f.data_type().is_numeric() && !f.data_type().is_floating())
+}
+
 /// Whether a value of type `t` can be the canonical column: `Err` says why not.
 fn check_kind(canonical: &str, t: &DataType) -> std::result::Result<(), String> {
     let ok = match canonical {
@@ -195,14 +210,14 @@ fn literal(s: &str) -> String {
 
 /// The typed view `NAME_typed`: canonical names, parsed values (NULL when a
 /// value does not parse), `parse_error`, `filtered` and the raw text for
-/// `rejected_rows`.
+/// `rejected_rows`; and the mapping's expressions as it computes them.
 ///
 /// Errors: [`Error::InputSchema`] when an expression or the filter does not
 /// type-check or gives a type its canonical column cannot hold.
 pub(super) async fn transactions_view_sql(
     ctx: &SessionContext,
     input: &ViewInput<'_>,
-) -> Result<String> {
+) -> Result<(String, Vec<MappedExpression>)> {
     let schema = ctx.table(input.raw_name).await?.schema().as_arrow().clone();
     let sources = input.sources(ctx, &schema).await?;
     let filter = match &input.mapping.filter {
@@ -242,11 +257,33 @@ pub(super) async fn transactions_view_sql(
         select.push(format!("{} AS raw_{raw}", raw_text(sources.get(raw))));
     }
     select.push(line_key(&schema, &sources));
-    Ok(format!(
+    let view = format!(
         "SELECT {} FROM {}",
         select.join(",\n  "),
         quote(input.raw_name)
-    ))
+    );
+    Ok((view, expressions(&sources, filter.as_ref())))
+}
+
+/// The mapping's expressions and the filter, in [`TRANSACTION_COLUMNS`]
+/// order, as the view computes them.
+fn expressions(
+    sources: &HashMap<&'static str, Mapped>,
+    filter: Option<&Mapped>,
+) -> Vec<MappedExpression> {
+    let columns = TRANSACTION_COLUMNS
+        .iter()
+        .filter_map(|(c, _)| sources.get(c).map(|m| (*c, m)));
+    columns
+        .chain(filter.map(|f| ("where", f)))
+        .filter_map(|(canonical, m)| {
+            m.expr.as_ref().map(|e| MappedExpression {
+                canonical: canonical.to_string(),
+                written: e.written.clone(),
+                sql: m.sql.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `line_key`: what tells two lines of one order apart beyond their
@@ -436,6 +473,35 @@ fn number_errors(canonical: &str, m: &Mapped) -> Option<String> {
     Some(format!("CASE {} END", whens.join(" ")))
 }
 
+/// The first column an expression of a required canonical column reads
+/// that is empty where the expression gives NULL, as a reason: `missing
+/// amount: UnitPrice is empty` (the row's other operands are there; the
+/// reason names the one to fill); all of them empty is left to the plain
+/// `missing amount`. `None` for a plain column or one read alone.
+fn empty_operands(canonical: &str, m: &Mapped) -> Option<String> {
+    let e = m.expr.as_ref().filter(|e| e.columns.len() > 1)?;
+    let empty = |c: &str| format!("NULLIF(TRIM(CAST({} AS VARCHAR)), '') IS NULL", quote(c));
+    let whens: Vec<String> = e
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "WHEN {} THEN {}",
+                empty(c),
+                literal(&format!("missing {canonical}: {c} is empty"))
+            )
+        })
+        .collect();
+    // All empty is the plain `missing` reason of the validation step.
+    let all: Vec<String> = e.columns.iter().map(|c| empty(c)).collect();
+    Some(format!(
+        "CASE WHEN {} IS NULL AND NOT ({}) THEN CASE {} END END",
+        m.sql,
+        all.join(" AND "),
+        whens.join(" ")
+    ))
+}
+
 /// `parse_error`: why the mapping could not read a row's value (NULL when
 /// it could): a number an expression reads, or a non-integral id.
 fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>) -> String {
@@ -446,8 +512,19 @@ fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>
             .filter(|m| id_can_be_non_integral(&m.data_type))
         {
             let value = format!("NULLIF(TRIM(CAST({} AS VARCHAR)), '')", m.sql);
+            // A float's NaN or infinity is no number at all, not a fraction.
+            let non_finite = if m.data_type.is_floating() {
+                let d = format!("CAST({} AS DOUBLE)", m.sql);
+                format!(
+                    "WHEN isnan({d}) THEN {} WHEN abs({d}) = CAST('inf' AS DOUBLE) THEN {} || {value} || '\"' ",
+                    literal(&format!("{id} is NaN (not a number)")),
+                    literal(&format!("non-finite {id} \""))
+                )
+            } else {
+                String::new()
+            };
             parts.push(format!(
-                "CASE WHEN {value} IS NOT NULL AND {} IS NULL THEN {} || {value} || '\"' END",
+                "CASE {non_finite}WHEN {value} IS NOT NULL AND {} IS NULL THEN {} || {value} || '\"' END",
                 id_value(&m.sql, &m.data_type),
                 literal(&format!("non-integral {id} \""))
             ));
@@ -457,6 +534,14 @@ fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>
         if let Some(e) = sources
             .get(canonical)
             .and_then(|m| number_errors(canonical, m))
+        {
+            parts.push(e);
+        }
+    }
+    for canonical in ["customer_id", "order_ts", "amount"] {
+        if let Some(e) = sources
+            .get(canonical)
+            .and_then(|m| empty_operands(canonical, m))
         {
             parts.push(e);
         }
@@ -473,7 +558,7 @@ fn parse_errors(sources: &HashMap<&'static str, Mapped>, filter: Option<&Mapped>
 
 /// The text `rejected_rows` shows for a canonical column: the raw value, or
 /// for an expression the raw values it reads (`Quantity=6; UnitPrice=2.5`,
-/// empty when all are missing).
+/// `UnitPrice=` where one is missing, NULL when all are).
 fn raw_text(m: Option<&Mapped>) -> String {
     match m {
         None => "CAST(NULL AS VARCHAR)".into(),
@@ -481,18 +566,28 @@ fn raw_text(m: Option<&Mapped>) -> String {
             expr: Some(e), sql, ..
         }) if e.columns.is_empty() => format!("CAST({sql} AS VARCHAR)"),
         Some(Mapped { expr: Some(e), .. }) => {
+            // An empty operand shows as `UnitPrice=`; all empty is NULL.
             let parts: Vec<String> = e
                 .columns
                 .iter()
                 .map(|c| {
                     format!(
-                        "{} || CAST({} AS VARCHAR)",
+                        "{} || coalesce(CAST({} AS VARCHAR), '')",
                         literal(&format!("{c}=")),
                         quote(c)
                     )
                 })
                 .collect();
-            format!("concat_ws('; ', {})", parts.join(", "))
+            let all_null: Vec<String> = e
+                .columns
+                .iter()
+                .map(|c| format!("{} IS NULL", quote(c)))
+                .collect();
+            format!(
+                "CASE WHEN {} THEN NULL ELSE concat_ws('; ', {}) END",
+                all_null.join(" AND "),
+                parts.join(", ")
+            )
         }
         Some(m) => format!("CAST({} AS VARCHAR)", m.sql),
     }

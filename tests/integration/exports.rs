@@ -230,7 +230,8 @@ struct Expected {
 /// customer and day the amounts are netted; a day is a purchase day when
 /// its net is >= 0; a customer is in `customer_tiers` with at least one
 /// purchase day; `revenue` sums every usable row, `orders` counts the
-/// distinct invoices of each day.
+/// customer's distinct invoices with a line of amount >= 0 (a cancellation
+/// invoice `C…`, all negative, is no order).
 fn expected(rows: &[Row]) -> Expected {
     let as_of = NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d").unwrap();
     let mut e = Expected {
@@ -242,8 +243,9 @@ fn expected(rows: &[Row]) -> Expected {
         rows_rejected: 0,
     };
     let mut seen = HashSet::new();
-    // customer -> day -> (net amount, invoices)
-    let mut days: BTreeMap<String, BTreeMap<NaiveDate, (f64, HashSet<String>)>> = BTreeMap::new();
+    // customer -> day -> net amount; customer -> invoices with a purchase line
+    let mut days: BTreeMap<String, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
+    let mut invoices: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for r in rows {
         if r.country == "Internal" {
             e.rows_filtered += 1;
@@ -263,18 +265,19 @@ fn expected(rows: &[Row]) -> Expected {
         if !seen.insert(r.csv_line()) {
             continue;
         }
-        let d = days.entry(customer).or_default().entry(day).or_default();
-        d.0 += amount;
-        d.1.insert(r.invoice.clone());
+        if amount >= 0.0 {
+            invoices
+                .entry(customer.clone())
+                .or_default()
+                .insert(r.invoice.clone());
+        }
+        *days.entry(customer).or_default().entry(day).or_default() += amount;
     }
-    for per_day in days.values() {
-        if per_day.values().any(|(net, _)| *net >= 0.0) {
+    for (customer, per_day) in &days {
+        if per_day.values().any(|net| *net >= 0.0) {
             e.customers += 1;
-            e.orders += per_day
-                .values()
-                .map(|(_, inv)| inv.len() as i64)
-                .sum::<i64>();
-            e.revenue += per_day.values().map(|(net, _)| net).sum::<f64>();
+            e.orders += invoices.get(customer).map_or(0, |i| i.len() as i64);
+            e.revenue += per_day.values().sum::<f64>();
         }
     }
     e

@@ -191,6 +191,261 @@ fn ids_written_as_floats_are_integers_and_fractions_are_rejected() {
     }
 }
 
+/// A money expression divides the same whatever type the reader gave its
+/// columns: `amount_cents / 100` on a Parquet BIGINT column is not integer
+/// division (the trial's shop published 7750.0 for 7836.36), and CSV text
+/// and Parquet publish the same revenue.
+#[test]
+fn money_expressions_on_integer_columns_are_not_integer_division() {
+    let tmp = tempfile::tempdir().unwrap();
+    // (customer, day, cents): a's cents end in 99 and 01, b's a return.
+    let rows = [
+        ("a", "2024-01-05", 1999_i64),
+        ("a", "2024-02-05", 1),
+        ("b", "2024-01-07", 250),
+        ("b", "2024-03-01", -75),
+    ];
+    let csv = tmp.path().join("tx.csv");
+    let mut text = String::from("customer_id,order_ts,amount_cents\n");
+    for (c, d, cents) in rows {
+        text.push_str(&format!("{c},{d},{cents}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let values: Vec<String> = rows
+        .iter()
+        .map(|(c, d, cents)| format!("('{c}', DATE '{d}', CAST({cents} AS BIGINT))"))
+        .collect();
+    let p = tmp.path().join("tx.parquet");
+    parquet(
+        &p,
+        &format!(
+            "SELECT * FROM (VALUES {}) AS v(customer_id, order_ts, amount_cents)",
+            values.join(", ")
+        ),
+    );
+    // Independently: each customer's cents summed, then divided in f64.
+    let revenue = |who: &str| {
+        rows.iter()
+            .filter(|(c, _, _)| *c == who)
+            .map(|(_, _, cents)| *cents as f64)
+            .sum::<f64>()
+            / 100.0
+    };
+    assert_eq!((revenue("a"), revenue("b")), (20.0, 1.75));
+    let want = [
+        format!("a 2024-01-05 2024-02-05 1.0 {:?}", revenue("a")),
+        format!("b 2024-01-07 2024-01-07 0.0 {:?}", revenue("b")),
+    ];
+    let job = job(tmp.path(), "[columns]\namount = \"amount_cents / 100\"\n");
+    for input in [&csv, &p] {
+        let out = tmp.path().join(format!(
+            "out-{}",
+            input.extension().unwrap().to_string_lossy()
+        ));
+        run(&job, input, &out, &[]).ok();
+        assert_eq!(tiers(&out), want, "{input:?}");
+    }
+}
+
+/// A mapping expression that fails on a value while the job runs
+/// (`to_timestamp` on epoch seconds written as text) is the user's job or
+/// input to fix: exit 2 naming the input, the canonical column, the
+/// expression and the value, never exit 1 (a retry would fail the same).
+/// The remedy its hint gives runs.
+#[test]
+fn a_mapping_expression_failing_on_a_value_is_exit_2_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("tx.csv");
+    // 1694188088 s is 2023-09-08T15:48:08Z; 1704067200 s 2024-01-01T00:00:00Z.
+    std::fs::write(
+        &csv,
+        "customer_id,created,amount\na,1694188088,10\na,1704067200,5\n",
+    )
+    .unwrap();
+    let epoch_text = job(
+        tmp.path(),
+        "[columns]\norder_ts = \"to_timestamp(created)\"\n",
+    );
+    let out = tmp.path().join("out");
+    let failed = run(&epoch_text, &csv, &out, &[]).code(2);
+    let err = failed.stderr;
+    for part in [
+        "input transactions",
+        "tx.csv",
+        "order_ts = \"to_timestamp(created)\"",
+        "'1694188088'",
+        "to_timestamp(CAST(column AS BIGINT))",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    assert!(!out.join("customer_tiers").exists(), "nothing is published");
+    let epoch_number = job(
+        tmp.path(),
+        "[columns]\norder_ts = \"to_timestamp(CAST(created AS BIGINT))\"\n",
+    );
+    run(&epoch_number, &csv, &out, &[]).ok();
+    assert_eq!(tiers(&out), ["a 2023-09-08 2024-01-01 1.0 15.0"]);
+}
+
+/// `value = margin` takes the margin column the reader finds, mapped or
+/// not: an unmapped column named `Margin` (one column matching ignoring
+/// case, as for every canonical column) is measured; an input without one
+/// is exit 2 naming the parameter, before anything is computed.
+#[test]
+fn value_margin_uses_the_margin_column_the_reader_resolves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("tx.csv");
+    // a: margins 3 + 1 = 4 (revenue 15); b: 2 (revenue 8). Hand-summed.
+    std::fs::write(
+        &csv,
+        "customer_id,order_ts,amount,Margin\n\
+         a,2024-01-05,10,3\n\
+         a,2024-02-05,5,1\n\
+         b,2024-01-07,8,2\n",
+    )
+    .unwrap();
+    let job = job(tmp.path(), "");
+    let out = tmp.path().join("out");
+    run(&job, &csv, &out, &["--set", "value=margin"]).ok();
+    let rows = read_table(
+        &out,
+        "customer_tiers",
+        AS_OF,
+        "SELECT customer_id, revenue, margin, value_total FROM t ORDER BY customer_id",
+    );
+    let got: Vec<[&str; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r["customer_id"].as_str(),
+                r["revenue"].as_str(),
+                r["margin"].as_str(),
+                r["value_total"].as_str(),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [["a", "15.0", "4.0", "4.0"], ["b", "8.0", "2.0", "2.0"]]
+    );
+    let plain = tmp.path().join("plain.csv");
+    std::fs::write(&plain, "customer_id,order_ts,amount\na,2024-01-05,10\n").unwrap();
+    let failed = run(
+        &job,
+        &plain,
+        &tmp.path().join("out2"),
+        &["--set", "value=margin"],
+    )
+    .code(2);
+    assert!(
+        failed.stderr.contains("parameter value: is margin, but no transactions input (transactions) has a margin column"),
+        "{}",
+        failed.stderr
+    );
+}
+
+/// `check` on an Online-Retail-shaped export: an empty operand of the
+/// amount's expression is named (not reported as an unparseable amount
+/// whose value is the other operand, with a hint to map the expression
+/// already mapped), and `1,234.50` is a thousands separator, not a decimal
+/// comma.
+#[test]
+fn rejection_reasons_name_the_operand_and_hint_what_fixes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("tx.csv");
+    std::fs::write(
+        &csv,
+        "InvoiceNo,Quantity,UnitPrice,CustomerID,InvoiceDate\n\
+         1,2,1.5,17850,2024-01-05\n\
+         2,6,,17850,2024-01-06\n\
+         3,1,\"1,234.50\",17851,2024-01-07\n\
+         4,3,2.0,17851,2024-01-08\n",
+    )
+    .unwrap();
+    let job = job(
+        tmp.path(),
+        "[columns]\ncustomer_id = \"CustomerID\"\norder_ts = \"InvoiceDate\"\namount = \"Quantity * UnitPrice\"\norder_id = \"InvoiceNo\"\n",
+    );
+    let out = Cmd::custval()
+        .arg("check")
+        .arg(&job)
+        .arg("--input")
+        .arg(format!("transactions={}", csv.display()))
+        .args(["--set", "max_rejected_fraction=1"])
+        .ok()
+        .stdout;
+    let line = |reason: &str| {
+        out.lines()
+            .find(|l| l.contains(reason))
+            .unwrap_or_else(|| panic!("no {reason:?} in:\n{out}"))
+            .to_string()
+    };
+    let empty = line("1 rows missing amount: UnitPrice is empty");
+    assert!(
+        empty.contains("amount \"Quantity=6; UnitPrice=\""),
+        "{empty}"
+    );
+    assert!(
+        empty.contains("where = \"UnitPrice IS NOT NULL\""),
+        "{empty}"
+    );
+    assert!(
+        !empty.contains("e.g. amount = \"Quantity * UnitPrice\""),
+        "{empty}"
+    );
+    let thousands = line("1 rows unparseable amount: UnitPrice");
+    assert!(thousands.contains("thousands separator"), "{thousands}");
+    assert!(!thousands.contains("set decimal"), "{thousands}");
+}
+
+/// A ragged row is reported on the file's physical line, 1-based with the
+/// header counted, in a file with CRLF line ends too (the trial's file:
+/// line 21 was reported as line 20).
+#[test]
+fn a_ragged_row_is_reported_on_its_physical_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lines = vec!["customer_id,order_id,order_ts,amount".to_string()];
+    for i in 0..19 {
+        lines.push(format!("C{i},O{i},2024-01-{:02}T10:00:00,1.5", i + 1));
+    }
+    lines.push("C1,O999,2024-01-20T10:00:00,12.0,EXTRA".into());
+    lines.push("C29,O177,2024-01-21T10:00:00,20.63".into());
+    // Hand-counted: the header is line 1, the ragged row line 21.
+    assert!(lines[20].ends_with("EXTRA"));
+    let csv = tmp.path().join("crlf.csv");
+    std::fs::write(&csv, lines.join("\r\n") + "\r\n").unwrap();
+    let failed = Cmd::custval()
+        .args(["check", "jobs/nightly.toml", "--input"])
+        .arg(format!("transactions={}", csv.display()))
+        .code(2);
+    assert!(
+        failed.stderr.contains("crlf.csv") && failed.stderr.contains("at line 21"),
+        "{}",
+        failed.stderr
+    );
+}
+
+/// A NaN id in a Parquet double column is named NaN, not "non-integral".
+#[test]
+fn a_nan_id_is_named_nan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("tx.parquet");
+    parquet(
+        &p,
+        "SELECT * FROM (VALUES (17850.0, DATE '2024-01-05', 10.0), (CAST('NaN' AS DOUBLE), DATE '2024-01-06', 5.0), (17851.5, DATE '2024-01-07', 3.0)) AS v(customer_id, order_ts, amount)",
+    );
+    let job = job(tmp.path(), "");
+    let out = tmp.path().join("out");
+    run(&job, &p, &out, &[]).ok();
+    assert_eq!(
+        reasons(&out),
+        [
+            "customer_id is NaN (not a number)",
+            "non-integral customer_id \"17851.5\""
+        ]
+    );
+}
+
 /// One rule for every input type: the purchase day is the calendar day in
 /// `timezone` of the instant, naive timestamps being UTC instants.
 /// CSV offsets and a New York zoned Parquet file give the same days for

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::common::{json_rows, read_table, run_nightly};
+use crate::common::{json_rows, read_table, run_job, run_nightly};
 
 fn case(name: &str) -> String {
     format!(
@@ -112,6 +112,47 @@ fn data_that_identify_nothing_fail_the_gate_with_the_reason() {
             .exists(),
         "nothing is published on a failed gate"
     );
+}
+
+/// The convergence gate judges the fit before any step scores customers
+/// with its parameters: an unconverged fit ends the run with exit 3 and its
+/// reason right after `model_params`, and `customer_scores` never runs (a
+/// fit whose parameters ran off once failed the scoring with exit 1 first).
+/// A job written before (`after = "model_fit"`, as an earlier `custval
+/// init` wrote) judges as early: a gate is due once the steps it reads
+/// have run.
+#[test]
+fn the_convergence_gate_stops_the_run_before_scoring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = std::fs::read_to_string(repo.join("jobs/nightly.toml")).unwrap();
+    let sql = format!("\"{}/", repo.join("sql").display());
+    let older = shipped
+        .replace("after = \"model_params\"", "after = \"model_fit\"")
+        .replace("\"../sql/", &sql);
+    assert!(older.contains("after = \"model_fit\""));
+    let older_job = tmp.path().join("older.toml");
+    std::fs::write(&older_job, older).unwrap();
+    for job in [repo.join("jobs/nightly.toml"), older_job] {
+        let run = run_job(
+            &job,
+            tmp.path().join("out"),
+            "2020-06-30",
+            &format!("transactions={}", case("all-first-purchases-on-as-of")),
+        )
+        .args(["--set", "time_unit=day", "--log-format", "text"])
+        .code(3);
+        let err = &run.stderr;
+        assert!(
+            err.contains("data-quality gate model_convergence failed")
+                && err.contains("model bgnbd"),
+            "{job:?}: {err}"
+        );
+        let done: Vec<&str> = err.lines().filter(|l| l.contains("step done")).collect();
+        let last = done.last().copied().unwrap_or_default();
+        assert!(last.contains("step=model_params "), "{job:?}: {err}");
+        assert!(!err.contains("step=customer_scores"), "{job:?}: {err}");
+    }
 }
 
 #[test]

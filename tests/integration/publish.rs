@@ -28,6 +28,26 @@ fn rerun_replaces_the_partition_and_previous_tier_is_read() {
         m["files"].as_array().unwrap().len(),
         "old run's files removed"
     );
+    // The replaced run's folder goes with its files (local disk has
+    // folders): every table's partition holds the manifest's run folder
+    // and no other.
+    for table in TABLES {
+        let part = tmp.path().join(table).join("as_of=1997-09-30");
+        let m = read_json(&part.join("_manifest.json"));
+        let listed: BTreeSet<String> = m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["path"].as_str()?.split('/').next().map(String::from))
+            .collect();
+        let folders: BTreeSet<String> = std::fs::read_dir(&part)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(folders, listed, "{table}");
+    }
     nightly_cdnow(tmp.path(), "1997-12-31").ok();
     let rows = read_table(
         tmp.path(),

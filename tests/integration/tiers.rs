@@ -223,3 +223,48 @@ fn a_previous_partition_without_the_tier_columns_still_feeds_the_next_night() {
     assert_eq!(rows[0]["dated_carried"], "0", "{rows:?}");
     assert_eq!(rows[0]["misdated"], "0", "{rows:?}");
 }
+
+/// `spend_12m` is the value of the 12 calendar months ending at the as-of
+/// date (after as_of - 12 months), not of 365 days: for 2024-06-30 it is
+/// 2023-07-01..2024-06-30, and for the leap day 2024-02-29 it is
+/// 2023-03-01..2024-02-29 (365 days back would drop 2023-03-01 and
+/// 2023-07-01). Expected sums are hand-added from the rows below.
+#[test]
+fn spend_12m_covers_twelve_calendar_months_across_a_leap_year() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("tx.csv");
+    std::fs::write(
+        &csv,
+        "customer_id,order_ts,amount\n\
+         a,2023-02-28,100\n\
+         a,2023-03-01,20\n\
+         a,2024-02-29,1\n\
+         b,2023-06-30,7\n\
+         b,2023-07-01,3\n\
+         b,2024-06-30,1\n",
+    )
+    .unwrap();
+    // (as_of, a's spend_12m, b's): 2024-02-29: a 20 + 1, b 7 + 3;
+    // 2024-06-30: a 1, b 3 + 1 (2023-06-30 is outside).
+    for (as_of, a, b) in [("2024-02-29", "21.0", "10.0"), ("2024-06-30", "1.0", "4.0")] {
+        let out = tmp.path().join(format!("out-{as_of}"));
+        Cmd::custval()
+            .args(["-q", "run", "jobs/nightly.toml", "--input"])
+            .arg(format!("transactions={}", csv.display()))
+            .args(["--as-of", as_of, "--output", out.to_str().unwrap()])
+            .args(["--set", "allow_unconverged=true", "--set", "time_unit=day"])
+            .args(["--set", "max_staleness_days=3650"])
+            .ok();
+        let rows = read_table(
+            &out,
+            "customer_tiers",
+            as_of,
+            "SELECT customer_id, spend_12m FROM t ORDER BY customer_id",
+        );
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r["customer_id"].as_str(), r["spend_12m"].as_str()))
+            .collect();
+        assert_eq!(got, [("a", a), ("b", b)], "as of {as_of}");
+    }
+}

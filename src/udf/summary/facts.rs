@@ -77,7 +77,9 @@ pub struct Summary {
     pub lines: i64,
     /// Lines dropped as exact repeats of an earlier line of the same order.
     pub duplicate_lines: i64,
-    /// Distinct (day, order id) pairs plus lines without an order id.
+    /// Orders: distinct order ids with a purchase line (amount >= 0, on
+    /// any day), plus purchase lines without an order id. A return or
+    /// refund line (amount < 0) is no order, even on a later day.
     pub orders: i64,
     /// Sum of amounts.
     pub revenue: f64,
@@ -127,10 +129,12 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
     };
     let mut first_value: Option<f64> = None;
     let mut repeat: Option<f64> = None;
+    // Order ids with a purchase line, on any day; counted once at the end.
+    let mut purchased: Vec<u64> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let day = lines[i].day;
-        let (mut amount, mut margin, mut value, mut orders) = (0.0, None, None, 0i64);
+        let (mut amount, mut margin, mut value) = (0.0, None, None);
         let mut gross = 0.0;
         let mut prev: Option<&Line> = None;
         while i < lines.len() && lines[i].day == day {
@@ -142,10 +146,12 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
                     continue;
                 }
             }
-            let new_order =
-                !l.has_order() || prev.is_none_or(|p| !p.has_order() || p.order != l.order);
-            if new_order {
-                orders += 1;
+            if is_purchase_line(l.amount) {
+                if l.has_order() {
+                    purchased.push(l.order);
+                } else {
+                    s.orders += 1;
+                }
             }
             s.lines += 1;
             amount += l.amount;
@@ -157,7 +163,6 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
             add(&mut value, (l.flags & VALUE_NULL == 0).then_some(l.value));
             prev = Some(l);
         }
-        s.orders += orders;
         s.revenue += amount;
         add(&mut s.margin, margin);
         add(&mut s.value_total, value);
@@ -181,7 +186,16 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
         }
     }
     s.repeat_value = first_value.map(|_| repeat.unwrap_or(0.0));
+    purchased.sort_unstable();
+    purchased.dedup();
+    s.orders += purchased.len() as i64;
     Some(s)
+}
+
+/// Whether a line buys (an order's line, zero-amount ones included, as
+/// CDNOW's free first orders) rather than returns or refunds (amount < 0).
+fn is_purchase_line(amount: f64) -> bool {
+    amount >= 0.0
 }
 
 pub(super) fn summary_fields() -> Fields {
@@ -344,6 +358,25 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_refund_on_a_later_day_is_no_order() {
+        // The trial's customer ZA: order Z1 bought 50 on 2024-01-05 (day
+        // 19727), Z2 bought 30 on 2024-02-01 (19754), Z1 refunded 20 on
+        // 2024-03-09 (19791). Hand-counted: two orders (Z1, Z2); a refund
+        // alone on a day, with or without an order id, is none.
+        let mut lines = vec![
+            line(19727, Some(1), 50.0, 0),
+            line(19754, Some(2), 30.0, 0),
+            line(19791, Some(1), -20.0, 0),
+            line(19792, None, -5.0, 0),
+            line(19793, Some(3), -5.0, 0),
+        ];
+        let s = summarise(&mut lines, None).expect("lines");
+        assert_eq!(s.orders, 2);
+        assert_eq!(s.purchase_days, 2);
+        assert_eq!(s.revenue, 50.0);
+    }
+
+    #[test]
     fn a_day_netting_to_zero_but_for_rounding_is_a_purchase_day() {
         // 0.7 and 0.1 bought, 0.8 returned the same day: in doubles the sum
         // is -1.1e-16, not 0 (found on an Online-Retail-shaped export, where
@@ -379,7 +412,8 @@ pub(super) mod tests {
         assert_eq!(s.purchase_days, 2);
         assert_eq!((s.first_day, s.last_day), (Some(1), Some(5)));
         assert_eq!(s.revenue, 100.0);
-        assert_eq!(s.orders, 5);
+        // Orders 1, 2 and 5 buy; 3 and 4 are returns, no orders.
+        assert_eq!(s.orders, 3);
         // Repeat value: day 5's net 20 (the return day is not a purchase).
         assert_eq!(s.repeat_value, Some(20.0));
         // Calibration end day 4: day 1 inside, day 5 in the holdout.
@@ -389,14 +423,15 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn an_order_on_two_days_counts_on_each_and_null_values_stay_null() {
+    fn an_order_on_two_days_counts_once_and_null_values_stay_null() {
         let mut a = line(1, Some(7), 10.0, 0);
         a.flags |= MARGIN_NULL | VALUE_NULL;
         let mut b = line(2, Some(7), 10.0, 0);
         b.flags |= MARGIN_NULL;
         let mut lines = vec![a, b];
         let s = summarise(&mut lines, None).expect("lines");
-        assert_eq!(s.orders, 2);
+        // One order id: one order, whatever the days its lines fall on.
+        assert_eq!(s.orders, 1);
         assert_eq!(s.margin, None);
         assert_eq!(s.value_total, Some(10.0));
         // The first purchase day's value is NULL, so is the repeat value (as
