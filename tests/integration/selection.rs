@@ -83,17 +83,19 @@ fn select_publishes_only_the_selected_outputs_and_keeps_the_rest() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    // The gates read quality, rfm and model_fit: those and what they read run.
+    // The gates read quality, rfm and model_params (the convergence gate
+    // judges the fit before anything is scored): those and what they read run.
     for step in [
         "transactions_clean",
         "quality",
         "rfm",
-        "model_fit",
+        "model_params",
         "customer_months",
     ] {
         assert!(ran.contains(step), "{step} did not run: {ran:?}");
     }
     for step in [
+        "model_fit",
         "category_spend",
         "wallet_estimates",
         "customer_tiers",
@@ -267,10 +269,10 @@ fn dry_run_prints_bound_sql_and_the_outputs_and_touches_nothing() {
         .args(["--select", "customer_months+"])
         .stdout();
     assert!(
-        text.contains("step 9/11: customer_months (../sql/13_tag_customer_months.sql, selected)"),
+        text.contains("step 7/9: customer_months (../sql/13_tag_customer_months.sql, selected)"),
         "{text}"
     );
-    assert!(text.contains("step 1/11: transactions_validated (../sql/01_validate_transactions.sql, needed upstream, not published)"), "{text}");
+    assert!(text.contains("step 1/9: transactions_validated (../sql/01_validate_transactions.sql, needed upstream, not published)"), "{text}");
     assert!(!text.contains("category_spend"), "{text}");
     let publish = text.split("-- would publish:").nth(1).unwrap();
     assert_eq!(
