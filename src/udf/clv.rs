@@ -4,9 +4,10 @@
 //! `clv`; then tests.
 
 use super::bgnbd::{self, BgNbdParams};
-use super::gamma_gamma;
+use super::gamma_gamma::{self, GammaGammaParams};
 use super::Function;
 use crate::numeric::memo;
+use crate::numeric::special::normal_quantile;
 
 /// Sum over months m = 1..=horizon of value * (E[Y(m u)] - E[Y((m-1) u)]) / (1 + d)^m,
 /// u = time units per month (30 days or 4.345 weeks). Never negative; NaN
@@ -72,15 +73,179 @@ fn discounted_sum(
         per_month.to_bits(),
     ];
     memo::memoized(&MEMO, key, || {
-        let mut total = 0.0;
-        let mut prev = 0.0;
-        for m in 1..=horizon {
-            let e = bgnbd::conditional_bracket(bg, m as f64 * per_month, x, t);
-            total += (e - prev) / (1.0 + rate).powi(m as i32);
-            prev = e;
-        }
-        total
+        discounted_sum_raw(bg, x, t, horizon, rate, per_month)
     })
+}
+
+/// [`discounted_sum`] without the memo.
+fn discounted_sum_raw(
+    bg: &BgNbdParams,
+    x: f64,
+    t: f64,
+    horizon: u32,
+    rate: f64,
+    per_month: f64,
+) -> f64 {
+    let mut total = 0.0;
+    let mut prev = 0.0;
+    for m in 1..=horizon {
+        let e = bgnbd::conditional_bracket(bg, m as f64 * per_month, x, t);
+        total += (e - prev) / (1.0 + rate).powi(m as i32);
+        prev = e;
+    }
+    total
+}
+
+/// Step of the central differences of ln S in the log parameters: S is
+/// accurate to about 1e-12 relative, so the derivative is to about 1e-8
+/// (rounding) plus h^2 times the third derivative (about 1e-8).
+const LOG_STEP: f64 = 1e-4;
+
+/// d ln S(x, T) / d(ln r, ln alpha, ln a, ln b) by central differences,
+/// memoized per thread like S; 0 for a parameter at its bound (a = 0, and
+/// b, which has no effect there).
+fn log_sum_gradient(
+    bg: &BgNbdParams,
+    x: f64,
+    t: f64,
+    horizon: u32,
+    rate: f64,
+    per_month: f64,
+) -> [f64; 4] {
+    thread_local! {
+        static MEMO: memo::MemoOf<9, [f64; 4]> = memo::MemoOf::default();
+    }
+    let key = [
+        bg.r.to_bits(),
+        bg.alpha.to_bits(),
+        bg.a.to_bits(),
+        bg.b.to_bits(),
+        x.to_bits(),
+        t.to_bits(),
+        u64::from(horizon),
+        rate.to_bits(),
+        per_month.to_bits(),
+    ];
+    memo::memoized(&MEMO, key, || {
+        let at = |k: usize, step: f64| {
+            let mut v = [bg.r, bg.alpha, bg.a, bg.b];
+            v[k] *= step.exp();
+            let p = BgNbdParams {
+                r: v[0],
+                alpha: v[1],
+                a: v[2],
+                b: v[3],
+            };
+            discounted_sum_raw(&p, x, t, horizon, rate, per_month)
+        };
+        let free = if bg.a == 0.0 { 2 } else { 4 };
+        let mut g = [0.0; 4];
+        for (k, gk) in g.iter_mut().enumerate().take(free) {
+            let (up, down) = (at(k, LOG_STEP), at(k, -LOG_STEP));
+            *gk = if up > 0.0 && down > 0.0 {
+                (up.ln() - down.ln()) / (2.0 * LOG_STEP)
+            } else {
+                0.0
+            };
+        }
+        g
+    })
+}
+
+/// d ln P(alive) / d(ln r, ln alpha, ln a, ln b): P = 1 / (1 + O) with O
+/// the odds of having dropped out, so the gradient is -(1 - P) d ln O,
+/// ln O = ln a - ln(b+x-1) + (r+x) (ln(alpha+T) - ln(alpha+t_x)) (Hardie,
+/// note 021). 0 for one-time buyers and in the NBD limit (P = 1).
+fn log_p_alive_gradient(bg: &BgNbdParams, x: f64, tx: f64, t: f64) -> [f64; 4] {
+    if x <= 0.0 || bg.a == 0.0 {
+        return [0.0; 4];
+    }
+    let BgNbdParams { r, alpha, a: _, b } = *bg;
+    let dead = 1.0 - bgnbd::p_alive(bg, x, tx, t);
+    let d_ln_odds = [
+        r * ((alpha + t).ln() - (alpha + tx).ln()),
+        (r + x) * alpha * (1.0 / (alpha + t) - 1.0 / (alpha + tx)),
+        1.0,
+        -b / (b + x - 1.0),
+    ];
+    d_ln_odds.map(|d| -dead * d)
+}
+
+/// d ln E[M | x, m] / d(ln p, ln q, ln v, ln v_over_q) (Fader & Hardie
+/// 2013, eq. 5: E = p (v + x m) / (p x + q - 1)); in the no-heterogeneity
+/// limit E = p v_over_q.
+fn log_value_gradient(gg: &GammaGammaParams, x: f64, m: f64) -> [f64; 4] {
+    if gg.q.is_infinite() {
+        return [1.0, 0.0, 0.0, 1.0];
+    }
+    let (x, m) = if x > 0.0 && m > 0.0 {
+        (x, m)
+    } else {
+        (0.0, 0.0)
+    };
+    let d = gg.p * x + gg.q - 1.0;
+    [1.0 - gg.p * x / d, -gg.q / d, gg.v / (gg.v + x * m), 0.0]
+}
+
+/// g' C g over the entries where C is defined (a NaN entry is a parameter
+/// at its bound, fixed there); `None` when C has no defined diagonal
+/// entry at all (a fit without a covariance: not converged).
+fn quadratic_form(g: &[f64; 4], c: &[[f64; 4]; 4]) -> Option<f64> {
+    if (0..4).all(|i| c[i][i].is_nan()) {
+        return None;
+    }
+    let mut v = 0.0;
+    for i in 0..4 {
+        for j in 0..4 {
+            if c[i][j].is_finite() {
+                v += g[i] * c[i][j] * g[j];
+            }
+        }
+    }
+    Some(v.max(0.0))
+}
+
+/// The standard deviation of ln CLV by the delta method. ln CLV is
+/// ln E[M] plus ln P(alive) plus ln S(x, T); its gradient in the log
+/// parameters (P and E analytic, S by central differences per (x, T),
+/// memoized) meets the covariances of the two fits' log parameters
+/// (`bg_cov` over (r, alpha, a, b), `gg_cov` over (p, q, v, v_over_q); the
+/// fits are independent, of different data). `None` when a fit has no
+/// covariance.
+#[allow(clippy::too_many_arguments)]
+pub fn log_clv_sd(
+    bg: &BgNbdParams,
+    bg_cov: &[[f64; 4]; 4],
+    gg: &GammaGammaParams,
+    gg_cov: &[[f64; 4]; 4],
+    x: f64,
+    tx: f64,
+    t: f64,
+    m: f64,
+    horizon_months: u32,
+    monthly_discount_rate: f64,
+    time_units_per_month: f64,
+) -> Option<f64> {
+    let s = log_sum_gradient(
+        bg,
+        x,
+        t,
+        horizon_months,
+        monthly_discount_rate,
+        time_units_per_month,
+    );
+    let p = log_p_alive_gradient(bg, x, tx, t);
+    let g_bg = [s[0] + p[0], s[1] + p[1], s[2] + p[2], s[3] + p[3]];
+    let g_gg = log_value_gradient(gg, x, m);
+    Some((quadratic_form(&g_bg, bg_cov)? + quadratic_form(&g_gg, gg_cov)?).sqrt())
+}
+
+/// The two-sided `level` interval of a value whose log has standard
+/// deviation `sd` (log-normal: value e^(∓z sd), z the normal quantile of
+/// (1 + level) / 2), so it is never negative and contains the value.
+pub fn log_normal_interval(value: f64, sd: f64, level: f64) -> (f64, f64) {
+    let z = normal_quantile(0.5 + 0.5 * level);
+    (value * (-z * sd).exp(), value * (z * sd).exp())
 }
 
 fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
@@ -116,7 +281,94 @@ fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
     Ok(Some(c))
 }
 
-/// The SQL function.
+/// The BG/NBD fields the interval functions read: the parameters and the
+/// covariances of their logs (a fit's struct, `bgnbd_fit`).
+const BG_UNCERTAIN: &[&str] = &[
+    "r",
+    "alpha",
+    "a",
+    "b",
+    "cov_r_r",
+    "cov_r_alpha",
+    "cov_r_a",
+    "cov_r_b",
+    "cov_alpha_alpha",
+    "cov_alpha_a",
+    "cov_alpha_b",
+    "cov_a_a",
+    "cov_a_b",
+    "cov_b_b",
+];
+
+/// The Gamma-Gamma fields the interval functions read (`gamma_gamma_fit`).
+const GG_UNCERTAIN: &[&str] = &[
+    "p",
+    "q",
+    "v",
+    "v_over_q",
+    "cov_p_p",
+    "cov_p_q",
+    "cov_p_v",
+    "cov_p_v_over_q",
+    "cov_q_q",
+    "cov_q_v",
+    "cov_q_v_over_q",
+    "cov_v_v",
+    "cov_v_v_over_q",
+    "cov_v_over_q_v_over_q",
+];
+
+/// The symmetric 4 x 4 matrix of the upper triangle `u` (row by row).
+fn symmetric(u: &[f64]) -> [[f64; 4]; 4] {
+    let mut c = [[f64::NAN; 4]; 4];
+    let pairs = (0..4).flat_map(|i| (i..4).map(move |j| (i, j)));
+    for ((i, j), v) in pairs.zip(u) {
+        c[i][j] = *v;
+        c[j][i] = *v;
+    }
+    c
+}
+
+/// The interval of [`eval`]'s CLV at `v[7]` (the level, in (0, 1)): NULL
+/// where the CLV is NULL or a fit has no covariance.
+fn eval_interval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<(f64, f64)>, String> {
+    let level = v[7];
+    if !(level > 0.0 && level < 1.0) {
+        return Err(format!("interval must be in (0, 1), e.g. 0.9, got {level}"));
+    }
+    let point: Vec<f64> = pv[..4].iter().chain(&pv[14..18]).copied().collect();
+    let Some(c) = eval(&point, &v[..7])? else {
+        return Ok(None);
+    };
+    let (Some(bg), Some(gg)) = (bgnbd::params(&pv[..4])?, gamma_gamma::params(&pv[14..18])?) else {
+        return Ok(None);
+    };
+    let (bg_cov, gg_cov) = (symmetric(&pv[4..14]), symmetric(&pv[18..28]));
+    let sd = log_clv_sd(
+        &bg,
+        &bg_cov,
+        &gg,
+        &gg_cov,
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        v[4] as u32,
+        v[5],
+        v[6],
+    );
+    Ok(sd.map(|sd| log_normal_interval(c, sd, level)))
+}
+
+fn eval_low(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
+    Ok(eval_interval(pv, v)?.map(|(low, _)| low))
+}
+
+fn eval_high(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
+    Ok(eval_interval(pv, v)?.map(|(_, high)| high))
+}
+
+/// The SQL functions.
 pub fn functions() -> Vec<Function> {
     vec![Function::scalar(
         "clv",
@@ -124,6 +376,20 @@ pub fn functions() -> Vec<Function> {
         &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month"],
         eval,
         "discounted CLV over horizon_months months (lifetimes' customer_lifetime_value); time_units_per_month = 30 (days) or 4.345 (weeks)",
+    ),
+    Function::scalar(
+        "clv_low",
+        &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
+        &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month", "interval"],
+        eval_low,
+        "lower end of the interval (level `interval`, e.g. 0.9) of clv over the fits' parameter uncertainty: delta method on ln CLV with the fits' inverse observed information",
+    ),
+    Function::scalar(
+        "clv_high",
+        &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
+        &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month", "interval"],
+        eval_high,
+        "upper end of the interval of clv (see clv_low)",
     )]
 }
 
