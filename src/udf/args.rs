@@ -146,12 +146,12 @@ impl ModelScalar {
 
     /// "name=value, ..." of every parameter field and argument, for errors.
     fn describe_args(&self, params: &[f64], values: &[f64]) -> String {
-        let fields = (0..params.len()).map(|k| format!("{}={}", self.field_name(k), params[k]));
+        let fields = (0..params.len()).map(|k| format!("{}={:?}", self.field_name(k), params[k]));
         let args = self
             .args
             .iter()
             .zip(values)
-            .map(|(n, v)| format!("{n}={v}"));
+            .map(|(n, v)| format!("{n}={v:?}"));
         fields.chain(args).collect::<Vec<_>>().join(", ")
     }
 
