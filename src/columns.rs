@@ -113,7 +113,7 @@ const CUSTOMER_RFM: &[Column] = &[
     c(
         "clv_low",
         "money",
-        "lower end of the interval (parameter interval, 0.9) of clv over the fitted parameters' uncertainty (delta method; NULL without it)",
+        "lower end of the interval (parameter interval, 0.9) of clv over the fitted parameters' uncertainty (delta method; NULL without a covariance or when unbounded)",
     ),
     c(
         "clv_high",

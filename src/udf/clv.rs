@@ -357,7 +357,15 @@ fn eval_interval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<(f64, f64)
     let (bg_cov, gg_cov) = (symmetric(&pv[4..14]), symmetric(&pv[18..28]));
     let gradient = log_clv_gradient(&bg, &gg, v[0], v[1], v[2], v[3], v[4] as u32, v[5], v[6]);
     let sd = log_sd(&gradient, &bg_cov, &gg_cov);
-    Ok(sd.map(|sd| log_normal_interval(c, sd, level)))
+    // A CLV of 0 (spend clamped) is 0 whatever the parameters; an upper end
+    // beyond the largest double (sd of ln CLV in the hundreds: a fit that
+    // pins a parameter down only barely, on a few dozen customers) is an
+    // unbounded interval, published as NULL, never as infinity.
+    Ok(sd.and_then(|sd| match log_normal_interval(c, sd, level) {
+        _ if c == 0.0 => Some((0.0, 0.0)),
+        (low, high) if high.is_finite() => Some((low, high)),
+        _ => None,
+    }))
 }
 
 fn eval_low(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
