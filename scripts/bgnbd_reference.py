@@ -42,8 +42,8 @@ def bracket_quad(r, alpha, a, b, h, x, T):
     lnB = mp.log(mp.beta(a, beta))
     mean = a / (a + beta)
     sd = mp.sqrt(a * beta / ((a + beta) ** 2 * (a + beta + 1)))
-    lo = max(mean - 6 * sd, mean / 1000)
-    hi = min(mean + 6 * sd, 1 - (1 - mean) / 1000)
+    lo = max(mean - 12 * sd, mean / 1000)
+    hi = min(mean + 12 * sd, 1 - (1 - mean) / 1000)
     pts = sorted({lo, hi} | ({1 / s} if 0 < 1 / s < 1 else set()))
     # left panel [0, pts[0]]: u = p^a; right panel [pts[-1], 1]: v = (1-p)^beta
     ul = pts[0] ** a
@@ -119,6 +119,13 @@ CASES = [
     (0.01, 5, 0.01, 0.01, 52, 0, 0, 10),
     (30.0, 5, 0.01, 50.0, 52, 3, 8, 10),
     (0.8, 2, 80.0, 0.05, 52, 2, 1, 10),
+    # Large a and b together (a Beta(a, b + x) concentrated far from 0 and 1):
+    # the quadrature's panel factors p^a / B(a, b) overflowed alone (NaN, left
+    # open in issue 15); the first is that report's case.
+    (3.142, 46.08, 66266.86, 3487.73, 52.14, 1, 4.43, 12.86),
+    (3.142, 46.08, 66266.86, 3487.73, 52.14, 0, 0, 12.86),
+    (0.5, 10, 1e5, 1e5, 365, 20, 300, 365),
+    (1.2, 3, 2000.0, 1e5, 52, 4, 20, 30),
     # Short horizons (cancellation in 1 - (...)).
     (0.243, 4.414, 0.793, 2.426, 0.01, 2, 30.43, 38.86),
     (0.4, 16, 0.35, 0.37, 1, 0, 0, 200),

@@ -2,7 +2,7 @@
 -- Inputs: customer_scores, wallet_estimates, previous_customer_tiers (customer_id,
 --         tier, tier_changed_at, tier_pending_nights, as text: the latest earlier
 --         published partition; empty on a first run, NULL columns it lacks)
--- Output: customer_tiers (SPEC.md columns plus margin, value_total, spend_12m,
+-- Output: customer_tiers (SPEC.md columns plus clv_low, clv_high, margin, value_total, spend_12m,
 --         wallet_headroom, at_risk, tier_changed_at, rank_tier, tier_pending_nights)
 -- Params: $platinum_fraction, $gold_fraction, $silver_fraction (top shares by CLV),
 --         $at_risk_p_alive, $pareto_a, $pareto_b (cumulative value shares),
@@ -124,6 +124,8 @@ SELECT
   t.expected_purchases,
   t.expected_avg_value,
   t.clv,
+  t.clv_low,
+  t.clv_high,
   CASE WHEN t.total_revenue > 0 THEN t.revenue / t.total_revenue END AS revenue_share,
   CASE
     WHEN NOT (t.total_value > 0) THEN NULL

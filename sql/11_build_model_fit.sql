@@ -1,7 +1,9 @@
 -- Step: one row per fitted model, flat, for monitoring; with a holdout, the
 -- calibration fit's prediction of the holdout beside what happened.
 -- Inputs: model_params, customer_scores
--- Output: model_fit (model, r, alpha, a, b, p, q, v, v_over_q, log_likelihood, customers,
+-- Output: model_fit (model, r, alpha, a, b, p, q, v, v_over_q, se_r, se_alpha, se_a, se_b,
+--         se_p, se_q, se_v, se_v_over_q (standard errors: inverse observed information,
+--         delta method; NULL for a parameter at its bound, see at_bound), log_likelihood, customers,
 --         converged, iterations, status ('converged', 'boundary', or why not), at_bound
 --         (for a boundary optimum: which parameters are at which bound, the limiting
 --         model used; NULL otherwise), penalizer, time_unit, holdout_days, holdout_customers,
@@ -45,6 +47,10 @@ SELECT
   bgnbd['r'] AS r, bgnbd['alpha'] AS alpha, bgnbd['a'] AS a, bgnbd['b'] AS b,
   CAST(NULL AS DOUBLE) AS p, CAST(NULL AS DOUBLE) AS q, CAST(NULL AS DOUBLE) AS v,
   CAST(NULL AS DOUBLE) AS v_over_q,
+  bgnbd['se_r'] AS se_r, bgnbd['se_alpha'] AS se_alpha, bgnbd['se_a'] AS se_a,
+  bgnbd['se_b'] AS se_b,
+  CAST(NULL AS DOUBLE) AS se_p, CAST(NULL AS DOUBLE) AS se_q, CAST(NULL AS DOUBLE) AS se_v,
+  CAST(NULL AS DOUBLE) AS se_v_over_q,
   bgnbd['log_likelihood'] AS log_likelihood,
   model_params.customers,
   bgnbd['converged'] AS converged,
@@ -65,6 +71,8 @@ SELECT
   'gamma_gamma' AS model,
   CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
   gamma_gamma['p'], gamma_gamma['q'], gamma_gamma['v'], gamma_gamma['v_over_q'],
+  CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+  gamma_gamma['se_p'], gamma_gamma['se_q'], gamma_gamma['se_v'], gamma_gamma['se_v_over_q'],
   gamma_gamma['log_likelihood'],
   gg_customers,
   gamma_gamma['converged'],

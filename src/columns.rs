@@ -110,6 +110,16 @@ const CUSTOMER_RFM: &[Column] = &[
         "money",
         "discounted expected value in the next horizon_months (months of 30 days, or 4.345 weeks with time_unit = week; never negative)",
     ),
+    c(
+        "clv_low",
+        "money",
+        "lower end of the interval (parameter interval, 0.9) of clv over the fitted parameters' uncertainty (delta method; NULL without a covariance or when unbounded)",
+    ),
+    c(
+        "clv_high",
+        "money",
+        "upper end of that interval of clv",
+    ),
 ];
 
 const CUSTOMER_TIERS_REST: &[Column] = &[
@@ -188,6 +198,8 @@ const CUSTOMER_CLV: &[Column] = &[
     CUSTOMER_RFM[12],
     CUSTOMER_RFM[13],
     CUSTOMER_RFM[14],
+    CUSTOMER_RFM[15],
+    CUSTOMER_RFM[16],
     CUSTOMER_CLV_EXTRA[6],
 ];
 
@@ -242,6 +254,14 @@ const MODEL_FIT: &[Column] = &[
         "money",
         "Gamma-Gamma v / q; at the one-spend-rate boundary (q, v NULL) the limit's scale",
     ),
+    c("se_r", "none", "standard error of r (inverse observed information, delta method; NULL at a bound)"),
+    c("se_alpha", "time_unit", "standard error of alpha"),
+    c("se_a", "none", "standard error of a (NULL at the bound a = 0: see at_bound)"),
+    c("se_b", "none", "standard error of b (NULL at the bound a = 0, where b has no effect)"),
+    c("se_p", "none", "standard error of p"),
+    c("se_q", "none", "standard error of q (NULL at the one-spend-rate bound)"),
+    c("se_v", "money", "standard error of v (NULL at the one-spend-rate bound)"),
+    c("se_v_over_q", "money", "standard error of v_over_q"),
     c(
         "log_likelihood",
         "none",

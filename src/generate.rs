@@ -192,39 +192,85 @@ fn dist_err(e: impl std::fmt::Display) -> Error {
 /// The generator draws in weeks (the unit of its BG/NBD parameters).
 const WEEK_DAYS: f64 = TimeUnit::Week.days();
 
-/// Draw all customers, sending batches to `tx`. Runs on a blocking thread.
-fn draw(opts: &GenerateOptions, tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>) -> Result<()> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
-    let lambda_d = Gamma::new(opts.r, 1.0 / opts.alpha).map_err(dist_err)?;
-    let p_d = Beta::new(opts.a, opts.b).map_err(dist_err)?;
-    let nu_d = Gamma::new(opts.q, 1.0 / opts.v).map_err(dist_err)?;
-    let start_day = epoch_day(opts.start);
-    let end_day = epoch_day(opts.end);
-    let acq = opts.acquisition_days.clamp(1, end_day - start_day + 1);
-    let mut out = Batcher::new();
-    let mut order_id: i64 = 0;
-    for c in 0..opts.customers {
-        let customer = c as i64 + 1;
-        let lambda: f64 = lambda_d.sample(&mut rng);
-        let p: f64 = p_d.sample(&mut rng);
-        let nu: f64 = nu_d.sample(&mut rng);
-        let spend = Gamma::new(opts.p, 1.0 / nu.max(1e-12)).map_err(dist_err)?;
-        let first = start_day + rng.random_range(0..acq);
-        let horizon_weeks = (end_day - first) as f64 / WEEK_DAYS;
+/// The distributions one data set's customers are drawn from.
+pub struct Population {
+    lambda: Gamma<f64>,
+    dropout: Beta<f64>,
+    nu: Gamma<f64>,
+    spend_shape: f64,
+    start_day: i64,
+    end_day: i64,
+    acquisition_days: i64,
+}
+
+impl Population {
+    /// The distributions of `opts`' parameters; `Error::InvalidArgs` for
+    /// parameters no distribution takes.
+    pub fn new(opts: &GenerateOptions) -> Result<Population> {
+        let (start_day, end_day) = (epoch_day(opts.start), epoch_day(opts.end));
+        Ok(Population {
+            lambda: Gamma::new(opts.r, 1.0 / opts.alpha).map_err(dist_err)?,
+            dropout: Beta::new(opts.a, opts.b).map_err(dist_err)?,
+            nu: Gamma::new(opts.q, 1.0 / opts.v).map_err(dist_err)?,
+            spend_shape: opts.p,
+            start_day,
+            end_day,
+            acquisition_days: opts.acquisition_days.clamp(1, end_day - start_day + 1),
+        })
+    }
+
+    /// Draw one customer: `purchase(day, amount, rng)` is called for each
+    /// purchase in order (day in days since 1970-01-01, the first one the
+    /// acquisition day), and may draw from `rng` itself; it returns false
+    /// to stop drawing. The draws are those of `custval generate`, in its
+    /// order, so a seed gives the same customers here and in its files.
+    pub fn draw_customer<R: Rng>(
+        &self,
+        rng: &mut R,
+        mut purchase: impl FnMut(i64, f64, &mut R) -> bool,
+    ) -> Result<bool> {
+        let lambda: f64 = self.lambda.sample(rng);
+        let p: f64 = self.dropout.sample(rng);
+        let nu: f64 = self.nu.sample(rng);
+        let spend = Gamma::new(self.spend_shape, 1.0 / nu.max(1e-12)).map_err(dist_err)?;
+        let first = self.start_day + rng.random_range(0..self.acquisition_days);
+        let horizon_weeks = (self.end_day - first) as f64 / WEEK_DAYS;
         let mut t_weeks = 0.0;
-        let mut purchase = 0u64;
+        let mut count = 0u64;
         loop {
-            if purchase > 0 {
+            if count > 0 {
                 // Exponential waiting time to the next purchase (weeks).
                 let exp = Exp::new(lambda.max(1e-12)).map_err(dist_err)?;
-                t_weeks += exp.sample(&mut rng);
+                t_weeks += exp.sample(rng);
                 if t_weeks > horizon_weeks {
                     break;
                 }
             }
             let day = first + (t_weeks * WEEK_DAYS).floor() as i64;
+            let total: f64 = spend.sample(rng);
+            if !purchase(day, total, rng) {
+                return Ok(false);
+            }
+            count += 1;
+            // After each repeat purchase the customer drops out with probability p.
+            if count > 1 && rng.random::<f64>() < p {
+                break;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Draw all customers, sending batches to `tx`. Runs on a blocking thread.
+fn draw(opts: &GenerateOptions, tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>) -> Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let population = Population::new(opts)?;
+    let mut out = Batcher::new();
+    let mut order_id: i64 = 0;
+    for c in 0..opts.customers {
+        let customer = c as i64 + 1;
+        let go_on = population.draw_customer(&mut rng, |day, total, rng| {
             order_id += 1;
-            let total: f64 = spend.sample(&mut rng);
             let lines = rng.random_range(1..=3usize);
             let mut left = total;
             for l in 0..lines {
@@ -243,14 +289,13 @@ fn draw(opts: &GenerateOptions, tx: tokio::sync::mpsc::Sender<Result<RecordBatch
                     .append_value(CATEGORIES[rng.random_range(0..CATEGORIES.len())]);
                 out.len += 1;
                 if out.len >= BATCH_ROWS && tx.blocking_send(out.finish()).is_err() {
-                    return Ok(());
+                    return false;
                 }
             }
-            purchase += 1;
-            // After each repeat purchase the customer drops out with probability p.
-            if purchase > 1 && rng.random::<f64>() < p {
-                break;
-            }
+            true
+        })?;
+        if !go_on {
+            return Ok(());
         }
     }
     if out.len > 0 {

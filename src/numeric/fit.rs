@@ -63,6 +63,13 @@ pub struct FitResult<P> {
     /// For a boundary optimum, which parameters are at which bound and the
     /// limiting model used (e.g. "a = 0: ..."); `None` otherwise.
     pub at_bound: Option<String>,
+    /// Covariance of the log parameters (see [`Found::inverse_hessian`]):
+    /// the inverse of the observed information, the Hessian of the total
+    /// negative log-likelihood (penalty included) at the optimum. Of the
+    /// fit's log parameters at an interior optimum, of the limiting
+    /// model's free log parameters (its [`Face`]'s order) at a boundary;
+    /// empty when the fit is not converged.
+    pub log_cov: Vec<Vec<f64>>,
 }
 
 /// The minimum a fit found, in log-parameter space.
@@ -84,6 +91,11 @@ pub struct Found {
     /// For a boundary optimum, the limiting model's free log parameters
     /// (the face's parameters, in its order); empty otherwise.
     pub limit: Vec<f64>,
+    /// The inverse of the Hessian of the mean negative log-likelihood at a
+    /// verified optimum, in the log parameters of `theta` (interior) or of
+    /// `limit` (boundary); empty when not converged. Divided by the total
+    /// weight it is the covariance of the maximum-likelihood estimate.
+    pub inverse_hessian: Vec<Vec<f64>>,
 }
 
 impl Found {
@@ -97,6 +109,7 @@ impl Found {
             status: why.to_string(),
             at_bound: None,
             limit: Vec::new(),
+            inverse_hessian: Vec::new(),
         }
     }
 
@@ -111,6 +124,11 @@ impl Found {
             iterations: self.iterations,
             status: self.status.clone(),
             at_bound: self.at_bound.clone(),
+            log_cov: self
+                .inverse_hessian
+                .iter()
+                .map(|row| row.iter().map(|v| v / total).collect())
+                .collect(),
         }
     }
 }
@@ -192,6 +210,7 @@ where
         status: String::new(),
         at_bound: None,
         limit: Vec::new(),
+        inverse_hessian: Vec::new(),
     };
     if !m.f.is_finite() {
         found.status = "did not converge: no start point has a finite likelihood".into();
@@ -224,9 +243,10 @@ where
         return found;
     }
     match verify_minimum(&mut full, &m.x, names) {
-        Ok(()) => {
+        Ok(inverse) => {
             found.converged = true;
             found.status = "converged".into();
+            found.inverse_hessian = inverse;
         }
         Err(why) => {
             // The data do not pin the parameters down: whatever values the
@@ -384,9 +404,10 @@ fn on_face<F: FnMut(&[f64], &mut [f64]) -> f64>(
     let Some((m, mut spent)) = multi_start(&mut limit, &face.starts, opts) else {
         return OnFace::Nothing(0);
     };
-    if !(m.converged && verify_minimum(&mut limit, &m.x, face.names).is_ok()) {
-        return OnFace::Nothing(spent);
-    }
+    let inverse = match verify_minimum(&mut limit, &m.x, face.names) {
+        Ok(inverse) if m.converged => inverse,
+        _ => return OnFace::Nothing(spent),
+    };
     let slope = (face.off_face)(&m.x);
     let mut optimum = slope <= OFF_FACE_SLOPE;
     if let (true, Some(x0)) = (optimum, starts.first()) {
@@ -411,6 +432,7 @@ fn on_face<F: FnMut(&[f64], &mut [f64]) -> f64>(
             face.at_bound
         )),
         limit: m.x,
+        inverse_hessian: inverse,
     };
     if optimum {
         OnFace::Optimum(found)
@@ -448,11 +470,13 @@ pub fn penalised<'a, F: FnMut(&[f64], &mut [f64]) -> f64 + 'a>(
 /// positive definite, each Cholesky pivot above 1e-8 of the largest
 /// diagonal entry. Rounding noise of a flat direction is about 1e-12 of it;
 /// the weakest direction a real fit has is orders of magnitude above 1e-8.
+/// At a verified minimum, returns the inverse of that Hessian (from its
+/// Cholesky factor), which the fits turn into standard errors.
 pub fn verify_minimum<F: FnMut(&[f64], &mut [f64]) -> f64>(
     f: &mut F,
     x: &[f64],
     names: &[&str],
-) -> Result<(), String> {
+) -> Result<Vec<Vec<f64>>, String> {
     let n = x.len();
     let h = 1e-4;
     let mut hess = vec![vec![0.0; n]; n];
@@ -503,7 +527,33 @@ pub fn verify_minimum<F: FnMut(&[f64], &mut [f64]) -> f64>(
             l[i][j] = v / l[j][j];
         }
     }
-    Ok(())
+    Ok(cholesky_inverse(&l))
+}
+
+/// The inverse of L L' from the lower-triangular Cholesky factor L: with
+/// M = L^-1 (forward substitution), (L L')^-1 = M' M.
+fn cholesky_inverse(l: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = l.len();
+    // cols[c]: column c of L^-1, by forward substitution.
+    let cols: Vec<Vec<f64>> = (0..n)
+        .map(|c| {
+            let mut col = vec![0.0; n];
+            for i in c..n {
+                let rhs = if i == c { 1.0 } else { 0.0 };
+                let s: f64 = (c..i).map(|k| l[i][k] * col[k]).sum();
+                col[i] = (rhs - s) / l[i][i];
+            }
+            col
+        })
+        .collect();
+    // (M' M)[i][j] = sum_k M[k][i] M[k][j] = column i . column j.
+    cols.iter()
+        .map(|a| {
+            cols.iter()
+                .map(|b| a.iter().zip(b).map(|(x, y)| x * y).sum())
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,14 +8,17 @@ use std::thread::LocalKey;
 
 /// A memo of `N` argument bits -> value; declare one per function with
 /// `thread_local!`.
-pub type Memo<const N: usize> = RefCell<HashMap<[u64; N], f64, foldhash::fast::FixedState>>;
+pub type Memo<const N: usize> = MemoOf<N, f64>;
+
+/// A memo of `N` argument bits -> a value of type `V` (e.g. a gradient).
+pub type MemoOf<const N: usize, V> = RefCell<HashMap<[u64; N], V, foldhash::fast::FixedState>>;
 
 /// The memoized value of `key`, computing it with `f` on a miss.
-pub fn memoized<const N: usize>(
-    memo: &'static LocalKey<Memo<N>>,
+pub fn memoized<const N: usize, V: Copy>(
+    memo: &'static LocalKey<MemoOf<N, V>>,
     key: [u64; N],
-    f: impl FnOnce() -> f64,
-) -> f64 {
+    f: impl FnOnce() -> V,
+) -> V {
     if let Some(v) = memo.with(|m| m.borrow().get(&key).copied()) {
         return v;
     }

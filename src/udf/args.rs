@@ -144,6 +144,17 @@ impl ModelScalar {
         f.map_or("?", |f| f.trim_end_matches('?'))
     }
 
+    /// "name=value, ..." of every parameter field and argument, for errors.
+    fn describe_args(&self, params: &[f64], values: &[f64]) -> String {
+        let fields = (0..params.len()).map(|k| format!("{}={:?}", self.field_name(k), params[k]));
+        let args = self
+            .args
+            .iter()
+            .zip(values)
+            .map(|(n, v)| format!("{n}={v:?}"));
+        fields.chain(args).collect::<Vec<_>>().join(", ")
+    }
+
     /// Every argument's name, the structs' first.
     pub(crate) fn arg_names(&self) -> Vec<&'static str> {
         self.structs
@@ -242,6 +253,16 @@ impl ScalarUDFImpl for ModelScalar {
                 continue;
             }
             match (self.eval)(&p, &v) {
+                // Every model output is checked here, whatever the model: a
+                // NaN or an infinity is a defect to report (exit 1), never a
+                // value, a NULL or a 0.
+                Ok(Some(r)) if !r.is_finite() => {
+                    return exec_err!(
+                        "{}: the result is {r} (not finite) for {}",
+                        self.name,
+                        self.describe_args(&p, &v)
+                    )
+                }
                 Ok(r) => out.append_option(r),
                 Err(msg) => return exec_err!("{}: {msg}", self.name),
             }
@@ -626,6 +647,79 @@ pub fn fit_scalar<P>(values: &[(&str, f64)], f: &FitResult<P>) -> Result<ScalarV
     fields.push(("status", ScalarValue::Utf8(Some(f.status.clone()))));
     fields.push(("at_bound", ScalarValue::Utf8(f.at_bound.clone())));
     struct_scalar(&fields)
+}
+
+/// [`fit_type`] with the parameters' uncertainty after `at_bound`:
+/// `se_<p>` for each parameter (standard error, in the parameter's unit)
+/// and `cov_<p>_<q>` for each pair p <= q in order (covariance of ln p and
+/// ln q: the inverse observed information in log parameters), which the
+/// interval functions read. NULL where a parameter is at its bound or not
+/// fitted.
+pub fn fit_type_uncertain(params: &[&str]) -> DataType {
+    let DataType::Struct(base) = fit_type(params) else {
+        return fit_type(params);
+    };
+    let mut fs: Vec<Field> = base.iter().map(|f| f.as_ref().clone()).collect();
+    for p in params {
+        fs.push(Field::new(format!("se_{p}"), DataType::Float64, true));
+    }
+    for (name, _, _) in cov_fields(params) {
+        fs.push(Field::new(name, DataType::Float64, true));
+    }
+    DataType::Struct(fs.into())
+}
+
+/// The covariance fields of [`fit_type_uncertain`]: name and the two
+/// parameters' indices, pairs i <= j in order.
+pub fn cov_fields(params: &[&str]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for i in 0..params.len() {
+        for j in i..params.len() {
+            out.push((format!("cov_{}_{}", params[i], params[j]), i, j));
+        }
+    }
+    out
+}
+
+/// A fit result as the struct of [`fit_type_uncertain`]: `values` as in
+/// [`fit_scalar`], `log_cov` the covariance of their logs (NaN where not
+/// defined). The standard error of a parameter v is v sqrt(var ln v) (the
+/// delta method). Not-finite values are NULL.
+pub fn fit_scalar_uncertain<P>(
+    values: &[(&str, f64)],
+    log_cov: &[Vec<f64>],
+    f: &FitResult<P>,
+) -> Result<ScalarValue> {
+    let ScalarValue::Struct(base) = fit_scalar(values, f)? else {
+        return exec_err!("a fit result is not a struct");
+    };
+    let num = |v: f64| ScalarValue::Float64(v.is_finite().then_some(v));
+    let cov = |i: usize, j: usize| {
+        log_cov
+            .get(i)
+            .and_then(|r| r.get(j))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let mut fields: Vec<(String, ScalarValue)> = Vec::new();
+    for (k, field) in base.fields().iter().enumerate() {
+        fields.push((
+            field.name().clone(),
+            ScalarValue::try_from_array(base.column(k), 0)?,
+        ));
+    }
+    for (i, (name, v)) in values.iter().enumerate() {
+        fields.push((format!("se_{name}"), num(v * cov(i, i).sqrt())));
+    }
+    let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+    for (name, i, j) in cov_fields(&names) {
+        fields.push((name, num(cov(i, j))));
+    }
+    let refs: Vec<(&str, ScalarValue)> = fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.clone()))
+        .collect();
+    struct_scalar(&refs)
 }
 
 /// Aggregate over a list of values with a final function of the sorted list

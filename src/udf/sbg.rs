@@ -30,15 +30,27 @@ fn ln_p_churn(p: &SbgParams, t: f64) -> f64 {
     ln_beta(p.alpha + 1.0, p.beta + t - 1.0) - ln_beta(p.alpha, p.beta)
 }
 
-/// S(t) = B(alpha, beta + t) / B(alpha, beta) (eq. 3).
+/// S(t) = B(alpha, beta + t) / B(alpha, beta) (eq. 3); 1 in the no-churn
+/// limit alpha = 0 (every churn probability 0).
 pub fn survival(p: &SbgParams, t: f64) -> f64 {
+    if p.alpha == 0.0 {
+        return 1.0;
+    }
     (ln_beta(p.alpha, p.beta + t) - ln_beta(p.alpha, p.beta)).exp()
 }
 
-/// r_t = (beta + t - 1) / (alpha + beta + t - 1), t >= 1 (eq. 4).
+/// r_t = (beta + t - 1) / (alpha + beta + t - 1), t >= 1 (eq. 4); 1 in
+/// the no-churn limit alpha = 0.
 pub fn retention(p: &SbgParams, t: f64) -> f64 {
+    if p.alpha == 0.0 {
+        return 1.0;
+    }
     (p.beta + t - 1.0) / (p.alpha + p.beta + t - 1.0)
 }
+
+/// What the no-churn boundary is, for `at_bound`.
+const NO_CHURN: &str =
+    "alpha = 0: nobody churns (every churn probability 0, survival 1; beta has no effect)";
 
 fn d_ln_beta(x: f64, y: f64) -> (f64, f64) {
     let s = digamma(x + y);
@@ -86,10 +98,14 @@ pub fn fit(survivors: &[f64]) -> std::result::Result<FitResult, String> {
 }
 
 /// [`fit`] with the L2 penalty `penalizer` on the (unit-free) log
-/// parameters ([`fit::penalised`]). sBG has no boundary face to try: its
-/// likelihood reaches a boundary only when nobody in the cohort churns,
-/// where the limit (survival 1) leaves nothing to fit; that is reported as
-/// not identified, within tens of iterations (tested).
+/// parameters ([`fit::penalised`]). The likelihood reaches a boundary
+/// only when nobody in the cohort churns: then every term of eq. 5 is
+/// ln S(t) < 0, rising to its supremum 0 as alpha -> 0 (churn probability
+/// 0 for everyone), the limiting model survival 1 with no parameter left
+/// to fit. Without a penalty that is reported as such, at once: status
+/// "boundary", converged, alpha 0, beta NaN (no effect), log-likelihood 0
+/// (the largest a likelihood of probabilities can be, so verified), as
+/// BG/NBD reports its a = 0 limit. A penalty keeps the fit interior.
 pub fn fit_penalised(survivors: &[f64], penalizer: f64) -> std::result::Result<FitResult, String> {
     if survivors.len() < 2 {
         return Err("need survivors for at least periods 0 and 1".into());
@@ -107,6 +123,20 @@ pub fn fit_penalised(survivors: &[f64], penalizer: f64) -> std::result::Result<F
     }
     if survivors[0] <= 0.0 {
         return Err("cohort size (period 0) must be positive".into());
+    }
+    if penalizer == 0.0 && survivors.iter().all(|v| *v == survivors[0]) {
+        return Ok(FitResult {
+            params: SbgParams {
+                alpha: 0.0,
+                beta: f64::NAN,
+            },
+            log_likelihood: 0.0,
+            converged: true,
+            iterations: 0,
+            status: "boundary".into(),
+            at_bound: Some(NO_CHURN.into()),
+            log_cov: Vec::new(),
+        });
     }
     let opts = Options {
         grad_tol: 1e-10,
@@ -174,9 +204,17 @@ impl Collector for Fit {
     }
 }
 
-/// The parameters of a struct's fields (NULL as NaN): `None` when one is
-/// NULL (a fit that did not converge), an error when one is not positive.
+/// The parameters of a struct's fields (NULL as NaN): the no-churn limit
+/// for alpha = 0 (beta, which has no effect there, may be NULL); `None`
+/// when one is NULL (a fit that did not converge), an error when one is
+/// not positive.
 fn params(v: &[f64]) -> std::result::Result<Option<SbgParams>, String> {
+    if v[0] == 0.0 && (v[1].is_nan() || v[1] > 0.0) {
+        return Ok(Some(SbgParams {
+            alpha: 0.0,
+            beta: v[1],
+        }));
+    }
     if v[0].is_nan() || v[1].is_nan() {
         return Ok(None);
     }
@@ -305,13 +343,26 @@ mod tests {
     }
 
     #[test]
-    fn a_cohort_where_nobody_churns_stops_quickly_and_says_so() {
+    fn a_cohort_where_nobody_churns_is_the_no_churn_boundary() {
         // Survivors all 1,000: the likelihood (eq. 5) rises towards a churn
-        // probability of 0 without a maximum, and its limit has nothing left
-        // to fit (survival 1): not converged, within 100 iterations, and a
+        // probability of 0, its supremum ln 1 = 0 (exact), with nothing
+        // left to fit (survival 1): reported as the boundary alpha = 0,
+        // converged, at once, and scored as survival and retention 1; a
         // penalizer makes it an interior fit.
         let f = fit(&[1000.0; 8]).unwrap();
-        assert!(!f.converged && f.iterations < 100, "{f:?}");
+        assert!(
+            f.converged && f.status == "boundary" && f.iterations == 0,
+            "{f:?}"
+        );
+        assert_eq!((f.params.alpha, f.log_likelihood), (0.0, 0.0));
+        assert!(f.params.beta.is_nan() && f.at_bound.as_deref() == Some(NO_CHURN));
+        // The plain likelihood approaches 0 from below as alpha -> 0:
+        // at alpha = 1e-6 it is within 1e-3 of it, never above.
+        let mut g = [0.0; 2];
+        let near = -objective(&[1e-6f64.ln(), 0.0], &[1000.0; 8], &mut g) * 1000.0;
+        assert!(near < 0.0 && near > -1e-3 * 1000.0, "{near}");
+        let limit = params(&[0.0, f64::NAN]).unwrap().unwrap();
+        assert_eq!((survival(&limit, 7.0), retention(&limit, 3.0)), (1.0, 1.0));
         let p = fit_penalised(&[1000.0; 8], 0.01).unwrap();
         assert!(p.converged, "{p:?}");
         // A penalizer of 0 is the plain fit.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::common::{json_rows, read_table, run_job, run_nightly};
+use crate::common::{json_rows, read_table, run_job, run_nightly, Cmd};
 
 fn case(name: &str) -> String {
     format!(
@@ -339,4 +339,38 @@ fn a_penalizer_keeps_the_fits_interior_and_is_recorded() {
         assert!(row["at_bound"].is_empty(), "{row:?}");
         assert_eq!(num(row, "penalizer"), 0.01, "{row:?}");
     }
+}
+
+#[test]
+fn a_model_output_that_is_not_finite_is_an_error_naming_the_arguments() {
+    // Every model scalar function checks its result in one place
+    // (udf::args::ModelScalar): a NaN or infinity exits 1 naming the
+    // function and every argument, never a NULL or a 0. Gamma-Gamma's
+    // expected spend p (v + x m) / (p x + q - 1) overflows here (1e308^2);
+    // the BG/NBD case of issue 15 (r 3.142, alpha 46.08, a 66266.86,
+    // b 3487.73, x 1, t_x 4.43, T 12.86, h 52.14) gave NaN and is now
+    // 0.02617 (tests/data/bgnbd_reference.csv, mpmath, 1e-9 in the lib tests).
+    let run = Cmd::custval()
+        .args([
+            "sql",
+            "SELECT gamma_gamma_expected_value(named_struct('p', 1e308, 'q', 2.0, 'v', 1e308), 1.0, 1e308)",
+        ])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("gamma_gamma_expected_value: the result is inf")
+            && run.stderr.contains("p=1e308")
+            && run.stderr.contains("monetary_value=1e308"),
+        "{}",
+        run.report()
+    );
+    let run = Cmd::custval()
+        .args([
+            "sql",
+            "--format",
+            "csv",
+            "SELECT round(bgnbd_expected_purchases(named_struct('r', 3.142, 'alpha', 46.08, 'a', 66266.86, 'b', 3487.73), 52.14, 1.0, 4.43, 12.86), 5) AS e",
+        ])
+        .ok();
+    assert!(run.stdout.contains("0.02617"), "{}", run.report());
 }

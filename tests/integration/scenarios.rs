@@ -211,3 +211,116 @@ fn retention_scenarios_match_an_independent_computation_on_cdnow() {
         );
     }
 }
+
+/// ln of [`customer_value`]'s CLV at log parameters `th` (ln r, ln alpha,
+/// ln a, ln b, ln p, ln q, ln v).
+fn log_clv(th: &[f64; 7], x: f64, tx: f64, big_t: f64, m: f64) -> f64 {
+    let e: Vec<f64> = th.iter().map(|v| v.exp()).collect();
+    let bg = Bg {
+        r: e[0],
+        alpha: e[1],
+        a: e[2],
+        b: e[3],
+    };
+    customer_value(bg, (e[4], e[5], e[6]), x, tx, big_t, m)
+        .1
+        .ln()
+}
+
+#[test]
+fn parameter_uncertainty_is_published_and_recomputes_independently() {
+    // model_fit's standard errors on CDNOW against scripts/se_reference.py
+    // (lifetimes 0.11.3's likelihood, autograd's exact Hessian, inverted),
+    // computed on tests/data/cdnow_sample_summary.csv, whose times and mean
+    // spends are rounded to 2 decimals (the run's fits differ from its by
+    // up to 1.2e-4 relative): 1e-3 relative. The lib tests compare on the
+    // same summary to 1e-4. customer_tiers' clv_low / clv_high for 40 customers,
+    // recomputed here: the covariances of the log parameters from
+    // bgnbd_fit / gamma_gamma_fit over the published RFM (custval sql), the
+    // gradient of ln CLV by central differences (step 1e-5) of this file's
+    // own CLV (eq. 10 by its series, not custval's code), z = 1.6448536269514722
+    // (scipy.stats.norm.ppf(0.95)), interval CLV e^(-+z sd): 1e-5 relative.
+    let tmp = tempfile::tempdir().unwrap();
+    nightly_cdnow(tmp.path(), AS_OF).ok();
+    let fit = json_rows(
+        tmp.path(),
+        "model_fit",
+        AS_OF,
+        "SELECT * FROM t ORDER BY model",
+    );
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/se_reference.csv"
+    ))
+    .unwrap();
+    for line in reference.lines().skip(1) {
+        let v: Vec<&str> = line.split(',').collect();
+        let row = &fit[if v[0] == "bgnbd" { 0 } else { 1 }];
+        let got = row[format!("se_{}", v[1])].as_f64().unwrap();
+        let want: f64 = v[3].parse().unwrap();
+        assert!(
+            (got / want - 1.0).abs() < 1e-3,
+            "se_{}: {got} vs {want}",
+            v[1]
+        );
+    }
+    let structs = json_rows(
+        tmp.path(),
+        "customer_tiers",
+        AS_OF,
+        "SELECT bgnbd_fit(frequency, recency, t) AS bg, \
+         gamma_gamma_fit(frequency, monetary_value) AS gg FROM t",
+    );
+    let (bg, gg) = (&structs[0]["bg"], &structs[0]["gg"]);
+    let names = ["r", "alpha", "a", "b", "p", "q", "v"];
+    // Covariances of the log parameters: BG/NBD's block, Gamma-Gamma's
+    // block, 0 between the two fits (independent).
+    let cov: [[f64; 7]; 7] = std::array::from_fn(|i| {
+        std::array::from_fn(|j| {
+            let s = match (i < 4, j < 4) {
+                (true, true) => bg,
+                (false, false) => gg,
+                _ => return 0.0,
+            };
+            let k = format!("cov_{}_{}", names[i.min(j)], names[i.max(j)]);
+            s[&k].as_f64().unwrap_or_else(|| panic!("{k}: {s}"))
+        })
+    });
+    let th: [f64; 7] = std::array::from_fn(|i| {
+        let s = if i < 4 { bg } else { gg };
+        s[names[i]].as_f64().unwrap().ln()
+    });
+    let rows = json_rows(
+        tmp.path(),
+        "customer_tiers",
+        AS_OF,
+        "SELECT frequency, recency, t, monetary_value, clv, clv_low, clv_high FROM t \
+         WHERE clv > 0 ORDER BY customer_id LIMIT 40",
+    );
+    assert_eq!(rows.len(), 40);
+    let z = 1.644_853_626_951_472_2;
+    for row in &rows {
+        let f = |k: &str| row[k].as_f64().unwrap();
+        let (x, tx, big_t, m) = (f("frequency"), f("recency"), f("t"), f("monetary_value"));
+        let h = 1e-5;
+        let g: Vec<f64> = (0..7)
+            .map(|k| {
+                let (mut up, mut dn) = (th, th);
+                up[k] += h;
+                dn[k] -= h;
+                (log_clv(&up, x, tx, big_t, m) - log_clv(&dn, x, tx, big_t, m)) / (2.0 * h)
+            })
+            .collect();
+        let var: f64 = (0..7)
+            .flat_map(|i| (0..7).map(move |j| (i, j)))
+            .map(|(i, j)| g[i] * cov[i][j] * g[j])
+            .sum();
+        let clv = f("clv");
+        let (low, high) = (clv * (-z * var.sqrt()).exp(), clv * (z * var.sqrt()).exp());
+        assert!((f("clv_low") / low - 1.0).abs() < 1e-5, "{row}: low {low}");
+        assert!(
+            (f("clv_high") / high - 1.0).abs() < 1e-5,
+            "{row}: high {high}"
+        );
+    }
+}
