@@ -68,12 +68,14 @@ pub fn solve(mut a: Vec<Vec<f64>>, mut r: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(col, pivot);
         r.swap(col, pivot);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+        let (top, rest) = a.split_at_mut(col + 1);
+        let pivot_row = &top[col];
+        for (offset, row) in rest.iter_mut().enumerate() {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
             }
-            r[row] -= f * r[col];
+            r[col + 1 + offset] -= f * r[col];
         }
     }
     let mut b = vec![0.0; n];
@@ -98,10 +100,10 @@ fn weighted_least_squares(x: &[Vec<f64>], y: &[f64], w: &[f64]) -> Option<Vec<f6
             }
         }
     }
+    // Mirror the lower triangle into the upper one.
     for j in 0..p {
-        for k in j + 1..p {
-            a[j][k] = a[k][j];
-        }
+        let lower: Vec<f64> = (j + 1..p).map(|k| a[k][j]).collect();
+        a[j][j + 1..].copy_from_slice(&lower);
     }
     solve(a, r)
 }

@@ -255,7 +255,7 @@ impl Accumulator for Sample {
         let coefficients = self.features + 1;
         let tau = match self.tau {
             Some(t) if self.rows.len() >= MIN_CUSTOMERS_PER_COEFFICIENT * coefficients => t,
-            _ => return Ok(ScalarValue::try_from(&fit_type())?),
+            _ => return ScalarValue::try_from(&fit_type()),
         };
         // A feature the same for every sampled customer (no peer groups
         // mapped, one category) says nothing: it gets coefficient 0 and
@@ -274,7 +274,7 @@ impl Accumulator for Sample {
             .collect();
         let y: Vec<f64> = self.rows.iter().map(|r| r[1]).collect();
         let Some(fit) = quantile_regression(&x, &y, tau) else {
-            return Ok(ScalarValue::try_from(&fit_type())?);
+            return ScalarValue::try_from(&fit_type());
         };
         let mut all = vec![0.0; coefficients];
         all[0] = fit.coefficients[0];
