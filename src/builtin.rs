@@ -142,6 +142,11 @@ pub struct Needs {
 /// version of the starter job declares.
 pub const NEEDS: &[Needs] = &[
     Needs {
+        file: "09_estimate_wallets.sql",
+        params: &[("wallet_method", "\"model\"")],
+        previous: &[],
+    },
+    Needs {
         file: "10_rank_customers.sql",
         params: &[("tier_hysteresis", "0.02"), ("tier_min_nights", "3")],
         previous: &[

@@ -739,6 +739,7 @@ impl Job {
         self.check_value_param()?;
         let timezone = self.timezone()?;
         self.check_uplift_points()?;
+        self.check_wallet_method()?;
         Ok(BoundParams {
             as_of,
             calibration_end: as_of - chrono::Duration::days(holdout),
@@ -796,6 +797,19 @@ impl Job {
                 "must be comma-separated points above 0 and below 100, e.g. \"1,5,10\", got {p}"
             );
             Err(Error::param(name, m))
+        }
+    }
+
+    /// `wallet_method`, when declared: `model` (the quantile regression) or
+    /// `peer_group` (the peer group's quantile of 12-month spend).
+    fn check_wallet_method(&self) -> Result<()> {
+        match self.params.get("wallet_method") {
+            None => Ok(()),
+            Some(p) if matches!(p.as_str(), Some("model" | "peer_group")) => Ok(()),
+            Some(p) => Err(Error::param(
+                "wallet_method",
+                format!("must be model or peer_group, got {p}"),
+            )),
         }
     }
 
