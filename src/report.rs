@@ -1,7 +1,8 @@
 //! The visual report: one self-contained `report.html` per run (inline SVG,
 //! no scripts, no network) with the Lorenz curve, the cohort retention
-//! heatmap, tier sizes, the CLV distribution and, with a holdout, predicted
-//! against actual holdout purchases.
+//! heatmap, tier sizes, the CLV distribution, share-of-wallet headroom and
+//! distribution ([`wallet_section`], whose queries the demo summary prints
+//! too) and, with a holdout, predicted against actual holdout purchases.
 
 use std::fmt::Write as _;
 
@@ -230,6 +231,9 @@ pub async fn render(
         charts.push(holdout);
     }
     let headline = headline(ctx).await?;
+    if let Some(wallet) = wallet_section(ctx).await? {
+        charts.push(wallet);
+    }
     let html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>custval {job} {as_of}</title>\
 <style>body{{font-family:sans-serif;margin:24px;color:#222}}figure{{display:inline-block;margin:8px;vertical-align:top}}figcaption{{font-weight:bold;margin-bottom:4px}}</style></head>\
@@ -303,6 +307,86 @@ async fn value_charts(ctx: &SessionContext) -> Result<Vec<String>> {
         &clv_bars,
     ));
     Ok(charts)
+}
+
+/// Headroom (wallet - spend_12m, money) and share of wallet by tier, with a
+/// `Total` row, from the tier table named `table`: customers, spend_12m,
+/// wallet and headroom summed, the aggregate share (spend / wallet) and the
+/// median customer's share.
+pub fn wallet_headroom_sql(table: &str) -> String {
+    let cols = "count(*) AS customers, round(sum(greatest(spend_12m, 0.0)), 2) AS spend_12m, \
+                round(sum(wallet), 2) AS wallet, round(sum(wallet_headroom), 2) AS headroom, \
+                round(sum(greatest(spend_12m, 0.0)) / nullif(sum(wallet), 0.0), 3) AS share, \
+                round(median(share_of_wallet), 3) AS median_share";
+    format!(
+        "SELECT tier, {cols} FROM {table} GROUP BY tier \
+         UNION ALL SELECT 'Total' AS tier, {cols} FROM {table} \
+         ORDER BY CASE tier WHEN 'Platinum' THEN 1 WHEN 'Gold' THEN 2 WHEN 'Silver' THEN 3 \
+         WHEN 'Bronze' THEN 4 WHEN 'At risk' THEN 5 ELSE 6 END"
+    )
+}
+
+/// Customers per share-of-wallet band of width 0.1 (`0.9-1.0` includes 1;
+/// `none` for a NULL share, a wallet that is not positive), from `table`.
+pub fn share_of_wallet_sql(table: &str) -> String {
+    format!(
+        "SELECT CASE WHEN share_of_wallet IS NULL THEN 'none' ELSE \
+         concat(CAST(b / 10.0 AS VARCHAR), '-', CAST((b + 1) / 10.0 AS VARCHAR)) END AS share_band, \
+         count(*) AS customers FROM (SELECT share_of_wallet, \
+         least(CAST(floor(share_of_wallet * 10) AS BIGINT), 9) AS b FROM {table}) \
+         GROUP BY share_of_wallet IS NULL, b ORDER BY share_of_wallet IS NULL, b"
+    )
+}
+
+/// An HTML table of `rows` with the columns `cols`, in order.
+fn html_table(rows: &[Row], cols: &[&str]) -> String {
+    let head: String = cols
+        .iter()
+        .map(|c| format!("<th>{}</th>", esc(c)))
+        .collect();
+    let body: String = rows
+        .iter()
+        .map(|r| {
+            let cells: String = cols
+                .iter()
+                .map(|c| format!("<td>{}</td>", esc(&text(r, c))))
+                .collect();
+            format!("<tr>{cells}</tr>")
+        })
+        .collect();
+    format!("<table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\"><tr>{head}</tr>{body}</table>")
+}
+
+/// Share of wallet: headroom by tier and in total, and the distribution of
+/// the customers' shares, as tables (issue 20); `None` when the job's
+/// `customer_tiers` has no wallet columns.
+pub async fn wallet_section(ctx: &SessionContext) -> Result<Option<String>> {
+    let schema = ctx.table("customer_tiers").await?.schema().clone();
+    let needed = [
+        "tier",
+        "spend_12m",
+        "wallet",
+        "wallet_headroom",
+        "share_of_wallet",
+    ];
+    if !needed
+        .iter()
+        .all(|c| schema.has_column_with_unqualified_name(c))
+    {
+        return Ok(None);
+    }
+    let headroom = rows(ctx, &wallet_headroom_sql("customer_tiers")).await?;
+    let bands = rows(ctx, &share_of_wallet_sql("customer_tiers")).await?;
+    Ok(Some(format!(
+        "<section id=\"wallet\"><h2>Share of wallet</h2>\
+<p>Headroom is wallet minus the last 12 months' spend (money); the wallet is the wallets input or the estimate (see wallet_source).</p>{}\
+<p>Customers per share-of-wallet band</p>{}</section>",
+        html_table(
+            &headroom,
+            &["tier", "customers", "spend_12m", "wallet", "headroom", "share", "median_share"]
+        ),
+        html_table(&bands, &["share_band", "customers"])
+    )))
 }
 
 /// Predicted against actual holdout purchases, when the run had a holdout.

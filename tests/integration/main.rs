@@ -28,3 +28,4 @@ mod sqllogic;
 mod storage;
 mod terminal;
 mod tiers;
+mod wallets;
