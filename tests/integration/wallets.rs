@@ -167,10 +167,9 @@ fn figures(customers: u64, extra: &[&str]) -> Figures {
         rhos(&cats, "spend_12m", "true_wallet", Some("category"));
     // report.html's wallet section: headroom by tier with its Total row,
     // whose customers are all of them.
-    let report = std::fs::read_to_string(
-        out.join(format!("_reports/nightly/as_of={end}/report.html")),
-    )
-    .unwrap();
+    let report =
+        std::fs::read_to_string(out.join(format!("_reports/nightly/as_of={end}/report.html")))
+            .unwrap();
     assert!(
         report.contains(&format!("<tr><td>Total</td><td>{customers}</td>")),
         "no Total headroom row in report.html"
