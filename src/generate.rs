@@ -8,6 +8,11 @@
 //! after each repeat purchase the customer drops out with probability p.
 //! Spend per purchase is Gamma(p_gg, nu) with nu ~ Gamma(q, v) (Fader & Hardie
 //! 2013). Parameters are per week.
+//!
+//! With `wallets` ([`WalletRecipe`]), each customer also has a latent
+//! wallet and the firm's Beta-distributed share of it, which sets the order
+//! values in place of the Gamma-Gamma draw; the true wallets are written to
+//! `wallets/part-00000.parquet` and the recipe to `truth.json`.
 
 use std::sync::Arc;
 

@@ -1021,6 +1021,41 @@ from = "a"
         job.bind(NaiveDate::from_ymd_opt(2024, 1, 31).unwrap_or_default())
     }
 
+    /// A job naming the built-in wallet step gets `wallet_method = "model"`
+    /// (a job from before issue 20 does not declare it); anything but model
+    /// or peer_group exits 2 naming the parameter and the value.
+    #[test]
+    fn wallet_method_defaults_to_model_and_is_checked() {
+        let wallets = MINIMAL
+            .replace("a.sql", "builtin:09_estimate_wallets.sql")
+            .replace("rate = 0.01\n", "");
+        // The step's real SQL, which reads $wallet_method.
+        let parse = |text: &str| {
+            Job::parse(Path::new("t.toml"), text, |_| {
+                Ok(crate::builtin::sql("09_estimate_wallets.sql")
+                    .unwrap_or_default()
+                    .to_string())
+            })
+        };
+        let job = parse(&wallets).unwrap();
+        assert!(matches!(&job.params["wallet_method"], Param::Str(s) if s == "model"));
+        let day = NaiveDate::from_ymd_opt(2024, 1, 31).unwrap_or_default();
+        for (method, ok) in [("peer_group", true), ("knn", false)] {
+            let mut job = parse(&wallets).unwrap();
+            job.apply_overrides(&[("wallet_method".into(), method.into())])
+                .unwrap();
+            match job.bind(day) {
+                Ok(_) => assert!(ok, "{method} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{method}: {e}");
+                    assert_eq!(e.exit_code(), 2);
+                    let m = e.to_string();
+                    assert!(m.contains("wallet_method") && m.contains("knn"), "{m}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn unknown_fields_are_rejected() {
         let err = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err();
