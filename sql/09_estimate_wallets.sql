@@ -60,7 +60,8 @@ WITH recent AS (
     m.b[1] + m.b[2] * f.x_frequency + m.b[3] * f.x_t + m.b[4] * f.x_categories
       + m.b[5] * f.x_peer AS log_wallet
   FROM features f
-  LEFT JOIN fit m ON true
+  -- An aggregate without GROUP BY: always one row (NULL b without a fit).
+  CROSS JOIN fit m
 )
 SELECT
   r.customer_id,
