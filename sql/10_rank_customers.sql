@@ -3,7 +3,7 @@
 --         tier, tier_changed_at, tier_pending_nights, as text: the latest earlier
 --         published partition; empty on a first run, NULL columns it lacks)
 -- Output: customer_tiers (SPEC.md columns plus clv_low, clv_high, margin, value_total, spend_12m,
---         wallet_headroom, at_risk, tier_changed_at, rank_tier, tier_pending_nights)
+--         wallet_source, wallet_headroom, at_risk, tier_changed_at, rank_tier, tier_pending_nights)
 -- Params: $platinum_fraction, $gold_fraction, $silver_fraction (top shares by CLV),
 --         $at_risk_p_alive, $pareto_a, $pareto_b (cumulative value shares),
 --         $tier_hysteresis (share of the population), $tier_min_nights (runs), $as_of
@@ -37,6 +37,7 @@ WITH totals AS (
     s.*,
     w.spend_12m,
     w.wallet,
+    w.wallet_source,
     tt.total_value,
     tt.total_revenue,
     tt.customers
@@ -135,6 +136,7 @@ SELECT
   END AS pareto_class,
   t.spend_12m,
   t.wallet,
+  t.wallet_source,
   CASE WHEN t.wallet > 0 THEN least(1.0, greatest(t.spend_12m, 0.0) / t.wallet) END AS share_of_wallet,
   greatest(t.wallet - greatest(t.spend_12m, 0.0), 0.0) AS wallet_headroom,
   coalesce(t.at_risk, false) AS at_risk,

@@ -147,6 +147,11 @@ pub const NEEDS: &[Needs] = &[
         previous: &[],
     },
     Needs {
+        file: "09_estimate_wallets.sql",
+        params: &[("wallet_method", "\"model\"")],
+        previous: &[],
+    },
+    Needs {
         file: "10_rank_customers.sql",
         params: &[("tier_hysteresis", "0.02"), ("tier_min_nights", "3")],
         previous: &[

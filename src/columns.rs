@@ -126,7 +126,8 @@ const CUSTOMER_TIERS_REST: &[Column] = &[
     c("revenue_share", "share", "the customer's share of total revenue (NULL when that is not positive)"),
     c("pareto_class", "text", "A, B or C by cumulative value share (pareto_a, pareto_b)"),
     c("spend_12m", "money", "value in the 12 calendar months ending at the as-of date (after as_of - 12 months: 2023-07-01 to 2024-06-30 for 2024-06-30)"),
-    c("wallet", "money", "the customer's wallet: the wallets input, or the peers' wallet_quantile of spend_12m"),
+    c("wallet", "money", "the customer's wallet (spend in the category with us and elsewhere, 12 months): the wallets input, else the conditional wallet_quantile of spend_12m given the customer's features (never below spend_12m), or the peer group's"),
+    c("wallet_source", "text", "where wallet comes from: input, model (quantile regression) or peer_group"),
     c("share_of_wallet", "share", "spend_12m / wallet, at most 1"),
     c("wallet_headroom", "money", "wallet - spend_12m, at least 0"),
     c("at_risk", "flag", "in the top platinum + gold share by value, with p_alive below at_risk_p_alive"),
@@ -409,6 +410,9 @@ const CATEGORY_SHARE: &[Column] = &[
     c("spend", "money", "the customer's value in the category"),
     c("share_of_customer", "share", "spend / the customer's total"),
     c("share_of_category", "share", "spend / the category's total"),
+    c("spend_12m", "money", "the customer's value in the category in the 12 calendar months ending at the as-of date (as customer_tiers.spend_12m)"),
+    c("wallet", "money", "the customer's wallet in the category: the customer's wallet split over the categories bought in proportion to their totals over all customers"),
+    c("share_of_wallet", "share", "spend_12m / wallet, at most 1"),
 ];
 
 const REJECTED_ROWS: &[Column] = &[

@@ -87,10 +87,24 @@ pub async fn run(dir: &Path, customers: u64) -> Result<String> {
         ("retention what-if (all customers)", "SELECT uplift_points, round(clv_base, 2) AS clv_base, round(clv_scenario, 2) AS clv_scenario, round(clv_gain_share, 3) AS clv_gain_share, round(purchases_gain, 1) AS purchases_gain FROM scen WHERE tier = 'Total' ORDER BY uplift_points"),
         ("model fit", "SELECT model, round(r, 4) AS r, round(alpha, 4) AS alpha, round(a, 4) AS a, round(b, 4) AS b, round(p, 3) AS p, round(q, 3) AS q, round(v, 3) AS v, converged FROM fit"),
     ];
+    let wallet = [
+        (
+            "headroom by tier (wallet - spend_12m)",
+            crate::report::wallet_headroom_sql("tiers"),
+        ),
+        (
+            "share of wallet (customers per band)",
+            crate::report::share_of_wallet_sql("tiers"),
+        ),
+    ];
+    let queries = queries
+        .iter()
+        .map(|(t, q)| (*t, q.to_string()))
+        .chain(wallet);
     for (title, q) in queries {
         let _ = writeln!(s, "\n{title}:");
         buf.clear();
-        crate::sql::execute(&ctx, q, crate::table::OutputFormat::Table, false, &mut buf).await?;
+        crate::sql::execute(&ctx, &q, crate::table::OutputFormat::Table, false, &mut buf).await?;
         s.push_str(&String::from_utf8_lossy(&buf));
     }
     Ok(s)

@@ -759,6 +759,7 @@ impl Job {
         self.check_tier_fractions()?;
         let timezone = self.timezone()?;
         self.check_uplift_points()?;
+        self.check_wallet_method()?;
         Ok(BoundParams {
             as_of,
             calibration_end: as_of - chrono::Duration::days(holdout),
@@ -839,6 +840,19 @@ impl Job {
                 "must be comma-separated points above 0 and below 100, e.g. \"1,5,10\", got {p}"
             );
             Err(Error::param(name, m))
+        }
+    }
+
+    /// `wallet_method`, when declared: `model` (the quantile regression) or
+    /// `peer_group` (the peer group's quantile of 12-month spend).
+    fn check_wallet_method(&self) -> Result<()> {
+        match self.params.get("wallet_method") {
+            None => Ok(()),
+            Some(p) if matches!(p.as_str(), Some("model" | "peer_group")) => Ok(()),
+            Some(p) => Err(Error::param(
+                "wallet_method",
+                format!("must be model or peer_group, got {p}"),
+            )),
         }
     }
 
@@ -1034,6 +1048,41 @@ from = "a"
             parse(&MINIMAL.replace("a.sql", "builtin:19_project_retention_scenarios.sql"))?;
         job.apply_overrides(&[("retention_uplift_points".into(), list.into())])?;
         job.bind(NaiveDate::from_ymd_opt(2024, 1, 31).unwrap_or_default())
+    }
+
+    /// A job naming the built-in wallet step gets `wallet_method = "model"`
+    /// (a job from before issue 20 does not declare it); anything but model
+    /// or peer_group exits 2 naming the parameter and the value.
+    #[test]
+    fn wallet_method_defaults_to_model_and_is_checked() {
+        let wallets = MINIMAL
+            .replace("a.sql", "builtin:09_estimate_wallets.sql")
+            .replace("rate = 0.01\n", "");
+        // The step's real SQL, which reads $wallet_method.
+        let parse = |text: &str| {
+            Job::parse(Path::new("t.toml"), text, |_| {
+                Ok(crate::builtin::sql("09_estimate_wallets.sql")
+                    .unwrap_or_default()
+                    .to_string())
+            })
+        };
+        let job = parse(&wallets).unwrap();
+        assert!(matches!(&job.params["wallet_method"], Param::Str(s) if s == "model"));
+        let day = NaiveDate::from_ymd_opt(2024, 1, 31).unwrap_or_default();
+        for (method, ok) in [("peer_group", true), ("knn", false)] {
+            let mut job = parse(&wallets).unwrap();
+            job.apply_overrides(&[("wallet_method".into(), method.into())])
+                .unwrap();
+            match job.bind(day) {
+                Ok(_) => assert!(ok, "{method} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{method}: {e}");
+                    assert_eq!(e.exit_code(), 2);
+                    let m = e.to_string();
+                    assert!(m.contains("wallet_method") && m.contains("knn"), "{m}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,18 @@ pub struct GenerateArgs {
     /// Days over which customers make their first purchase.
     #[arg(long)]
     pub acquisition_days: Option<i64>,
+    /// Also draw a latent wallet per customer (and per category), with
+    /// spend a Beta-distributed share of it: a `peer_group` column (size
+    /// band) in the data, the true wallets in `wallets/`, the recipe in
+    /// truth.json.
+    #[arg(long)]
+    pub wallets: bool,
+    /// With --wallets: Beta a of the firm's share of each wallet (default 2).
+    #[arg(long, requires = "wallets")]
+    pub wallet_share_a: Option<f64>,
+    /// With --wallets: Beta b of the firm's share of each wallet (default 2).
+    #[arg(long, requires = "wallets")]
+    pub wallet_share_b: Option<f64>,
 }
 
 /// `custval generate`: draw, write, say where the true parameters are.
@@ -56,6 +68,7 @@ pub async fn run(args: GenerateArgs) -> Result<()> {
     let mut o = GenerateOptions {
         customers: args.customers,
         seed: args.seed,
+        wallets: args.wallets.then(Default::default),
         ..Default::default()
     };
     if let Some(s) = &args.start {
@@ -77,6 +90,16 @@ pub async fn run(args: GenerateArgs) -> Result<()> {
             *slot = x;
         }
     }
+    if let Some(w) = o.wallets.as_mut() {
+        for (slot, val) in [
+            (&mut w.share_a, args.wallet_share_a),
+            (&mut w.share_b, args.wallet_share_b),
+        ] {
+            if let Some(x) = val {
+                *slot = x;
+            }
+        }
+    }
     if let Some(d) = args.acquisition_days {
         o.acquisition_days = d;
     }
@@ -88,5 +111,9 @@ pub async fn run(args: GenerateArgs) -> Result<()> {
         s.customers,
         s.files.len(),
         s.truth
-    ))
+    ))?;
+    if let Some(w) = &s.wallets {
+        say(format_args!("true wallets in {w}\n"))?;
+    }
+    Ok(())
 }

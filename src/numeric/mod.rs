@@ -6,4 +6,5 @@ pub mod fit;
 pub mod memo;
 pub mod optim;
 pub mod quad;
+pub mod quantile;
 pub mod special;

@@ -162,3 +162,39 @@ pub async fn scenarios(ctx: &SessionContext, params: &SqlParams) -> Result<Vec<R
     );
     rows(ctx, params, &sql).await
 }
+
+/// Headroom (wallet - spend_12m, money) and share of wallet by tier, with a
+/// `Total` row, from the tier table named `table`: customers, spend_12m,
+/// wallet and headroom summed, the aggregate share (spend / wallet) and the
+/// median customer's share (issue 20; the demo summary prints it too).
+pub fn wallet_headroom_sql(table: &str) -> String {
+    let cols = "count(*) AS customers, round(sum(greatest(spend_12m, 0.0)), 2) AS spend_12m, \
+                round(sum(wallet), 2) AS wallet, round(sum(wallet_headroom), 2) AS headroom, \
+                round(sum(greatest(spend_12m, 0.0)) / nullif(sum(wallet), 0.0), 3) AS share, \
+                round(median(share_of_wallet), 3) AS median_share";
+    format!(
+        "SELECT tier, {cols} FROM {table} GROUP BY tier \
+         UNION ALL SELECT 'Total' AS tier, {cols} FROM {table} \
+         ORDER BY {TIER_ORDER}"
+    )
+}
+
+/// Customers per share-of-wallet band of width 0.1 (`0.9-1.0` includes 1;
+/// `none` for a NULL share, a wallet that is not positive), from `table`.
+pub fn share_of_wallet_sql(table: &str) -> String {
+    format!(
+        "SELECT CASE WHEN share_of_wallet IS NULL THEN 'none' ELSE \
+         concat(CAST(b / 10.0 AS VARCHAR), '-', CAST((b + 1) / 10.0 AS VARCHAR)) END AS share_band, \
+         count(*) AS customers FROM (SELECT share_of_wallet, \
+         least(CAST(floor(share_of_wallet * 10) AS BIGINT), 9) AS b FROM {table}) \
+         GROUP BY share_of_wallet IS NULL, b ORDER BY share_of_wallet IS NULL, b"
+    )
+}
+
+/// Whether `table` has every one of these columns.
+pub async fn has_columns(ctx: &SessionContext, table: &str, names: &[&str]) -> Result<bool> {
+    let schema = ctx.table(table).await?.schema().clone();
+    Ok(names
+        .iter()
+        .all(|c| schema.has_column_with_unqualified_name(c)))
+}

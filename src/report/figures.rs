@@ -43,6 +43,16 @@ pub async fn all(ctx: &SessionContext, params: &SqlParams) -> Result<Vec<Figure>
     if has(&["retention_scenarios"], &[]) {
         out.push(scenarios(ctx, params).await?);
     }
+    let wallet_columns = [
+        "tier",
+        "spend_12m",
+        "wallet",
+        "wallet_headroom",
+        "share_of_wallet",
+    ];
+    if data::has_columns(ctx, "customer_tiers", &wallet_columns).await? {
+        out.push(wallet(ctx, params).await?);
+    }
     Ok(out)
 }
 
@@ -480,6 +490,44 @@ async fn scenarios(ctx: &SessionContext, params: &SqlParams) -> Result<Figure> {
             ("clv_gain", "CLV gain"),
             ("clv_gain_share", "gain share"),
             ("purchases_gain", "extra purchases"),
+        ],
+    );
+    Ok(f)
+}
+
+/// Share of wallet (issue 20): customers per share band, and headroom
+/// (wallet - spend_12m) by tier and in total as the table under it.
+async fn wallet(ctx: &SessionContext, params: &SqlParams) -> Result<Figure> {
+    let bars: Vec<(String, f64, String)> =
+        rows(ctx, params, &data::share_of_wallet_sql("customer_tiers"))
+            .await?
+            .iter()
+            .map(|r| {
+                let n = num(r, "customers").unwrap_or(0.0);
+                (text(r, "share_band"), n, count(n))
+            })
+            .collect();
+    let title = "Share of wallet: customers per band of spend_12m / wallet";
+    let svg = charts::bars("wallet", title, "share of wallet", "customers", &bars)?;
+    let headroom = rows(ctx, params, &data::wallet_headroom_sql("customer_tiers")).await?;
+    let mut f = figure(
+        "wallet",
+        title,
+        Some(svg),
+        "customer_tiers.share_of_wallet; below, headroom = wallet - spend_12m (money) by tier; \
+         the wallet is the wallets input or the estimate (wallet_source)."
+            .into(),
+    );
+    f.table = table(
+        &headroom,
+        &[
+            ("tier", "tier"),
+            ("customers", "customers"),
+            ("spend_12m", "spend 12m"),
+            ("wallet", "wallet"),
+            ("headroom", "headroom"),
+            ("share", "share"),
+            ("median_share", "median share"),
         ],
     );
     Ok(f)

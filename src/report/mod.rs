@@ -18,10 +18,11 @@ use datafusion::prelude::SessionContext;
 use crate::error::Result;
 use crate::steps::SqlParams;
 use data::{num, rows, text};
+pub use data::{share_of_wallet_sql, wallet_headroom_sql};
 
 /// The charts of the page, by the `id` of their `<svg>` element, in page
 /// order (the report test looks each one up).
-pub const CHART_IDS: [&str; 9] = [
+pub const CHART_IDS: [&str; 10] = [
     "lorenz",
     "cohorts",
     "tiers",
@@ -31,6 +32,7 @@ pub const CHART_IDS: [&str; 9] = [
     "p_alive",
     "migrations",
     "scenarios",
+    "wallet",
 ];
 
 /// One figure of the page: a chart, or the sentence saying why it is not

@@ -15,6 +15,7 @@ pub mod sbg;
 #[cfg(test)]
 mod shapes;
 pub mod summary;
+pub mod wallet;
 
 use std::sync::Arc;
 
@@ -136,6 +137,7 @@ pub const MODELS: &[fn() -> Vec<Function>] = &[
     concentration::functions,
     summary::functions,
     parse::functions,
+    wallet::functions,
 ];
 
 /// All custval functions.

@@ -18,6 +18,8 @@ fn demo_prints_its_summary() {
         "retention what-if",
         "clv_gain_share",
         "bgnbd",
+        "headroom by tier",
+        "share of wallet (customers per band)",
     ] {
         assert!(s.contains(want), "missing {want} in:\n{s}");
     }

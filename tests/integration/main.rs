@@ -30,3 +30,4 @@ mod sqllogic;
 mod storage;
 mod terminal;
 mod tiers;
+mod wallets;
