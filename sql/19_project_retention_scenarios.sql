@@ -10,7 +10,7 @@
 --         uplift of at least the mean dropout probability, or when a fit
 --         did not converge (see below).
 -- Params: $retention_uplift_points (comma-separated points, e.g. '1,5,10'),
---         $horizon_months, $monthly_discount_rate, $time_units_per_month
+--         $horizon_months, $monthly_discount_rate, $time_units_per_month, $model
 -- Functions: clv, bgnbd_expected_purchases
 -- Mapping of "k retention points" to BG/NBD: after each purchase a customer
 -- drops out with probability p, p ~ Beta(a, b) across customers, so the mean
@@ -24,7 +24,9 @@
 -- least the mean dropout a / (a + b)) no Beta has that mean: NULL, not a clamp.
 -- Only converged BG/NBD and Gamma-Gamma fits are varied (allow_unconverged
 -- publishes the base tables of fits that are not an optimum; a what-if on
--- them means nothing): otherwise the scenario columns are NULL too.
+-- them means nothing): otherwise the scenario columns are NULL too. The
+-- mapping is BG/NBD's: with another purchase model driving the scores
+-- ($model) the scenario columns are NULL.
 WITH uplifts AS (
   SELECT DISTINCT CAST(trim(u) AS DOUBLE) AS uplift_points
   FROM (SELECT unnest(string_to_array($retention_uplift_points, ',')) AS u)
@@ -38,7 +40,7 @@ WITH uplifts AS (
       'a', m.bgnbd.a - u.uplift_points / 100.0 * (m.bgnbd.a + m.bgnbd.b),
       'b', m.bgnbd.b + u.uplift_points / 100.0 * (m.bgnbd.a + m.bgnbd.b)) AS bgnbd
   FROM uplifts u CROSS JOIN model_params m
-  WHERE m.bgnbd.converged AND m.gamma_gamma.converged
+  WHERE $model = 'bgnbd' AND m.bgnbd.converged AND m.gamma_gamma.converged
     AND m.bgnbd.a - u.uplift_points / 100.0 * (m.bgnbd.a + m.bgnbd.b) > 0
 ), scored AS (
   SELECT

@@ -222,22 +222,30 @@ const CUSTOMER_TIERS: [Column; CUSTOMER_RFM.len() + CUSTOMER_TIERS_REST.len()] =
     concat(CUSTOMER_RFM, CUSTOMER_TIERS_REST);
 
 const MODEL_FIT: &[Column] = &[
-    c("model", "text", "bgnbd or gamma_gamma"),
-    c("r", "none", "BG/NBD shape of the purchase-rate Gamma"),
+    c(
+        "model",
+        "text",
+        "bgnbd, pareto_nbd or mbgnbd (each model the job fits), or gamma_gamma",
+    ),
+    c(
+        "r",
+        "none",
+        "BG/NBD, Pareto/NBD, MBG/NBD shape of the purchase-rate Gamma",
+    ),
     c(
         "alpha",
         "time_unit",
-        "BG/NBD scale of the purchase-rate Gamma",
+        "BG/NBD, Pareto/NBD, MBG/NBD scale of the purchase-rate Gamma",
     ),
     c(
         "a",
         "none",
-        "BG/NBD Beta(a, b) of the dropout probability at a purchase",
+        "BG/NBD, MBG/NBD Beta(a, b) of the dropout probability at a purchase",
     ),
     c(
         "b",
         "none",
-        "BG/NBD Beta(a, b) of the dropout probability at a purchase",
+        "BG/NBD, MBG/NBD Beta(a, b) of the dropout probability at a purchase",
     ),
     c("p", "none", "Gamma-Gamma shape of the spend per purchase"),
     c(
@@ -289,7 +297,7 @@ const MODEL_FIT: &[Column] = &[
     c(
         "time_unit",
         "text",
-        "day or week: the unit of alpha, recency and t",
+        "day or week: the unit of alpha, beta, recency and t",
     ),
     c("holdout_days", "count", "the holdout_days parameter"),
     c(
@@ -316,6 +324,36 @@ const MODEL_FIT: &[Column] = &[
         "holdout_rank_correlation",
         "none",
         "with a holdout: rank correlation of predicted and actual per customer",
+    ),
+    c(
+        "s",
+        "none",
+        "Pareto/NBD shape of the dropout-rate Gamma",
+    ),
+    c(
+        "beta",
+        "time_unit",
+        "Pareto/NBD scale of the dropout-rate Gamma",
+    ),
+    c(
+        "free_parameters",
+        "count",
+        "parameters fitted: 4 (Gamma-Gamma 3), the limiting model's 2 at a boundary optimum",
+    ),
+    c(
+        "aic",
+        "none",
+        "Akaike information criterion 2 free_parameters - 2 log_likelihood (lower is better)",
+    ),
+    c(
+        "bic",
+        "none",
+        "Bayesian information criterion free_parameters ln(customers) - 2 log_likelihood",
+    ),
+    c(
+        "drives_scores",
+        "flag",
+        "true for the purchase model (the model parameter) whose scores, CLV and tiers are published",
     ),
 ];
 
@@ -518,7 +556,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "model_fit",
-        row: "fitted model (bgnbd, gamma_gamma)",
+        row: "fitted model (bgnbd, pareto_nbd, mbgnbd as the job fits them; gamma_gamma)",
         jobs: &["nightly", "clv"],
         columns: MODEL_FIT,
     },

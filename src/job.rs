@@ -405,6 +405,14 @@ impl Param {
             toml::Value::Boolean(v) => Ok(Param::Bool(*v)),
             toml::Value::String(s) => Ok(Param::Str(s.clone())),
             toml::Value::Datetime(d) => parse_date(&d.to_string()).map(Param::Date),
+            // A list of strings is its items comma-separated, as `--set`
+            // gives it (`models = ["bgnbd", "pareto_nbd"]`).
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+                .map(|v| Param::Str(v.join(",")))
+                .ok_or_else(|| "a list must hold strings only".to_string()),
             other => Err(format!(
                 "unsupported parameter type {} (use a number, string, boolean or date)",
                 other.type_str()
@@ -530,6 +538,9 @@ pub struct BoundParams {
     /// The IANA timezone (or fixed offset) whose calendar day is the
     /// purchase day: the parameter `timezone`, `UTC` when absent.
     pub timezone: String,
+    /// The purchase models fitted, the one that drives scores, tiers and
+    /// CLV first (see [`Job::bind`]): `$model` and `$models` in SQL.
+    pub models: Vec<String>,
     /// The job's own parameters, after `--set`.
     declared: BTreeMap<String, Param>,
 }
@@ -555,6 +566,9 @@ impl BoundParams {
             Param::Date(self.calibration_end).to_scalar(),
         );
         out.insert("calibration_end_day".into(), day(self.calibration_end));
+        let text = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
+        out.insert("model".into(), text(&self.models[0]));
+        out.insert("models".into(), text(&self.models.join(",")));
         out
     }
 
@@ -760,13 +774,65 @@ impl Job {
         let timezone = self.timezone()?;
         self.check_uplift_points()?;
         self.check_wallet_method()?;
+        let models = self.models()?;
         Ok(BoundParams {
             as_of,
             calibration_end: as_of - chrono::Duration::days(holdout),
             time_unit,
             timezone,
+            models,
             declared: self.params.clone(),
         })
+    }
+
+    /// The purchase models to fit, the one that drives scores first: `model`
+    /// (default: the first of `models`, else `bgnbd`), then the others of
+    /// `models` (a list or comma-separated string), each once. Each must be
+    /// one of [`PURCHASE_MODELS`].
+    fn models(&self) -> Result<Vec<String>> {
+        let check = |name: &str, v: &str| -> Result<String> {
+            let v = v.trim();
+            if PURCHASE_MODELS.contains(&v) {
+                Ok(v.to_string())
+            } else {
+                Err(Error::param(
+                    name,
+                    format!(
+                        "must name models among {}, got {v:?}",
+                        PURCHASE_MODELS.join(", ")
+                    ),
+                ))
+            }
+        };
+        let text = |name: &str| -> Result<Option<&str>> {
+            match self.params.get(name) {
+                None => Ok(None),
+                Some(p) => p.as_str().map(Some).ok_or_else(|| {
+                    Error::param(
+                        name,
+                        format!("must be a model name or a list of them, got {p}"),
+                    )
+                }),
+            }
+        };
+        let listed: Vec<String> = match text("models")? {
+            Some(list) if !list.trim().is_empty() => list
+                .split(',')
+                .map(|v| check("models", v))
+                .collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
+        let first = match text("model")? {
+            Some(m) => check("model", m)?,
+            None => listed.first().cloned().unwrap_or_else(|| "bgnbd".into()),
+        };
+        let mut models = vec![first];
+        for m in listed {
+            if !models.contains(&m) {
+                models.push(m);
+            }
+        }
+        Ok(models)
     }
 
     /// A parameter counting days: a whole number >= 0 when declared.
@@ -871,8 +937,14 @@ impl Job {
     }
 }
 
+/// The purchase models a job may fit (`model`, `models`): the SQL
+/// functions `<name>_fit`, `<name>_p_alive`, `<name>_expected_purchases`.
+pub const PURCHASE_MODELS: &[&str] = &["bgnbd", "pareto_nbd", "mbgnbd"];
+
 /// Parameters custval itself reads (besides those the SQL uses).
 const READ_BY_CUSTVAL: &[&str] = &[
+    "model",
+    "models",
     "time_unit",
     "value",
     "holdout_days",
@@ -1130,6 +1202,40 @@ from = "a"
         assert_eq!(v["time_units_per_month"], ScalarValue::Float64(Some(4.345)));
         assert_eq!(v["as_of_day"], ScalarValue::Int64(Some(epoch_day(as_of))));
         assert_eq!(b.to_json()["as_of"], "2024-03-31");
+    }
+
+    #[test]
+    fn the_models_default_to_bgnbd_and_model_comes_first() {
+        // No model parameters: BG/NBD alone. `models` as a TOML list or a
+        // comma string (as --set gives it); `model` first, each once; an
+        // unknown name is a parameter error naming the value (exit 2).
+        let as_of = NaiveDate::from_ymd_opt(2024, 3, 31).unwrap();
+        let models = |extra: &str| {
+            let job = parse(&MINIMAL.replace("rate = 0.01", extra)).unwrap();
+            job.bind(as_of).map(|b| {
+                let v = b.sql_values();
+                (b.models, v["model"].clone(), v["models"].clone())
+            })
+        };
+        let text = |v: &str| ScalarValue::Utf8(Some(v.into()));
+        assert_eq!(
+            models("rate = 0.01").unwrap(),
+            (vec!["bgnbd".to_string()], text("bgnbd"), text("bgnbd"))
+        );
+        let (m, first, all) = models(r#"models = ["pareto_nbd", "bgnbd"]"#).unwrap();
+        assert_eq!(
+            (m.len(), first, all),
+            (2, text("pareto_nbd"), text("pareto_nbd,bgnbd"))
+        );
+        let (m, first, all) = models("model = \"mbgnbd\"\nmodels = \"bgnbd, mbgnbd\"").unwrap();
+        assert_eq!(
+            (m.len(), first, all),
+            (2, text("mbgnbd"), text("mbgnbd,bgnbd"))
+        );
+        let err = models(r#"models = ["bgnbd", "pareto"]"#).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(r#""pareto""#), "{err}");
+        assert!(models("model = 3").is_err());
     }
 
     #[test]

@@ -64,6 +64,29 @@ pub fn tanh_sinh(mut g: impl FnMut(f64, f64) -> f64, tol: f64) -> f64 {
     estimate
 }
 
+/// One node of a fixed tanh-sinh rule over (0, 1): ln φ, ln(1 - φ) and
+/// the weight.
+pub type Node = (f64, f64, f64);
+
+/// The nodes of [`tanh_sinh`]'s trapezoid rule at one fixed `step` (every
+/// node with |t| <= 3.5), for integrands that need the same nodes at every
+/// evaluation: a likelihood whose gradient, integrated on the same nodes,
+/// must be the derivative of the value (an adaptive rule moves its nodes
+/// with the parameters). Step 1/16 gives 113 nodes and about 1e-14 relative
+/// error for integrands analytic in a strip around (0, 1).
+pub fn tanh_sinh_rule(step: f64) -> Vec<Node> {
+    let n = (T_MAX / step).floor() as i64;
+    (-n..=n)
+        .map(|k| {
+            let t = k as f64 * step;
+            let w = std::f64::consts::PI * t.sinh();
+            let (ln_phi, ln_rest) = ln_logistic(w);
+            let weight = step * std::f64::consts::PI * t.cosh() * (ln_phi + ln_rest).exp();
+            (ln_phi, ln_rest, weight)
+        })
+        .collect()
+}
+
 /// ln p and ln(1 - p) for p = 1 / (1 + e^-y), the inverse logit, each exact
 /// near its own end.
 pub fn ln_logistic(y: f64) -> (f64, f64) {
@@ -98,6 +121,17 @@ mod tests {
             let got = tanh_sinh(g, 1e-10);
             assert!((got / want - 1.0).abs() < *tol, "case {i}: {got} vs {want}");
         }
+    }
+
+    #[test]
+    fn the_fixed_rule_integrates_like_the_adaptive_one() {
+        // ∫ φ^2 = 1/3 and ∫ -ln φ = 1 (exact): 1e-13 relative at step 1/16.
+        let rule = tanh_sinh_rule(1.0 / 16.0);
+        assert_eq!(rule.len(), 113);
+        let sq: f64 = rule.iter().map(|(l, _, w)| w * (2.0 * l).exp()).sum();
+        let lg: f64 = rule.iter().map(|(l, _, w)| -w * l).sum();
+        assert!((sq * 3.0 - 1.0).abs() < 1e-13, "{sq}");
+        assert!((lg - 1.0).abs() < 1e-13, "{lg}");
     }
 
     #[test]

@@ -91,17 +91,20 @@ pub fn log_likelihood(p: &BgNbdParams, x: f64, tx: f64, t: f64) -> f64 {
 /// frequency, or only on one time value, are computed once per distinct
 /// value per evaluation instead of once per pattern (frequencies take a few
 /// dozen values, times a few hundred days).
-struct Indexed {
-    xs: Vec<f64>,
-    times: Vec<f64>,
+pub(crate) struct Indexed {
+    /// The distinct frequencies, ascending.
+    pub(crate) xs: Vec<f64>,
+    /// The distinct times (recency and T values), in order of appearance.
+    pub(crate) times: Vec<f64>,
     /// (frequency index, recency index, T index, weight), grouped by frequency.
-    rows: Vec<(u32, u32, u32, f64)>,
-    total: f64,
+    pub(crate) rows: Vec<(u32, u32, u32, f64)>,
+    /// The weights summed.
+    pub(crate) total: f64,
 }
 
 impl Indexed {
     /// Index patterns sorted by frequency (as the fit aggregate gives them).
-    fn new(patterns: &[Pattern]) -> Indexed {
+    pub(crate) fn new(patterns: &[Pattern]) -> Indexed {
         let mut times = Vec::new();
         let mut tm: HashMap<u64, u32, FixedState> = HashMap::default();
         let mut index = |v: f64| -> u32 {
@@ -337,7 +340,7 @@ fn starts(scale: f64) -> Vec<Vec<f64>> {
 /// (Fader, Hardie & Lee 2005, eq. 6 without its
 /// dropout terms; the same limit as b -> infinity). Mean negative
 /// log-likelihood and gradient in (ln r, ln alpha).
-fn nbd_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f64 {
+pub(crate) fn nbd_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f64 {
     let (r, alpha) = (theta[0].exp(), theta[1].exp());
     let (lg_r, psi_r, ln_alpha) = (ln_gamma(r), digamma(r), alpha.ln());
     let xt: Vec<(f64, f64)> = ix
@@ -749,7 +752,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn patterns(weighted: bool) -> Vec<Pattern> {
+    pub(crate) fn patterns(weighted: bool) -> Vec<Pattern> {
         let rows = cdnow_summary();
         if !weighted {
             return rows

@@ -1,11 +1,13 @@
 //! Discounted customer lifetime value, as `lifetimes`' `customer_lifetime_value`
-//! computes it: monthly increments of BG/NBD expected purchases times the
-//! Gamma-Gamma expected spend, discounted per month; then the SQL function
-//! `clv`; then tests.
+//! computes it: monthly increments of a purchase model's expected purchases
+//! (BG/NBD, Pareto/NBD or MBG/NBD) times the Gamma-Gamma expected spend,
+//! discounted per month; then the SQL functions `clv`, `pareto_nbd_clv`,
+//! `mbgnbd_clv`; then tests.
 
 use super::bgnbd::{self, BgNbdParams};
-use super::gamma_gamma::{self, GammaGammaParams};
+use super::gamma_gamma::GammaGammaParams;
 use super::Function;
+use super::{gamma_gamma, mbgnbd, pareto_nbd};
 use crate::numeric::memo;
 use crate::numeric::special::normal_quantile;
 
@@ -30,12 +32,11 @@ pub fn clv(
         return f64::NAN;
     }
     let s = discounted_sum(
-        bg,
-        x,
-        t,
+        Model::Bg,
+        [bg.r, bg.alpha, bg.a, bg.b],
+        |h| bgnbd::conditional_bracket(bg, h, x, t),
+        [x, t, monthly_discount_rate, time_units_per_month],
         horizon_months,
-        monthly_discount_rate,
-        time_units_per_month,
     );
     let value = expected_value * bgnbd::p_alive(bg, x, tx, t) * s;
     // A negative expected spend counts as none; NaN stays NaN (`f64::max`
@@ -47,33 +48,46 @@ pub fn clv(
     }
 }
 
+/// The purchase model (BG/NBD, Pareto/NBD, MBG/NBD) whose factor a memoized
+/// sum is (part of its key).
+#[derive(Debug, Clone, Copy)]
+enum Model {
+    Bg = 0,
+    Pareto = 1,
+    Mbg = 2,
+}
+
 /// S(x, T) = sum over months of the discounted increments of
-/// E[Y] / P(alive), memoized per thread (a pure function of its arguments;
-/// the memo is dropped when it reaches 2^16 entries).
+/// E[Y(h)] / P(alive), given as `bracket(h)` by the `model` with
+/// `params`; `args` are x, T, the monthly discount rate and the time units
+/// per month. Memoized per thread (a pure function of its arguments; the
+/// memo is dropped when it reaches 2^16 entries).
 fn discounted_sum(
-    bg: &BgNbdParams,
-    x: f64,
-    t: f64,
+    model: Model,
+    params: [f64; 4],
+    bracket: impl Fn(f64) -> f64,
+    args: [f64; 4],
     horizon: u32,
-    rate: f64,
-    per_month: f64,
 ) -> f64 {
     thread_local! {
-        static MEMO: memo::Memo<9> = memo::Memo::default();
+        static MEMO: memo::Memo<10> = memo::Memo::default();
     }
-    let key = [
-        bg.r.to_bits(),
-        bg.alpha.to_bits(),
-        bg.a.to_bits(),
-        bg.b.to_bits(),
-        x.to_bits(),
-        t.to_bits(),
-        u64::from(horizon),
-        rate.to_bits(),
-        per_month.to_bits(),
-    ];
+    let [_, _, rate, per_month] = args;
+    let mut key = [0u64; 10];
+    key[0] = model as u64;
+    for (k, v) in key[1..9].iter_mut().zip(params.iter().chain(&args)) {
+        *k = v.to_bits();
+    }
+    key[9] = u64::from(horizon);
     memo::memoized(&MEMO, key, || {
-        discounted_sum_raw(bg, x, t, horizon, rate, per_month)
+        let mut total = 0.0;
+        let mut prev = 0.0;
+        for m in 1..=horizon {
+            let e = bracket(m as f64 * per_month);
+            total += (e - prev) / (1.0 + rate).powi(m as i32);
+            prev = e;
+        }
+        total
     })
 }
 
@@ -142,7 +156,13 @@ fn log_sum_gradient(
             discounted_sum_raw(&p, x, t, horizon, rate, per_month)
         };
         let free = if bg.a == 0.0 { 2 } else { 4 };
-        let base = discounted_sum(bg, x, t, horizon, rate, per_month);
+        let base = discounted_sum(
+            Model::Bg,
+            [bg.r, bg.alpha, bg.a, bg.b],
+            |h| bgnbd::conditional_bracket(bg, h, x, t),
+            [x, t, rate, per_month],
+            horizon,
+        );
         let mut g = [0.0; 4];
         for (k, gk) in g.iter_mut().enumerate().take(free) {
             let up = at(k, LOG_STEP);
@@ -265,6 +285,25 @@ fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
     let (Some(bg), Some(gg)) = (bgnbd::params(&pv[..4])?, gamma_gamma::params(&pv[4..8])?) else {
         return Ok(None);
     };
+    let Some((value, horizon)) = checked(&gg, v)? else {
+        return Ok(None);
+    };
+    let (x, tx, t, rate, per_month) = (v[0], v[1], v[2], v[5], v[6]);
+    let c = clv(&bg, value, x, tx, t, horizon, rate, per_month);
+    if !c.is_finite() {
+        return Err(format!(
+            "CLV is {c} for BG/NBD {bg:?}, Gamma-Gamma {gg:?} and arguments {v:?}"
+        ));
+    }
+    Ok(Some(c))
+}
+
+/// The arguments checked, and the Gamma-Gamma expected spend with the
+/// horizon in months; `None` when the spend is NULL.
+fn checked(
+    gg: &gamma_gamma::GammaGammaParams,
+    v: &[f64],
+) -> std::result::Result<Option<(f64, u32)>, String> {
     let (x, tx, t, m, horizon, rate, per_month) = (v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
     bgnbd::validate(x, tx, t)?;
     if !(horizon >= 0.0 && horizon.fract() == 0.0 && horizon <= 1200.0) {
@@ -280,13 +319,61 @@ fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
             "time_units_per_month must be positive (30 for days, 4.345 for weeks), got {per_month}"
         ));
     }
-    let Some(value) = gamma_gamma::expected_value(&gg, x, m) else {
+    Ok(gamma_gamma::expected_value(gg, x, m).map(|value| (value, horizon as u32)))
+}
+
+/// CLV under Pareto/NBD or MBG/NBD (`model`, parameters `pv[..4]` in its
+/// struct order), as [`eval`] under BG/NBD: value * P(alive) * S(x, T).
+fn eval_other(model: Model, pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
+    let Some(gg) = gamma_gamma::params(&pv[4..8])? else {
         return Ok(None);
     };
-    let c = clv(&bg, value, x, tx, t, horizon as u32, rate, per_month);
-    if !c.is_finite() {
+    let (x, tx, t, rate, per_month) = (v[0], v[1], v[2], v[5], v[6]);
+    let (alive, params): (f64, [f64; 4]) = match model {
+        Model::Pareto => match pareto_nbd::params(&pv[..4])? {
+            None => return Ok(None),
+            Some(p) => (
+                pareto_nbd::p_alive(&p, x, tx, t),
+                [p.r, p.alpha, p.s, p.beta],
+            ),
+        },
+        _ => match mbgnbd::params(&pv[..4])? {
+            None => return Ok(None),
+            Some(p) => (mbgnbd::p_alive(&p, x, tx, t), [p.r, p.alpha, p.a, p.b]),
+        },
+    };
+    let Some((value, horizon)) = checked(&gg, v)? else {
+        return Ok(None);
+    };
+    let [r, alpha, c, d] = params;
+    let bracket = |h: f64| match model {
+        Model::Pareto => {
+            let p = pareto_nbd::ParetoNbdParams {
+                r,
+                alpha,
+                s: c,
+                beta: d,
+            };
+            pareto_nbd::conditional_bracket(&p, h, x, t)
+        }
+        _ => mbgnbd::bracket(
+            &mbgnbd::MbgNbdParams {
+                r,
+                alpha,
+                a: c,
+                b: d,
+            },
+            h,
+            x,
+            t,
+        ),
+    };
+    let s = discounted_sum(model, params, bracket, [x, t, rate, per_month], horizon);
+    let c = (value * alive * s).max(0.0);
+    if !(value * alive * s).is_finite() {
         return Err(format!(
-            "CLV is {c} for BG/NBD {bg:?}, Gamma-Gamma {gg:?} and arguments {v:?}"
+            "CLV is NaN for {model:?} parameters {:?}, Gamma-Gamma {gg:?} and arguments {v:?}",
+            &pv[..4]
         ));
     }
     Ok(Some(c))
@@ -376,29 +463,62 @@ fn eval_high(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> 
     Ok(eval_interval(pv, v)?.map(|(_, high)| high))
 }
 
+fn eval_pareto_nbd(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
+    eval_other(Model::Pareto, pv, v)
+}
+
+fn eval_mbgnbd(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
+    eval_other(Model::Mbg, pv, v)
+}
+
 /// The SQL functions.
 pub fn functions() -> Vec<Function> {
-    vec![Function::scalar(
-        "clv",
-        &[("bgnbd_params", &["r", "alpha", "a", "b"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
-        &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month"],
-        eval,
-        "discounted CLV over horizon_months months (lifetimes' customer_lifetime_value); time_units_per_month = 30 (days) or 4.345 (weeks)",
-    ),
-    Function::scalar(
-        "clv_low",
-        &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
-        &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month", "interval"],
-        eval_low,
-        "lower end of the interval (level `interval`, e.g. 0.9) of clv over the fits' parameter uncertainty: delta method on ln CLV with the fits' inverse observed information",
-    ),
-    Function::scalar(
-        "clv_high",
-        &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
-        &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month", "interval"],
-        eval_high,
-        "upper end of the interval of clv (see clv_low)",
-    )]
+    const ARGS: &[&str] = &[
+        "frequency",
+        "recency",
+        "t",
+        "monetary_value",
+        "horizon_months",
+        "monthly_discount_rate",
+        "time_units_per_month",
+    ];
+    vec![
+        Function::scalar(
+            "clv",
+            &[("bgnbd_params", &["r", "alpha", "a", "b"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            ARGS,
+            eval,
+            "discounted CLV over horizon_months months (lifetimes' customer_lifetime_value); time_units_per_month = 30 (days) or 4.345 (weeks)",
+        ),
+        Function::scalar(
+            "pareto_nbd_clv",
+            &[("pareto_nbd_params", &["r", "alpha", "s", "beta"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            ARGS,
+            eval_pareto_nbd,
+            "clv with Pareto/NBD expected purchases",
+        ),
+        Function::scalar(
+            "mbgnbd_clv",
+            &[("mbgnbd_params", &["r", "alpha", "a", "b"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            ARGS,
+            eval_mbgnbd,
+            "clv with MBG/NBD expected purchases",
+        ),
+        Function::scalar(
+            "clv_low",
+            &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
+            &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month", "interval"],
+            eval_low,
+            "lower end of the interval (level `interval`, e.g. 0.9) of clv over the fits' parameter uncertainty: delta method on ln CLV with the fits' inverse observed information",
+        ),
+        Function::scalar(
+            "clv_high",
+            &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
+            &["frequency", "recency", "t", "monetary_value", "horizon_months", "monthly_discount_rate", "time_units_per_month", "interval"],
+            eval_high,
+            "upper end of the interval of clv (see clv_low)",
+        ),
+    ]
 }
 
 #[cfg(test)]

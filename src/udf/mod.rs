@@ -6,10 +6,13 @@
 //! and one line in [`MODELS`].
 
 pub mod args;
+pub mod bgbb;
 pub mod bgnbd;
 pub mod clv;
 pub mod concentration;
 pub mod gamma_gamma;
+pub mod mbgnbd;
+pub mod pareto_nbd;
 pub mod parse;
 pub mod sbg;
 #[cfg(test)]
@@ -131,6 +134,9 @@ fn type_text(t: &DataType) -> String {
 /// Every model's function list: one line per model.
 pub const MODELS: &[fn() -> Vec<Function>] = &[
     bgnbd::functions,
+    pareto_nbd::functions,
+    mbgnbd::functions,
+    bgbb::functions,
     gamma_gamma::functions,
     clv::functions,
     sbg::functions,

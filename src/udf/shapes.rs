@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, Gamma};
 
 use super::bgnbd::{self, Pattern};
-use super::gamma_gamma;
+use super::{gamma_gamma, mbgnbd};
 
 /// Observation window of the generated shops: two years, in weeks.
 const WEEKS: f64 = 104.0;
@@ -201,6 +201,30 @@ mod tests {
             .collect();
         let f = gamma_gamma::fit(&none);
         assert!(f.iterations == 0 && !f.converged, "{f:?}");
+    }
+
+    #[test]
+    fn mbgnbd_stops_within_the_budget_on_the_boundary_shapes() {
+        // MBG/NBD on the shapes above with an optimum at a boundary or none:
+        // the no-dropout shop is its NBD limit a = 0 (verified boundary),
+        // one purchase each identifies nothing (said, not hidden); both
+        // under BUDGET iterations, printed.
+        let f = mbgnbd::fit(&no_dropout(20_000, 1));
+        println!(
+            "mbgnbd_fit, no dropout: {} iterations, {}",
+            f.iterations, f.status
+        );
+        assert!(
+            f.iterations < BUDGET && f.converged && f.status == "boundary",
+            "{f:?}"
+        );
+        let f = mbgnbd::fit(&gone_after_one(20_000, 2));
+        println!(
+            "mbgnbd_fit, gone after one: {} iterations, {}",
+            f.iterations, f.status
+        );
+        assert!(f.iterations < BUDGET && !f.converged, "{f:?}");
+        assert!(f.status.contains("not identified"), "{f:?}");
     }
 
     #[test]
