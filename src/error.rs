@@ -189,6 +189,26 @@ pub enum Error {
         message: String,
     },
 
+    /// A scheduler refused this client: no cluster secret, or a wrong one
+    /// (exit 1). The message says which; it never quotes a secret.
+    #[error("cluster {address}: {message}")]
+    ClusterRefused {
+        /// `ballista://host:port` of the scheduler.
+        address: String,
+        /// Why, and what to set.
+        message: String,
+    },
+
+    /// A TLS file (`--tls-cert`, `--tls-key`, `--tls-ca`) is not what it
+    /// should be (exit 2).
+    #[error("{}: {message}", path.display())]
+    Tls {
+        /// The PEM file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// Engine failure (exit 1, or the code of a custval error inside it).
     #[error(transparent)]
     DataFusion(Box<DataFusionError>),
@@ -217,6 +237,7 @@ impl Error {
             | Error::InputOption { .. }
             | Error::InputData { .. }
             | Error::FileExists { .. }
+            | Error::Tls { .. }
             | Error::InvalidStep { .. } => 2,
             Error::Gate { .. } => 3,
             Error::DataFusion(e) => match find_custval_error(e) {
@@ -229,6 +250,7 @@ impl Error {
             | Error::Storage { .. }
             | Error::Conflict { .. }
             | Error::Cluster { .. }
+            | Error::ClusterRefused { .. }
             | Error::Json(_)
             | Error::Internal(_) => 1,
         }
@@ -454,6 +476,20 @@ mod tests {
                     message: s(),
                 },
                 1,
+            ),
+            (
+                Error::ClusterRefused {
+                    address: s(),
+                    message: s(),
+                },
+                1,
+            ),
+            (
+                Error::Tls {
+                    path: "ca.pem".into(),
+                    message: s(),
+                },
+                2,
             ),
             (Error::DataFusion(df()), 1),
             (Error::Json(serde_json::from_str::<u8>("x").unwrap_err()), 1),

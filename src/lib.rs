@@ -27,6 +27,7 @@ pub mod rejections;
 pub mod report;
 pub mod runner;
 pub mod scratch;
+pub mod security;
 pub mod sql;
 pub mod steps;
 pub mod storage;
