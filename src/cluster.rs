@@ -6,23 +6,36 @@
 //! (decoding the client's logical plan), and the executor's function registry
 //! (decoding physical tasks). Every process also resolves object stores from
 //! its own environment ([`EnvStores`]), so credentials never travel in plans.
+//!
+//! With TLS files or a cluster secret (`crate::security`), `guard` puts them
+//! on every connection and `serve` runs the servers custval assembles from
+//! Ballista's services (Ballista 55's own serve plain gRPC only); without,
+//! Ballista's own processes run as they are.
+
+mod guard;
+mod serve;
+
+pub use guard::{Guard, SecretCheck};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ballista::prelude::SessionContextExt;
+use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
+use crate::security::{exposure, TlsFiles};
 use crate::storage::EnvStores;
 
 /// Where a scheduler listens.
@@ -34,6 +47,8 @@ pub struct SchedulerOptions {
     pub external_host: String,
     /// gRPC port.
     pub port: u16,
+    /// TLS: certificate and key, and with a CA, mutual TLS.
+    pub tls: TlsFiles,
 }
 
 /// An executor's ports, scheduler, working folder and capacity.
@@ -57,6 +72,8 @@ pub struct ExecutorOptions {
     pub concurrent_tasks: usize,
     /// Memory all tasks together may use before spilling.
     pub memory_limit: usize,
+    /// TLS: certificate and key, and with a CA, mutual TLS.
+    pub tls: TlsFiles,
 }
 
 /// The `host:port` of a `ballista://` (or `df://`) engine URL.
@@ -77,12 +94,30 @@ pub fn scheduler_address(url: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), parsed.port().unwrap_or(50050)))
 }
 
-fn runtime(temp_dir: Option<&std::path::Path>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+/// A runtime with stores from the environment, spills under `temp_dir`
+/// and, with `pool`, a memory pool of that many bytes.
+fn runtime(
+    temp_dir: Option<&std::path::Path>,
+    pool: Option<usize>,
+) -> datafusion::error::Result<Arc<RuntimeEnv>> {
     let mut b = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(EnvStores::default()));
     if let Some(dir) = temp_dir {
         b = b.with_temp_file_path(dir);
     }
+    if let Some(bytes) = pool {
+        b = b.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+    }
     b.build_arc()
+}
+
+/// The guard of a scheduler or executor listening on `bind_host`, with the
+/// startup warning when it is reachable beyond loopback unprotected.
+fn server_guard(role: &str, bind_host: &str, tls: &TlsFiles) -> Result<Guard> {
+    let guard = Guard::load(tls, true)?;
+    if let Some(warning) = exposure(role, bind_host, guard.tls(), guard.has_secret()) {
+        tracing::warn!("{warning}");
+    }
+    Ok(guard)
 }
 
 /// The session state the scheduler plans with: Ballista's defaults, stores
@@ -90,7 +125,7 @@ fn runtime(temp_dir: Option<&std::path::Path>) -> datafusion::error::Result<Arc<
 fn scheduler_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
     let base = ballista_core::utils::default_session_builder(config)?;
     let mut state = SessionStateBuilder::new_from_existing(base)
-        .with_runtime_env(runtime(None)?)
+        .with_runtime_env(runtime(None, None)?)
         .with_physical_optimizer_rule(Arc::new(crate::udf::summary::SinglePhaseSummary))
         .build();
     crate::udf::register_all_state(&mut state)?;
@@ -110,16 +145,26 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
     let addr: SocketAddr = address
         .parse()
         .map_err(|e| Error::Argument(format!("scheduler address {address}: {e}")))?;
+    let guard = server_guard("scheduler", &opts.bind_host, &opts.tls)?;
     let config = SchedulerConfig {
         bind_host: opts.bind_host.clone(),
         external_host: opts.external_host.clone(),
         bind_port: opts.port,
         override_session_builder: Some(Arc::new(scheduler_state)),
+        // A secured executor asks for tasks (see `serve`); a plain one is sent them.
+        scheduling_policy: if guard.secured() {
+            TaskSchedulingPolicy::PullStaged
+        } else {
+            TaskSchedulingPolicy::PushStaged
+        },
         ..Default::default()
     };
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| cluster_err(&address, e))?;
+    if guard.secured() {
+        return serve::scheduler(cluster, addr, Arc::new(config), &guard).await;
+    }
     tracing::info!(%address, "custval scheduler listening");
     start_server(cluster, addr, Arc::new(config))
         .await
@@ -136,6 +181,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         .map_err(|e| Error::io(&opts.work_dir, e))?;
     let functions =
         BallistaFunctionRegistry::from(&scheduler_state(SessionConfig::new_with_ballista())?);
+    let guard = server_guard("executor", &opts.bind_host, &opts.tls)?;
     let temp = work_dir.clone();
     let config = ExecutorProcessConfig {
         bind_host: opts.bind_host.clone(),
@@ -150,9 +196,12 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         work_dir: Some(work_dir.to_string_lossy().into_owned()),
         memory_pool_size: Some(opts.memory_limit as u64),
         override_function_registry: Some(Arc::new(functions)),
-        override_runtime_producer: Some(Arc::new(move |_| runtime(Some(&temp)))),
+        override_runtime_producer: Some(Arc::new(move |_| runtime(Some(&temp), None))),
         ..Default::default()
     };
+    if guard.secured() {
+        return serve::executor(config, opts.memory_limit, &guard).await;
+    }
     tracing::info!(scheduler = %scheduler, port = opts.port, "custval executor starting");
     start_executor_process(Arc::new(config))
         .await
@@ -186,20 +235,31 @@ async fn reachable(host: &str, port: u16) -> Result<()> {
 }
 
 /// A client session on the cluster at `url`, with custval's functions;
-/// `config` holds the engine's settings, Ballista's are added here.
-pub async fn connect(url: &str, config: SessionConfig) -> Result<SessionContext> {
+/// `config` holds the engine's settings, Ballista's are added here, with
+/// the TLS of `tls` and the secret from the environment on every
+/// connection. The scheduler is asked first, so a refusal (no or a wrong
+/// secret, TLS) fails here naming it.
+pub async fn connect(url: &str, config: SessionConfig, tls: &TlsFiles) -> Result<SessionContext> {
     let (host, port) = scheduler_address(url)?;
+    let guard = Guard::load(tls, false)?;
     reachable(&host, port).await?;
+    guard.probe(&host, port).await?;
     // The static distributed planner: Ballista 55's adaptive planner spent
     // minutes of scheduler CPU per job on custval's many-stage plans (its
     // `AdaptiveExecutionGraph::revive` runs on every task status update).
     let config = config
         .upgrade_for_ballista()
         .with_ballista_job_name("custval")
-        .with_ballista_adaptive_query_planner(false);
+        .with_ballista_adaptive_query_planner(false)
+        .with_ballista_use_tls(guard.tls())
+        .with_ballista_grpc_metadata(guard.metadata());
+    let config = match guard.endpoint_override() {
+        Some(f) => config.with_ballista_override_create_grpc_client_endpoint(f),
+        None => config,
+    };
     let state = SessionStateBuilder::new()
         .with_config(config)
-        .with_runtime_env(runtime(None)?)
+        .with_runtime_env(runtime(None, None)?)
         .with_default_features()
         .build();
     let address = format!("df://{host}:{port}");

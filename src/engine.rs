@@ -20,6 +20,8 @@ pub struct EngineOptions {
     pub target_partitions: usize,
     /// `ballista://HOST:PORT` of a scheduler: run on that cluster instead of here.
     pub cluster: Option<String>,
+    /// TLS files of the client side of `cluster` (none: plain gRPC).
+    pub cluster_tls: crate::security::TlsFiles,
 }
 
 impl Default for EngineOptions {
@@ -30,6 +32,7 @@ impl Default for EngineOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             cluster: None,
+            cluster_tls: Default::default(),
         }
     }
 }
@@ -112,7 +115,14 @@ pub async fn open(opts: &EngineOptions) -> Result<SessionContext> {
     match &opts.cluster {
         None => session(opts),
         #[cfg(feature = "cluster")]
-        Some(url) => crate::cluster::connect(url, configure(SessionConfig::new(), opts)).await,
+        Some(url) => {
+            crate::cluster::connect(
+                url,
+                configure(SessionConfig::new(), opts),
+                &opts.cluster_tls,
+            )
+            .await
+        }
         #[cfg(not(feature = "cluster"))]
         Some(url) => Err(Error::Argument(format!(
             "--engine {url}: this custval was built without the `cluster` feature"

@@ -231,6 +231,26 @@ pub enum Error {
         message: String,
     },
 
+    /// A scheduler refused this client: no cluster secret, or a wrong one
+    /// (exit 1). The message says which; it never quotes a secret.
+    #[error("cluster {address}: {message}")]
+    ClusterRefused {
+        /// `ballista://host:port` of the scheduler.
+        address: String,
+        /// Why, and what to set.
+        message: String,
+    },
+
+    /// A TLS file (`--tls-cert`, `--tls-key`, `--tls-ca`) is not what it
+    /// should be (exit 2).
+    #[error("{}: {message}", path.display())]
+    Tls {
+        /// The PEM file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// Engine failure (exit 1, or the code of a custval error inside it).
     #[error(transparent)]
     DataFusion(Box<DataFusionError>),
@@ -261,6 +281,7 @@ impl Error {
             | Error::InputData { .. }
             | Error::MappingValue { .. }
             | Error::FileExists { .. }
+            | Error::Tls { .. }
             | Error::InvalidStep { .. } => 2,
             Error::Gate { .. } => 3,
             Error::DataFusion(e) => match find_custval_error(e) {
@@ -274,6 +295,7 @@ impl Error {
             | Error::Conflict { .. }
             | Error::Cluster { .. }
             | Error::Chart { .. }
+            | Error::ClusterRefused { .. }
             | Error::Json(_)
             | Error::Internal(_) => 1,
         }
@@ -553,6 +575,20 @@ mod tests {
                     message: s(),
                 },
                 1,
+            ),
+            (
+                Error::ClusterRefused {
+                    address: s(),
+                    message: s(),
+                },
+                1,
+            ),
+            (
+                Error::Tls {
+                    path: "ca.pem".into(),
+                    message: s(),
+                },
+                2,
             ),
             (Error::DataFusion(df()), 1),
             (Error::Json(serde_json::from_str::<u8>("x").unwrap_err()), 1),

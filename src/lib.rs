@@ -28,6 +28,7 @@ pub mod report;
 pub mod runner;
 pub mod scratch;
 pub mod selection;
+pub mod security;
 pub mod sql;
 pub mod steps;
 pub mod storage;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::TlsArgs;
 use crate::engine::{default_memory_limit, parse_size};
 use crate::error::Result;
 
@@ -19,6 +20,9 @@ pub struct SchedulerArgs {
     /// gRPC port of the scheduler.
     #[arg(long, default_value_t = 50050)]
     pub port: u16,
+    /// TLS (and mutual TLS with --tls-ca).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `custval executor --work-dir DIR ...`
@@ -51,6 +55,9 @@ pub struct ExecutorArgs {
     /// Memory all tasks may use before spilling (e.g. 4GiB).
     #[arg(long)]
     pub memory_limit: Option<String>,
+    /// TLS (and mutual TLS with --tls-ca).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `custval scheduler`: run until stopped.
@@ -59,6 +66,7 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<()> {
         bind_host: args.bind_host,
         external_host: args.external_host,
         port: args.port,
+        tls: args.tls.files(),
     })
     .await
 }
@@ -79,6 +87,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
         work_dir: args.work_dir,
         concurrent_tasks: args.concurrent_tasks,
         memory_limit,
+        tls: args.tls.files(),
     })
     .await
 }

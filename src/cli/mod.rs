@@ -74,6 +74,40 @@ pub struct EngineArgs {
         value_name = "local|ballista://HOST:PORT"
     )]
     pub engine: Option<String>,
+    /// TLS to the cluster (with `--engine ballista://...`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// `--tls-cert`, `--tls-key`, `--tls-ca`: PEM files for a cluster's TLS, on
+/// the scheduler, the executors and the clients of `--engine ballista://`.
+/// The cluster secret is never a flag: `CUSTVAL_CLUSTER_SECRET` or
+/// `CUSTVAL_CLUSTER_SECRET_FILE`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TlsArgs {
+    /// This process's certificate chain (PEM); with --tls-key, turns TLS on
+    /// for a scheduler or executor, and is shown to servers that ask for one.
+    #[arg(long, env = "CUSTVAL_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "CUSTVAL_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signed the cluster's certificates (PEM): clients verify
+    /// servers with it (turning TLS on); a scheduler or executor given one
+    /// also requires client certificates it signed (mutual TLS).
+    #[arg(long, env = "CUSTVAL_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The files, not yet read.
+    pub fn files(&self) -> crate::security::TlsFiles {
+        crate::security::TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+        }
+    }
 }
 
 impl EngineArgs {
@@ -98,6 +132,8 @@ impl EngineArgs {
                 o.cluster = Some(url.to_string());
             }
         }
+        // Read only when a cluster is used: a local run ignores them.
+        o.cluster_tls = self.tls.files();
         Ok(o)
     }
 }

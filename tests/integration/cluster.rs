@@ -1,6 +1,7 @@
 //! The nightly job on a Ballista cluster: a scheduler and two executors
 //! started as child processes of the real binary on 127.0.0.1, and every
-//! published table compared with a local run of the same data.
+//! published table compared with a local run of the same data; plain, and
+//! with mutual TLS (certificates made here with `rcgen`) and a secret.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,15 +22,42 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// What a cluster's processes and its clients are given to protect it:
+/// TLS flags, and environment variables (the secret).
+#[derive(Debug, Clone, Default)]
+struct Guard {
+    /// `--tls-cert`, `--tls-key`, `--tls-ca` and their files.
+    tls: Vec<String>,
+    /// Environment variables.
+    env: Vec<(String, String)>,
+}
+
+impl Guard {
+    fn apply(&self, c: &mut Cmd) {
+        c.args(&self.tls);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+    }
+}
+
 /// A scheduler and executors; killed when dropped, logs kept for failures.
 struct Cluster {
     children: Vec<(String, Child)>,
     logs: PathBuf,
     port: u16,
+    /// What the servers get.
+    servers: Guard,
+    /// What a client that belongs to the cluster gets.
+    client: Guard,
 }
 
 impl Cluster {
     fn start(dir: &Path, executors: usize) -> Cluster {
+        Cluster::start_guarded(dir, executors, Guard::default(), Guard::default())
+    }
+
+    fn start_guarded(dir: &Path, executors: usize, servers: Guard, client: Guard) -> Cluster {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).unwrap();
         let port = free_port();
@@ -37,6 +65,8 @@ impl Cluster {
             children: vec![],
             logs,
             port,
+            servers,
+            client,
         };
         let p = port.to_string();
         cluster.spawn(
@@ -100,11 +130,12 @@ impl Cluster {
 
     fn spawn(&mut self, name: &str, args: &[&str]) {
         let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
-        let child = Cmd::custval()
-            .env("RUST_LOG", "info")
+        let mut c = Cmd::custval();
+        c.env("RUST_LOG", "info")
             .args(["--log-format", "text"])
-            .args(args)
-            .spawn(Stdio::from(log.try_clone().unwrap()), Stdio::from(log));
+            .args(args);
+        self.servers.apply(&mut c);
+        let child = c.spawn(Stdio::from(log.try_clone().unwrap()), Stdio::from(log));
         self.children.push((name.to_string(), child));
     }
 
@@ -113,9 +144,26 @@ impl Cluster {
     }
 
     fn sql(&self, query: &str) -> Run {
-        Cmd::custval()
-            .args(["sql", "--format", "csv", "--engine", &self.engine(), query])
-            .run()
+        self.sql_as(&self.client, query)
+    }
+
+    /// A query from a client with `guard` instead of the cluster's own.
+    fn sql_as(&self, guard: &Guard, query: &str) -> Run {
+        let mut c = Cmd::custval();
+        c.args(["sql", "--format", "csv", "--engine", &self.engine(), query]);
+        guard.apply(&mut c);
+        c.run()
+    }
+
+    /// Every line the cluster's processes logged.
+    fn log_text(&self) -> String {
+        self.children
+            .iter()
+            .map(|(name, _)| {
+                std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn assert_running(&mut self) {
@@ -152,12 +200,17 @@ impl Drop for Cluster {
 }
 
 fn run(job_args: &[&str], out: &Path, engine: Option<&str>) -> Run {
+    run_as(&Guard::default(), job_args, out, engine)
+}
+
+fn run_as(guard: &Guard, job_args: &[&str], out: &Path, engine: Option<&str>) -> Run {
     let mut c = Cmd::custval();
     c.args(["run", "jobs/nightly.toml"]).args(job_args);
     c.arg("--output").arg(out);
     if let Some(e) = engine {
         c.args(["--engine", e]);
     }
+    guard.apply(&mut c);
     c.run()
 }
 
@@ -275,4 +328,191 @@ fn an_unreachable_scheduler_is_named_in_the_error() {
         err.contains(&engine) && err.contains("cannot reach the scheduler"),
         "{err}"
     );
+}
+
+/// A CA, and one certificate it signed for 127.0.0.1 and localhost, good
+/// for servers and clients alike; another CA that signed nothing here.
+/// Written as PEM files under `dir`: ca.pem, node.pem, node.key, other-ca.pem.
+fn make_certificates(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    };
+    let (ours, other) = (ca("custval test CA"), ca("some other CA"));
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "custval node");
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let node = params.signed_by(&key, &ours).unwrap();
+    std::fs::write(dir.join("ca.pem"), ours.pem()).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), other.pem()).unwrap();
+    std::fs::write(dir.join("node.pem"), node.pem()).unwrap();
+    std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+}
+
+fn tls_flags(dir: &Path, cert: bool, ca: &str) -> Vec<String> {
+    let mut flags = vec![];
+    if cert {
+        flags.push("--tls-cert".to_string());
+        flags.push(dir.join("node.pem").display().to_string());
+        flags.push("--tls-key".to_string());
+        flags.push(dir.join("node.key").display().to_string());
+    }
+    flags.push("--tls-ca".to_string());
+    flags.push(dir.join(ca).display().to_string());
+    flags
+}
+
+/// Issue 21: mutual TLS and a shared secret on every connection. The
+/// scheduler reads the secret from CUSTVAL_CLUSTER_SECRET, the executors
+/// from CUSTVAL_CLUSTER_SECRET_FILE; the nightly job's tables equal a local
+/// run (tolerances as the plain cluster test); clients without the secret,
+/// with a wrong one, without TLS or without a certificate are refused with
+/// exit 1 naming the scheduler; the secret is in no log line or output.
+#[test]
+fn a_tls_cluster_with_a_secret_runs_the_job_and_refuses_strangers() {
+    const SECRET: &str = "custval-test-cluster-secret-7c41e9";
+    const WRONG: &str = "custval-test-cluster-secret-7c41eX";
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certificates(&certs);
+    let secret_file = tmp.path().join("cluster.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+
+    let member = Guard {
+        tls: tls_flags(&certs, true, "ca.pem"),
+        env: vec![("CUSTVAL_CLUSTER_SECRET".into(), SECRET.into())],
+    };
+    // The servers read the secret from its file, clients from the variable.
+    let servers = Guard {
+        tls: member.tls.clone(),
+        env: vec![(
+            "CUSTVAL_CLUSTER_SECRET_FILE".into(),
+            secret_file.display().to_string(),
+        )],
+    };
+    let cluster = Cluster::start_guarded(tmp.path(), 2, servers, member.clone());
+
+    // Queries go through the scheduler, over TLS, with the secret.
+    let probe = cluster.sql(PROBE);
+    assert_ok("probe", &probe, &cluster);
+    let g: f64 = probe
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("one value");
+    assert!((g - 2.0 / 9.0).abs() < 1e-12, "gini {g}");
+
+    // The nightly job on CDNOW equals the local run.
+    let cdnow = format!(
+        "transactions={}/tests/data/cdnow_sample.csv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let args = ["--as-of", "1997-09-30", "--input", cdnow.as_str()];
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("tls-cluster"));
+    let out = run(&args, &local, None);
+    assert_ok("local CDNOW run", &out, &cluster);
+    let job = run_as(&member, &args, &remote, Some(&cluster.engine()));
+    assert_ok("TLS cluster CDNOW run", &job, &cluster);
+    compare(&local, &remote, "1997-09-30");
+
+    // Strangers are refused at the client, exit 1, naming the scheduler.
+    let engine = cluster.engine();
+    let no_secret = Guard {
+        tls: member.tls.clone(),
+        env: vec![],
+    };
+    let wrong_secret = Guard {
+        tls: member.tls.clone(),
+        env: vec![("CUSTVAL_CLUSTER_SECRET".into(), WRONG.into())],
+    };
+    let no_tls = Guard {
+        tls: vec![],
+        env: member.env.clone(),
+    };
+    let no_certificate = Guard {
+        tls: tls_flags(&certs, false, "ca.pem"),
+        env: member.env.clone(),
+    };
+    let wrong_ca = Guard {
+        tls: tls_flags(&certs, true, "other-ca.pem"),
+        env: member.env.clone(),
+    };
+    let mut outputs = vec![probe, job];
+    // A TLS failure shows when connecting or at the first request.
+    let tls_failure = ["no gRPC connection", "did not answer gRPC"];
+    for (who, guard, expect) in [
+        ("no secret", &no_secret, &["no cluster secret"][..]),
+        (
+            "a wrong secret",
+            &wrong_secret,
+            &["a wrong cluster secret"][..],
+        ),
+        ("no TLS", &no_tls, &tls_failure[..]),
+        ("no client certificate", &no_certificate, &tls_failure[..]),
+        ("another CA", &wrong_ca, &tls_failure[..]),
+    ] {
+        let out = cluster.sql_as(guard, PROBE);
+        assert_eq!(out.code(), Some(1), "a client with {who}: {}", out.report());
+        assert!(
+            out.stderr.contains(&engine) && expect.iter().any(|e| out.stderr.contains(e)),
+            "a client with {who} should be refused naming {engine} and saying one of {expect:?}: {}",
+            out.stderr
+        );
+        outputs.push(out);
+    }
+    // The refusals were the scheduler's check, logged without the value.
+    let logs = cluster.log_text();
+    assert!(
+        logs.contains("refused a request with no cluster secret")
+            && logs.contains("refused a request with a wrong cluster secret"),
+        "{logs}"
+    );
+    for text in outputs
+        .iter()
+        .flat_map(|o| [o.stdout.as_str(), o.stderr.as_str()])
+        .chain(logs.lines())
+    {
+        assert!(
+            !text.contains(SECRET) && !text.contains(WRONG),
+            "a secret leaked: {text}"
+        );
+    }
+    // Nothing published names it either (manifests, run records).
+    for entry in walk(&remote) {
+        let body = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains(SECRET),
+            "the secret is in {}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files.extend(walk(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
 }

@@ -39,13 +39,23 @@ pub struct Cmd {
 
 impl Cmd {
     /// The `custval` binary under test, run from the crate root (job files
-    /// and `sql/` resolve as in the repository), with no `RUST_LOG` or
-    /// `CUSTVAL_ENGINE` inherited from the test's environment.
+    /// and `sql/` resolve as in the repository), with no `RUST_LOG`,
+    /// `CUSTVAL_ENGINE`, cluster secret or TLS file inherited from the
+    /// test's environment.
     pub fn custval() -> Cmd {
         let mut c = Cmd::new(env!("CARGO_BIN_EXE_custval"));
-        c.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("RUST_LOG")
-            .env_remove("CUSTVAL_ENGINE");
+        c.current_dir(env!("CARGO_MANIFEST_DIR"));
+        for var in [
+            "RUST_LOG",
+            "CUSTVAL_ENGINE",
+            "CUSTVAL_CLUSTER_SECRET",
+            "CUSTVAL_CLUSTER_SECRET_FILE",
+            "CUSTVAL_TLS_CERT",
+            "CUSTVAL_TLS_KEY",
+            "CUSTVAL_TLS_CA",
+        ] {
+            c.env_remove(var);
+        }
         c
     }
 

@@ -170,9 +170,18 @@ fn figures(customers: u64, extra: &[&str]) -> Figures {
     let report =
         std::fs::read_to_string(out.join(format!("_reports/nightly/as_of={end}/report.html")))
             .unwrap();
+    // The report writes counts with thousands separators (100,000).
+    let grouped = customers
+        .to_string()
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(",");
     assert!(
-        report.contains(&format!("<tr><td>Total</td><td>{customers}</td>")),
-        "no Total headroom row in report.html"
+        report.contains(&format!("<tr><td>Total</td><td>{grouped}</td>")),
+        "no Total headroom row with {grouped} customers in report.html"
     );
     Figures {
         rho_model,
