@@ -193,6 +193,28 @@ pub enum Error {
         message: String,
     },
 
+    /// A Delta table could not be written or committed: the store failed,
+    /// or another writer committed first (exit 1: the run failed; the
+    /// table is still at its previous version).
+    #[error("delta table {url}: cannot commit: {message}")]
+    DeltaCommit {
+        /// The Delta table's redacted URL (`OUTPUT/<table>/`).
+        url: String,
+        /// deltalake's error, on one line.
+        message: String,
+    },
+
+    /// The rows cannot go into the existing Delta table as it is: another
+    /// schema or partitioning, or a column named `as_of` (exit 2: fix the
+    /// job or the table; nothing was committed).
+    #[error("delta table {url}: {message}")]
+    DeltaTable {
+        /// The Delta table's redacted URL (`OUTPUT/<table>/`).
+        url: String,
+        /// What does not fit, on one line.
+        message: String,
+    },
+
     /// Object-store failure (exit 1).
     #[error("storage {url}: {source}")]
     Storage {
@@ -282,7 +304,8 @@ impl Error {
             | Error::MappingValue { .. }
             | Error::FileExists { .. }
             | Error::Tls { .. }
-            | Error::InvalidStep { .. } => 2,
+            | Error::InvalidStep { .. }
+            | Error::DeltaTable { .. } => 2,
             Error::Gate { .. } => 3,
             Error::DataFusion(e) => match find_custval_error(e) {
                 Some(inner) => inner.exit_code(),
@@ -291,6 +314,7 @@ impl Error {
             Error::Step { .. }
             | Error::Io { .. }
             | Error::OutputWrite { .. }
+            | Error::DeltaCommit { .. }
             | Error::Storage { .. }
             | Error::Conflict { .. }
             | Error::Cluster { .. }
@@ -551,6 +575,20 @@ mod tests {
                     message: s(),
                 },
                 1,
+            ),
+            (
+                Error::DeltaCommit {
+                    url: s(),
+                    message: s(),
+                },
+                1,
+            ),
+            (
+                Error::DeltaTable {
+                    url: s(),
+                    message: s(),
+                },
+                2,
             ),
             (
                 Error::storage(

@@ -283,6 +283,25 @@ pub struct OutputSpec {
     /// registered as `previous_<table>` (all text; empty when there is none).
     #[serde(default)]
     pub previous: Vec<String>,
+    /// How the table is published: `parquet` (the default: Parquet files
+    /// and a `_manifest.json` per as-of partition) or `delta` (a Delta Lake
+    /// table partitioned by `as_of`, [`crate::publish::delta`]).
+    /// `custval run --output-format` overrides it for every output.
+    #[serde(default)]
+    pub format: OutputFormat,
+}
+
+/// How an output is published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// Parquet files per as-of partition with a manifest, committed with
+    /// the run's other tables by one run record.
+    #[default]
+    Parquet,
+    /// A Delta Lake table at `OUTPUT/<table>/`, partitioned by `as_of`,
+    /// each run replacing its date's partition in one Delta commit.
+    Delta,
 }
 
 /// A job loaded from disk, with its SQL files read and parameters typed.

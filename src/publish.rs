@@ -36,6 +36,7 @@ pub const MANIFEST: &str = "_manifest.json";
 /// Version tag of the manifest format, in every manifest's `format`.
 pub const MANIFEST_FORMAT: &str = "custval-manifest/1";
 
+pub mod delta;
 pub mod record;
 pub mod repair;
 

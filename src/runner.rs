@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
 use crate::input::{self, InputReport};
-use crate::job::{BoundParams, Job};
+use crate::job::{BoundParams, Job, OutputFormat, OutputSpec};
 use crate::lineage::Lineage;
 use crate::lock::RunLock;
 use crate::publish::repair::Repaired;
@@ -172,15 +172,7 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
         }
         for out in &job.spec.outputs {
             if !out.previous.is_empty() {
-                register_previous(
-                    &ctx,
-                    &output,
-                    &out.table,
-                    &out.previous,
-                    params.as_of,
-                    &scratch,
-                )
-                .await?;
+                register_previous(&ctx, &output, out, params.as_of, &scratch).await?;
             }
         }
         Ok::<_, Error>(inputs)
@@ -206,26 +198,40 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
 }
 
 /// Register `previous_<table>`: the listed columns of the latest partition
-/// published before `as_of`, as text (NULL where the partition lacks one);
-/// empty when there is none.
+/// published before `as_of` (a Parquet partition with its manifest, or the
+/// Delta table's latest earlier `as_of`), as text (NULL where the partition
+/// lacks one); empty when there is none.
 async fn register_previous(
     ctx: &SessionContext,
     output: &OutputLayout,
-    table: &str,
-    columns: &[String],
+    out: &OutputSpec,
     as_of: NaiveDate,
     scratch: &Scratch,
 ) -> Result<()> {
+    let (table, columns) = (out.table.as_str(), &out.previous);
     let store = storage::register_store(ctx, output.root())?;
     let name = format!("previous_{table}");
-    match output.previous(&store, table, as_of).await? {
-        Some(part) => {
-            let raw = format!("__raw_{name}");
-            let parquet = input::ReadOptions {
-                format: Some(crate::job::Format::Parquet),
-                ..Default::default()
-            };
-            input::register_source(ctx, &raw, &part, &parquet).await?;
+    let raw = format!("__raw_{name}");
+    let found = match out.format {
+        OutputFormat::Delta => {
+            publish::delta::register_previous(ctx, output, &store, table, as_of, &raw)
+                .await?
+                .is_some()
+        }
+        OutputFormat::Parquet => match output.previous(&store, table, as_of).await? {
+            Some(part) => {
+                let parquet = input::ReadOptions {
+                    format: Some(crate::job::Format::Parquet),
+                    ..Default::default()
+                };
+                input::register_source(ctx, &raw, &part, &parquet).await?;
+                true
+            }
+            None => false,
+        },
+    };
+    match found {
+        true => {
             // A column the partition lacks (written before the job listed
             // it) reads as NULL.
             let have = ctx.table(raw.as_str()).await?.schema().clone();
@@ -241,7 +247,7 @@ async fn register_previous(
                 .await?;
             ctx.register_table(name.as_str(), df.into_view())?;
         }
-        None => {
+        false => {
             let schema = Arc::new(Schema::new(
                 columns
                     .iter()
@@ -513,7 +519,19 @@ async fn run_locked(
     started: Instant,
     scratch: &Scratch,
 ) -> Result<RunReport> {
-    let tables: Vec<String> = job.spec.outputs.iter().map(|o| o.table.clone()).collect();
+    // Only Parquet outputs have manifests and run folders to repair; a
+    // Delta table's as-of folders belong to its log.
+    let tables: Vec<String> = job
+        .spec
+        .outputs
+        .iter()
+        .filter(|o| o.format == OutputFormat::Parquet)
+        .map(|o| o.table.clone())
+        .collect();
+    for out in &job.spec.outputs {
+        let delta = out.format == OutputFormat::Delta;
+        publish::delta::check_format(&p.output, &store, &out.table, delta).await?;
+    }
     let repaired =
         publish::repair::repair(&store, &p.output, &job.spec.name, p.params.as_of, &tables).await?;
     let mut step_reports = Vec::new();
@@ -547,9 +565,11 @@ async fn run_locked(
         record: &record,
         staged: &staged,
         carried: &carried,
+        selection,
+        repaired: &repaired,
     };
-    let (loc, pending) = commit_run(&p, lock, &store, &commit, &repaired).await?;
-    let tables = staged
+    let (loc, pending, delta) = commit_run(job, &p, lock, &store, &commit).await?;
+    let mut tables: Vec<TableReport> = staged
         .iter()
         .map(|s| TableReport {
             table: s.table.clone(),
@@ -558,6 +578,12 @@ async fn run_locked(
             files: s.files.len(),
         })
         .collect();
+    tables.extend(delta.iter().map(|(table, c)| TableReport {
+        table: table.clone(),
+        rows: c.rows,
+        location: c.location.clone(),
+        files: 0,
+    }));
     // report.html charts the whole run's tables: a selection leaves the
     // date's report as it was.
     let report_html = match selection.whole {
@@ -628,22 +654,34 @@ struct Commit<'a> {
     record: &'a RunRecord,
     staged: &'a [Staged],
     carried: &'a [String],
+    /// Which outputs the run publishes (Delta outputs too).
+    selection: &'a Selection,
+    /// What repair found committed for the date before this run.
+    repaired: &'a Repaired,
 }
 
 async fn commit_run(
+    job: &Job,
     p: &Prepared,
     lock: &RunLock,
     store: &Arc<dyn ObjectStore>,
     c: &Commit<'_>,
-    repaired: &Repaired,
-) -> Result<(Location, Vec<String>)> {
-    let (record, staged) = (c.record, c.staged);
+) -> Result<(Location, Vec<String>, DeltaCommits)> {
+    let (record, staged, repaired) = (c.record, c.staged, c.repaired);
     if let Err(e) = lock.verify().await {
         discard(store, staged).await;
         return Err(e);
     }
+    let delta = match publish_delta(job, p, store, record, c.selection).await {
+        Ok(d) => d,
+        Err(e) => {
+            discard(store, staged).await;
+            return Err(e);
+        }
+    };
     let previous = repaired.committed.as_ref();
-    let commit = record.commit(staged, previous.map(|c| &c.record), c.carried);
+    let mut commit = record.commit(staged, previous.map(|c| &c.record), c.carried);
+    commit.delta = delta.clone();
     let loc = p.output.run_record(&record.job, record.as_of)?;
     match publish::record::put_record(store, &loc, &commit, previous.map(|c| &c.version)).await {
         Ok(()) => {}
@@ -675,7 +713,41 @@ async fn commit_run(
             }
         }
     }
-    Ok((loc, pending))
+    Ok((loc, pending, delta))
+}
+
+/// The Delta tables a run committed, by table name.
+type DeltaCommits = BTreeMap<String, publish::delta::DeltaCommit>;
+
+/// Publish every Delta output ([`publish::delta::publish`]): one Delta
+/// commit per table, in the job's order, after every step and gate passed
+/// and the lock was verified. A failure stops at that table: the tables
+/// committed before it keep the run's version (Delta has no transaction
+/// across tables), the others their previous one; re-running the date
+/// replaces them all.
+async fn publish_delta(
+    job: &Job,
+    p: &Prepared,
+    store: &Arc<dyn ObjectStore>,
+    record: &RunRecord,
+    selection: &Selection,
+) -> Result<DeltaCommits> {
+    let mut commits = BTreeMap::new();
+    for out in job
+        .spec
+        .outputs
+        .iter()
+        .filter(|o| o.format == OutputFormat::Delta && selection.publishes(&o.table))
+    {
+        let df = p.ctx.table(out.from.as_str()).await?;
+        let run = (record.job.as_str(), record.run_id.as_str());
+        let c =
+            publish::delta::publish(&p.ctx, &p.output, store, &out.table, df, record.as_of, run)
+                .await?;
+        tracing::info!(table = %out.table, rows = c.rows, version = c.version, location = %c.location, "delta table committed");
+        commits.insert(out.table.clone(), c);
+    }
+    Ok(commits)
 }
 
 /// Stage every output the selection publishes; on a failure remove what
@@ -691,7 +763,7 @@ async fn stage_all(
         .spec
         .outputs
         .iter()
-        .filter(|o| selection.publishes(&o.table))
+        .filter(|o| o.format == OutputFormat::Parquet && selection.publishes(&o.table))
     {
         let staging = async {
             let partition = p.output.partition(&out.table, p.params.as_of)?;

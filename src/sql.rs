@@ -63,7 +63,8 @@ pub async fn register_tables(
 
 /// `--output-dir OUT`: register every table of a custval output under its
 /// name, read at its latest published partition (through its manifest, so
-/// the committed run). Returns the names registered with their partitions;
+/// the committed run); a Delta table whole, at its latest version, with its
+/// `as_of` column. Returns the names registered with their partitions;
 /// a folder with no published partition is left out.
 ///
 /// Errors: [`Error::Storage`] when listing fails; those of
@@ -78,6 +79,15 @@ pub async fn register_output(
     let layout = crate::publish::OutputLayout::new(root);
     let mut found = Vec::new();
     for name in layout.tables(&store).await? {
+        // A Delta table reads whole, every as_of with its column.
+        let folder = layout.table(&name)?;
+        if crate::publish::delta::is_delta_table(&store, &folder).await? {
+            if let Some(p) = crate::publish::delta::provider(&store, &folder).await? {
+                ctx.register_table(name.as_str(), p)?;
+                found.push((name, folder));
+            }
+            continue;
+        }
         let Some(part) = layout.latest(&store, &name).await? else {
             tracing::debug!(table = %name, "no published partition: not registered");
             continue;

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{date_flag, inputs_map, key_values, say, EngineArgs};
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::job::{Job, OutputFormat};
 use crate::runner::{self, RunOptions, RunReport};
 
 /// The flags `run` and `check` share.
@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// Where tables are published (overrides the job's output).
     #[arg(long)]
     pub output: Option<String>,
+    /// Publish every output as `parquet` (partitions with manifests) or as
+    /// `delta` (Delta Lake tables partitioned by as_of); overrides each
+    /// output's `format` in the job.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output_format: Option<OutputFormat>,
     /// Write a JSON run report to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -101,7 +106,12 @@ fn setup(args: &JobArgs) -> Result<(Job, RunOptions)> {
 
 /// `custval run`: run the job, write the report file if asked, list the tables.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let (job, mut opts) = setup(&args.job)?;
+    let (mut job, mut opts) = setup(&args.job)?;
+    if let Some(format) = args.output_format {
+        for out in &mut job.spec.outputs {
+            out.format = format;
+        }
+    }
     opts.output = args.output;
     opts.lineage = args.lineage;
     opts.select = args.select;

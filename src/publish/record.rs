@@ -58,8 +58,12 @@ pub struct RunCommit {
     /// Per-step name, file, rows and seconds.
     #[serde(default)]
     pub steps: serde_json::Value,
-    /// Every table the run published, by name.
+    /// Every Parquet table the run published, by name.
     pub tables: BTreeMap<String, TableCommit>,
+    /// Every Delta table the run committed, by name: its own Delta commit
+    /// published it; recorded here with the version it made.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delta: BTreeMap<String, super::delta::DeltaCommit>,
 }
 
 /// One table of a run record.
@@ -123,6 +127,7 @@ impl RunRecord {
             model_fit: self.model_fit.clone(),
             steps: self.steps.clone(),
             tables,
+            delta: BTreeMap::new(),
         }
     }
 }
@@ -412,6 +417,7 @@ pub(super) mod tests {
             model_fit: serde_json::Value::Null,
             steps: serde_json::Value::Null,
             tables,
+            delta: BTreeMap::new(),
         }
     }
 

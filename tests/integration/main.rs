@@ -10,6 +10,7 @@ mod cluster;
 mod column_docs;
 mod common;
 mod csv_dialects;
+mod delta;
 mod demo;
 mod exit_codes;
 mod exports;
