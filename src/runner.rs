@@ -534,17 +534,7 @@ async fn run_locked(
     }
     let repaired =
         publish::repair::repair(&store, &p.output, &job.spec.name, p.params.as_of, &tables).await?;
-    let mut step_reports = Vec::new();
-    let mut done: Vec<String> = Vec::new();
-    let mut judged = std::collections::HashSet::new();
-    for step in job.spec.steps.iter().filter(|s| selection.runs(&s.name)) {
-        step_reports.push(steps::run_step(&p.ctx, job, step, &p.sql_params, scratch).await?);
-        done.push(step.name.clone());
-        let verdict = steps::run_gates(&p.ctx, job, Some(&done), &mut judged, &p.sql_params).await;
-        with_evidence(job, &p, &store, verdict).await?;
-    }
-    let verdict = steps::run_gates(&p.ctx, job, None, &mut judged, &p.sql_params).await;
-    with_evidence(job, &p, &store, verdict).await?;
+    let step_reports = run_steps(job, &p, selection, &store, scratch).await?;
     let record = RunRecord {
         job: job.spec.name.clone(),
         run_id: p.run_id.clone(),
@@ -613,6 +603,30 @@ async fn run_locked(
         repairs: repaired.repairs,
         pending,
     })
+}
+
+/// Run the selected steps in order, each followed by the gates now due,
+/// then the remaining gates; the first failure (a gate's with its evidence)
+/// ends the run.
+async fn run_steps(
+    job: &Job,
+    p: &Prepared,
+    selection: &Selection,
+    store: &Arc<dyn ObjectStore>,
+    scratch: &Scratch,
+) -> Result<Vec<steps::StepReport>> {
+    let mut step_reports = Vec::new();
+    let mut done: Vec<String> = Vec::new();
+    let mut judged = std::collections::HashSet::new();
+    for step in job.spec.steps.iter().filter(|s| selection.runs(&s.name)) {
+        step_reports.push(steps::run_step(&p.ctx, job, step, &p.sql_params, scratch).await?);
+        done.push(step.name.clone());
+        let verdict = steps::run_gates(&p.ctx, job, Some(&done), &mut judged, &p.sql_params).await;
+        with_evidence(job, p, store, verdict).await?;
+    }
+    let verdict = steps::run_gates(&p.ctx, job, None, &mut judged, &p.sql_params).await;
+    with_evidence(job, p, store, verdict).await?;
+    Ok(step_reports)
 }
 
 /// A failed gate's error with the evidence of [`rejections::gate_evidence`]:

@@ -122,7 +122,7 @@ pub async fn publish(
     let written =
         deltalake_core::operations::write::WriteBuilder::new(existing.log_store(), snapshot)
             .with_input_plan(df.logical_plan().clone())
-            .with_session_state(Arc::new(ctx.state()))
+            .with_session_state(Arc::new(delta_session(ctx)))
             .with_save_mode(SaveMode::Overwrite)
             .with_partition_columns([AS_OF_COLUMN])
             .with_replace_where(col(AS_OF_COLUMN).eq(day))
@@ -142,6 +142,16 @@ pub async fn publish(
         version,
         rows: added_rows(&written).await,
     })
+}
+
+/// The run's session with delta-rs' query planner, which lowers the
+/// metric nodes its write plan carries (without it planning fails with "No
+/// installed planner was able to convert the custom node"); the run's
+/// tables, functions and options stay as they are.
+fn delta_session(ctx: &SessionContext) -> datafusion::execution::SessionState {
+    datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+        .with_query_planner(deltalake_core::delta_datafusion::planner::DeltaPlanner::new())
+        .build()
 }
 
 /// Rows the latest commit added (its `operationMetrics.num_added_rows`);
