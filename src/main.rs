@@ -46,6 +46,7 @@ fn init_logging(cli: &Cli) {
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);
+    custval::security::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

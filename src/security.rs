@@ -3,7 +3,8 @@
 //! secret (`CUSTVAL_CLUSTER_SECRET`, or the file named by
 //! `CUSTVAL_CLUSTER_SECRET_FILE`; never a flag, which `ps` would show), and the
 //! warning for a process listening beyond loopback without them. No network
-//! code: `cluster` puts these on its connections.
+//! code: `cluster` puts these on its connections. Also the process's one TLS
+//! crypto provider ([`install_crypto_provider`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -207,6 +208,15 @@ pub fn exposure(role: &str, bind_host: &str, tls: bool, secret: bool) -> Option<
     Some(format!(
         "{role} listens on {bind_host}, beyond loopback, {missing}; see README, Cluster"
     ))
+}
+
+/// Make ring the process-wide rustls crypto provider (idempotent). Call
+/// once at start, before any TLS connection (cluster, object stores, Delta):
+/// with both ring and aws-lc-rs compiled in, rustls cannot choose one
+/// itself and panics at the first handshake.
+pub fn install_crypto_provider() {
+    // Err only when a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

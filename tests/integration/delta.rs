@@ -79,6 +79,10 @@ for root in sys.argv[3:]:
     out[name]["log_files"] = len(commits)
     out[name]["log_rows"] = log_rows
 print(json.dumps(out))
+# pyarrow's S3 client can abort at interpreter exit ("terminate called
+# without an active exception") after all the work is done: leave at once.
+sys.stdout.flush()
+os._exit(0)
 "#;
 
 /// Run the reader on `tables` below the local folder `out`; its JSON,
