@@ -433,7 +433,7 @@ fn eval_p_alive(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, Strin
         return Ok(None);
     };
     validate(v[0], v[1], v[2])?;
-    finite(p_alive(&p, 1.0, v[0], v[1], v[2]), "P(alive)", &p, v).map(Some)
+    Ok(Some(p_alive(&p, 1.0, v[0], v[1], v[2])))
 }
 
 fn eval_expected(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
@@ -448,24 +448,7 @@ fn eval_expected(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, Stri
     }
     validate(v[1], v[2], v[3])?;
     let e = expected_purchases(&p, v[0], v[1], v[2], v[3]);
-    finite(e, "expected purchases", &p, v).map(Some)
-}
-
-/// A model output, or an error naming the arguments when it is not finite.
-fn finite(
-    value: f64,
-    what: &str,
-    p: &BgBbParams,
-    args: &[f64],
-) -> std::result::Result<f64, String> {
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(format!(
-            "{what} is {value} for alpha={}, beta={}, gamma={}, delta={} and arguments {args:?}",
-            p.alpha, p.beta, p.gamma, p.delta
-        ))
-    }
+    Ok(Some(e))
 }
 
 /// The SQL functions of this model.
