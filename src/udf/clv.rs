@@ -211,9 +211,12 @@ fn log_value_gradient(gg: &GammaGammaParams, x: f64, m: f64) -> [f64; 4] {
     [1.0 - gg.p * x / d, -gg.q / d, gg.v / (gg.v + x * m), 0.0]
 }
 
-/// g' C g over the entries where C is defined (a NaN entry is a parameter
-/// at its bound, fixed there); `None` when C has no defined diagonal
-/// entry at all (a fit without a covariance: not converged).
+/// g' C g over the entries where C is defined. An undefined entry is
+/// skipped only where the gradient is 0 (a parameter at its bound, fixed
+/// there, as the gradients make it); anywhere else it makes the form
+/// undefined (`None`, the interval NULL), never a silent 0. `None` too when
+/// C has no defined diagonal entry (a fit without a covariance: not
+/// converged) or the sum is not finite.
 fn quadratic_form(g: &[f64; 4], c: &[[f64; 4]; 4]) -> Option<f64> {
     if (0..4).all(|i| c[i][i].is_nan()) {
         return None;
@@ -221,12 +224,17 @@ fn quadratic_form(g: &[f64; 4], c: &[[f64; 4]; 4]) -> Option<f64> {
     let mut v = 0.0;
     for i in 0..4 {
         for j in 0..4 {
-            if c[i][j].is_finite() {
-                v += g[i] * c[i][j] * g[j];
+            if g[i] == 0.0 || g[j] == 0.0 {
+                continue;
             }
+            if !c[i][j].is_finite() {
+                return None;
+            }
+            v += g[i] * c[i][j] * g[j];
         }
     }
-    Some(v.max(0.0))
+    // Rounding can leave a tiny negative variance; a NaN is not clamped.
+    v.is_finite().then_some(v.max(0.0))
 }
 
 /// The gradient of ln CLV in the log parameters of the two fits, (r,
@@ -369,14 +377,15 @@ fn eval_other(model: Model, pv: &[f64], v: &[f64]) -> std::result::Result<Option
         ),
     };
     let s = discounted_sum(model, params, bracket, [x, t, rate, per_month], horizon);
-    let c = (value * alive * s).max(0.0);
-    if !(value * alive * s).is_finite() {
+    let c = value * alive * s;
+    if !c.is_finite() {
         return Err(format!(
-            "CLV is NaN for {model:?} parameters {:?}, Gamma-Gamma {gg:?} and arguments {v:?}",
+            "CLV is {c} for {model:?} parameters {:?}, Gamma-Gamma {gg:?} and arguments {v:?}",
             &pv[..4]
         ));
     }
-    Ok(Some(c))
+    // A negative expected spend counts as none (checked finite above).
+    Ok(Some(c.max(0.0)))
 }
 
 /// The BG/NBD fields the interval functions read: the parameters and the
@@ -524,6 +533,26 @@ pub fn functions() -> Vec<Function> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At a boundary (BG/NBD's a = 0) the bounded parameters' covariance is
+    /// NaN and their gradient 0: the form is the free block's. A NaN entry
+    /// under a non-zero gradient, or a NaN gradient, is undefined (NULL
+    /// interval), never a 0 variance. Expected values by hand.
+    #[test]
+    fn quadratic_form_skips_only_fixed_parameters() {
+        let n = f64::NAN;
+        let c = [
+            [0.04, 0.01, n, n],
+            [0.01, 0.09, n, n],
+            [n, n, n, n],
+            [n, n, n, n],
+        ];
+        // g' C g = 4 * 0.04 + 2 * 2 * 1 * 0.01 + 1 * 0.09 = 0.29
+        let v = quadratic_form(&[2.0, 1.0, 0.0, 0.0], &c).unwrap();
+        assert!((v - 0.29).abs() < 1e-15, "{v}");
+        assert_eq!(quadratic_form(&[2.0, 1.0, 0.5, 0.0], &c), None);
+        assert_eq!(quadratic_form(&[n, 1.0, 0.0, 0.0], &c), None);
+    }
     use crate::generate::{GenerateOptions, Population};
     use crate::numeric::special::normal_quantile;
     use rand::SeedableRng;
