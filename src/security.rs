@@ -3,7 +3,9 @@
 //! secret (`CUSTVAL_CLUSTER_SECRET`, or the file named by
 //! `CUSTVAL_CLUSTER_SECRET_FILE`; never a flag, which `ps` would show), and the
 //! warning for a process listening beyond loopback without them. No network
-//! code: `cluster` puts these on its connections. Also the process's one TLS
+//! code: `cluster` puts these on its connections. Also the credential
+//! derived from the secret for executors' Flight ports ([`FlightToken`]: its
+//! derivation and its form in a user agent) and the process's one TLS
 //! crypto provider ([`install_crypto_provider`]).
 
 use std::fmt;
@@ -22,6 +24,12 @@ pub const SECRET_FILE_ENV: &str = "CUSTVAL_CLUSTER_SECRET_FILE";
 pub const SECRET_HEADER: &str = "x-custval-cluster-secret";
 /// Shortest secret accepted, in bytes (`openssl rand -hex 32` gives 64).
 pub const MIN_SECRET_LEN: usize = 16;
+/// The user-agent product that carries the [`FlightToken`]:
+/// `custval-flight/<token>`.
+pub const FLIGHT_AGENT_PRODUCT: &str = "custval-flight";
+/// What the [`FlightToken`] is the HMAC-SHA256 of, keyed with the secret;
+/// a new version of the credential changes it.
+pub const FLIGHT_TOKEN_CONTEXT: &[u8] = b"custval flight v1";
 
 /// The PEM files given with `--tls-cert`, `--tls-key` and `--tls-ca` (or
 /// `CUSTVAL_TLS_CERT`, `CUSTVAL_TLS_KEY`, `CUSTVAL_TLS_CA`), not yet read.
@@ -174,6 +182,72 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The credential executors' Flight ports check, derived from this
+    /// secret: see [`FlightToken`].
+    pub fn flight_token(&self) -> FlightToken {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.0.as_bytes());
+        let tag = ring::hmac::sign(&key, FLIGHT_TOKEN_CONTEXT);
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        FlightToken(Arc::from(hex))
+    }
+}
+
+/// The credential on executors' Flight ports (results and shuffle data):
+/// the lower-case hex of HMAC-SHA256 keyed with the cluster secret over
+/// [`FLIGHT_TOKEN_CONTEXT`], 64 characters. It travels in the user agent
+/// (`custval-flight/<token>`), the one header Ballista 55's Flight client
+/// lets custval set (through the endpoint hook; it has no metadata hook).
+/// Not the secret itself: a proxy or server that logs user agents learns a
+/// token that opens Flight only, not the scheduler, and not the secret.
+/// Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct FlightToken(Arc<str>);
+
+impl fmt::Debug for FlightToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FlightToken(<redacted>)")
+    }
+}
+
+/// What a user agent shows of the Flight credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlightCredential {
+    /// A `custval-flight/` product carrying this token.
+    Right,
+    /// `custval-flight/` products, none carrying this token.
+    Wrong,
+    /// No `custval-flight/` product.
+    Missing,
+}
+
+impl FlightToken {
+    /// The user-agent product a client sends, `custval-flight/<token>`
+    /// (tonic appends ` tonic/<version>`); never to be logged.
+    pub fn user_agent(&self) -> String {
+        format!("{FLIGHT_AGENT_PRODUCT}/{}", self.0)
+    }
+
+    /// Which [`FlightCredential`] the user agent `agent` (the header's
+    /// bytes; products separated by spaces) carries. Each offered token is
+    /// compared in constant time (the time depends on the lengths only).
+    pub fn offered_in(&self, agent: &[u8]) -> FlightCredential {
+        let prefix = FLIGHT_AGENT_PRODUCT.as_bytes();
+        let mut seen = FlightCredential::Missing;
+        for product in agent.split(|b| *b == b' ') {
+            let Some(offered) = product
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix(b"/"))
+            else {
+                continue;
+            };
+            if bool::from(self.0.as_bytes().ct_eq(offered)) {
+                return FlightCredential::Right;
+            }
+            seen = FlightCredential::Wrong;
+        }
+        seen
+    }
 }
 
 /// Whether `host` (an address or name to listen on) is loopback only.
@@ -231,6 +305,49 @@ mod tests {
         assert!(!s.matches(b"0123456789abcdef-secre"));
         assert!(!s.matches(b""));
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn the_flight_token_is_the_secrets_hmac_and_found_in_a_user_agent() {
+        // The expected token is computed independently by OpenSSL:
+        let s = Secret::checked("X", "0123456789abcdef-secret").unwrap();
+        let token = s.flight_token();
+        // printf 'custval flight v1' | openssl dgst -sha256 -hmac '0123456789abcdef-secret'
+        const EXPECTED: &str = "c54fe09fc0dc3ba18b6dd7954472a2b8742f8bf05a3a5056649befd18598f9a4";
+        assert_eq!(token.user_agent(), format!("custval-flight/{EXPECTED}"));
+        assert_eq!(format!("{token:?}"), "FlightToken(<redacted>)");
+        let agent = |a: &str| token.offered_in(a.as_bytes());
+        // As tonic sends it: the endpoint's agent, then its own product.
+        assert_eq!(
+            agent(&format!("custval-flight/{EXPECTED} tonic/0.14.9")),
+            FlightCredential::Right
+        );
+        assert_eq!(
+            agent(&format!(
+                "grpc-go/1.0 custval-flight/{EXPECTED} tonic/0.14.9"
+            )),
+            FlightCredential::Right
+        );
+        let other = Secret::checked("X", "0123456789abcdef-secreT").unwrap();
+        assert_eq!(
+            token.offered_in(other.flight_token().user_agent().as_bytes()),
+            FlightCredential::Wrong
+        );
+        assert_eq!(
+            agent(&format!("custval-flight/{}", &EXPECTED[..63])),
+            FlightCredential::Wrong
+        );
+        // The secret itself is not the credential.
+        assert_eq!(
+            agent("custval-flight/0123456789abcdef-secret"),
+            FlightCredential::Wrong
+        );
+        assert_eq!(agent("tonic/0.14.9"), FlightCredential::Missing);
+        assert_eq!(
+            agent(&format!("custval-flightX/{EXPECTED}")),
+            FlightCredential::Missing
+        );
+        assert_eq!(agent(""), FlightCredential::Missing);
     }
 
     #[test]

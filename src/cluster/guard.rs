@@ -1,9 +1,11 @@
 //! TLS and the cluster secret on Ballista's connections: one [`Guard`] per
-//! process builds the server TLS (mutual when a CA is given), the check of
-//! the secret every server applies to each request, and what every client
-//! side needs: the endpoint override Ballista applies before it connects
-//! (TLS to schedulers and executors alike), the secret as gRPC metadata, and
-//! a probe that turns a refusal into a clear error naming the scheduler.
+//! process builds the server TLS (mutual when a CA is given), the checks
+//! servers apply to each request (the secret as gRPC metadata on the
+//! scheduler, the [`FlightToken`] in the user agent on executors' Flight
+//! ports), and what every client side needs: the endpoint override Ballista
+//! applies before it connects (TLS and the Flight token, to schedulers and
+//! executors alike), the secret as gRPC metadata, and a probe that turns a
+//! refusal into a clear error naming the scheduler.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,12 +14,16 @@ use std::time::Duration;
 use ballista_core::extension::{BallistaGrpcMetadataInterceptor, EndpointOverrideFn};
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::GetJobStatusParams;
+use tonic::codegen::http::header::USER_AGENT;
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 use tonic::{Code, Request, Status};
 
 use crate::error::{Error, Result};
-use crate::security::{Secret, TlsFiles, TlsPem, SECRET_ENV, SECRET_FILE_ENV, SECRET_HEADER};
+use crate::security::{
+    FlightCredential, FlightToken, Secret, TlsFiles, TlsPem, SECRET_ENV, SECRET_FILE_ENV,
+    SECRET_HEADER,
+};
 
 /// What one process proves and checks: its TLS material and the secret.
 #[derive(Debug, Clone, Default)]
@@ -83,14 +89,30 @@ impl Guard {
     /// The override Ballista applies to every gRPC endpoint it creates
     /// (client to scheduler, Flight fetches of results and shuffles): TLS,
     /// with the scheme made `https` (Ballista 55 writes `http://` for the
-    /// scheduler, and tonic only applies TLS to `https` URIs). `None` in
-    /// plain mode.
+    /// scheduler, and tonic only applies TLS to `https` URIs); and with a
+    /// secret, the [`FlightToken`] as the user agent, which executors'
+    /// Flight ports check (Ballista's Flight client sends no metadata, and
+    /// this hook is the one way onto its requests; the scheduler ignores
+    /// it). `None` in plain mode.
     pub fn endpoint_override(&self) -> Option<EndpointOverrideFn> {
-        let tls = self.client_tls()?;
-        Some(Arc::new(move |endpoint: Endpoint| {
-            secure_endpoint(endpoint.uri(), tls.clone())
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        }))
+        if !self.secured() {
+            return None;
+        }
+        let tls = self.client_tls();
+        let agent = self.secret.as_ref().map(|s| s.flight_token().user_agent());
+        type Failure = Box<dyn std::error::Error + Send + Sync>;
+        Some(Arc::new(
+            move |endpoint: Endpoint| -> std::result::Result<Endpoint, Failure> {
+                let endpoint = match &tls {
+                    Some(tls) => secure_endpoint(endpoint.uri(), tls.clone())?,
+                    None => endpoint,
+                };
+                Ok(match &agent {
+                    Some(agent) => endpoint.user_agent(agent.clone())?,
+                    None => endpoint,
+                })
+            },
+        ))
     }
 
     /// The gRPC metadata every client request carries: the secret, if any.
@@ -106,12 +128,25 @@ impl Guard {
         BallistaGrpcMetadataInterceptor::new(self.metadata())
     }
 
-    /// The check a server applies to each request, named by `role`
-    /// (`scheduler`, `executor`) in its refusals.
-    pub fn check(&self, role: &'static str) -> SecretCheck {
+    /// The check the scheduler applies to each request: the secret as
+    /// [`SECRET_HEADER`] metadata; `role` names the server in refusals.
+    pub fn check(&self, role: &str) -> SecretCheck {
         SecretCheck {
-            secret: self.secret.clone(),
-            role,
+            wanted: self.secret.clone().map(Wanted::Secret),
+            server: Arc::from(role),
+        }
+    }
+
+    /// The check an executor's Flight port applies to each request: the
+    /// [`FlightToken`] in the user agent; `server` (e.g. `executor
+    /// 10.0.0.7:50051`) names it in refusals.
+    pub fn flight_check(&self, server: &str) -> SecretCheck {
+        SecretCheck {
+            wanted: self
+                .secret
+                .as_ref()
+                .map(|s| Wanted::Flight(s.flight_token())),
+            server: Arc::from(server),
         }
     }
 
@@ -219,35 +254,79 @@ fn secure_endpoint(
     tuned(endpoint).tls_config(tls)
 }
 
+/// What a [`SecretCheck`] wants of each request.
+#[derive(Clone)]
+enum Wanted {
+    /// The secret as [`SECRET_HEADER`] metadata (the scheduler).
+    Secret(Secret),
+    /// The Flight token in the user agent (executors' Flight ports).
+    Flight(FlightToken),
+}
+
+impl Wanted {
+    /// `None` when `request` carries what is wanted, else why not.
+    fn refusal(&self, request: &Request<()>) -> Option<&'static str> {
+        match self {
+            Wanted::Secret(secret) => match request.metadata().get(SECRET_HEADER) {
+                Some(v) if secret.matches(v.as_bytes()) => None,
+                Some(_) => Some("a wrong cluster secret"),
+                None => Some("no cluster secret"),
+            },
+            Wanted::Flight(token) => {
+                // tonic keeps the user agent in the metadata it hands to
+                // interceptors (its test `doesnt_remove_headers_from_requests`).
+                let mut seen = FlightCredential::Missing;
+                for agent in request.metadata().get_all(USER_AGENT.as_str()) {
+                    match token.offered_in(agent.as_bytes()) {
+                        FlightCredential::Right => return None,
+                        FlightCredential::Wrong => seen = FlightCredential::Wrong,
+                        FlightCredential::Missing => {}
+                    }
+                }
+                Some(match seen {
+                    FlightCredential::Wrong => "a wrong Flight credential",
+                    _ => "no Flight credential",
+                })
+            }
+        }
+    }
+}
+
 /// The server-side check of the cluster secret, a tonic interceptor applied
-/// to every request of a scheduler's or executor's gRPC server. Without a
-/// secret configured it lets everything through.
+/// (as a tower layer, `InterceptorLayer`) to every request of a scheduler's
+/// gRPC server or an executor's Flight server. Without a secret configured
+/// it lets everything through. A refusal is gRPC `Unauthenticated`, naming
+/// the server and what was missing, never the secret or the token.
 #[derive(Clone)]
 pub struct SecretCheck {
-    secret: Option<Secret>,
-    role: &'static str,
+    wanted: Option<Wanted>,
+    server: Arc<str>,
 }
 
 impl Interceptor for SecretCheck {
     fn call(&mut self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
-        let Some(secret) = &self.secret else {
+        let Some(wanted) = &self.wanted else {
             return Ok(request);
         };
-        let offered = request.metadata().get(SECRET_HEADER);
-        let reason = match offered {
-            Some(v) if secret.matches(v.as_bytes()) => return Ok(request),
-            Some(_) => "a wrong cluster secret",
-            None => "no cluster secret",
+        let Some(reason) = wanted.refusal(&request) else {
+            return Ok(request);
         };
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|| "an unknown peer".into());
-        tracing::warn!(%peer, role = self.role, "refused a request with {reason}");
+        let server = &*self.server;
+        tracing::warn!(%peer, server, "refused a request with {reason}");
+        let hint = match wanted {
+            Wanted::Secret(_) => "",
+            Wanted::Flight(_) => {
+                " (custval clients and executors send a credential derived from \
+                 it in the user agent)"
+            }
+        };
         Err(Status::unauthenticated(format!(
-            "the {} refused the request: it carried {reason}; set {SECRET_ENV} \
-             (or {SECRET_FILE_ENV}) to the cluster's secret",
-            self.role
+            "the {server} refused the request: it carried {reason}; set {SECRET_ENV} \
+             (or {SECRET_FILE_ENV}) to the cluster's secret{hint}"
         )))
     }
 }
@@ -307,6 +386,112 @@ mod tests {
             Some("0123456789abcdef-right")
         );
         assert!(guard(None).metadata().is_empty());
+    }
+
+    fn agent_request(agent: Option<&str>, secret_header: Option<&str>) -> Request<()> {
+        let mut r = request(secret_header);
+        if let Some(a) = agent {
+            r.metadata_mut().insert("user-agent", a.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn the_flight_check_passes_only_the_token_and_never_quotes_it() {
+        const S: &str = "0123456789abcdef-right";
+        let token = Secret::checked("test", S).unwrap().flight_token();
+        let right = format!("{} tonic/0.14.9", token.user_agent());
+        let wrong = guard(Some("0123456789abcdef-wrong"))
+            .secret
+            .unwrap()
+            .flight_token()
+            .user_agent();
+        let mut check = guard(Some(S)).flight_check("executor 10.0.0.7:50051");
+        assert!(check.call(agent_request(Some(&right), None)).is_ok());
+        for (agent, header, says) in [
+            (None, None, "no Flight credential"),
+            (Some("tonic/0.14.9"), None, "no Flight credential"),
+            // The scheduler's credential does not open Flight.
+            (None, Some(S), "no Flight credential"),
+            (Some(wrong.as_str()), None, "a wrong Flight credential"),
+        ] {
+            let refused = check.call(agent_request(agent, header)).unwrap_err();
+            assert_eq!(refused.code(), Code::Unauthenticated);
+            let text = refused.message();
+            assert!(
+                text.contains(says) && text.contains("the executor 10.0.0.7:50051 refused"),
+                "{text}"
+            );
+            assert!(
+                !text.contains(S) && !text.contains(&token.user_agent()),
+                "{text}"
+            );
+            assert!(!text.contains(&wrong), "{text}");
+        }
+        // Nor does the Flight token open the scheduler.
+        let mut scheduler = guard(Some(S)).check("scheduler");
+        assert!(scheduler.call(agent_request(Some(&right), None)).is_err());
+        // Without a secret configured, every request passes.
+        let mut open = guard(None).flight_check("executor");
+        assert!(open.call(agent_request(None, None)).is_ok());
+    }
+
+    /// The check as a tower layer in front of Ballista's Flight service on a
+    /// real server, reached the way Ballista's Flight client reaches it (an
+    /// endpoint through [`Guard::endpoint_override`]): tonic composes the
+    /// user agent, the layer reads it.
+    #[tokio::test]
+    async fn a_flight_server_behind_the_layer_answers_only_the_token() {
+        use arrow_flight::flight_service_client::FlightServiceClient;
+        use arrow_flight::flight_service_server::FlightServiceServer;
+        use arrow_flight::Ticket;
+        use ballista_executor::flight_service::BallistaFlightService;
+        use tonic::service::InterceptorLayer;
+        use tonic::transport::server::TcpIncoming;
+
+        const S: &str = "0123456789abcdef-right";
+        let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = incoming.local_addr().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let flight = BallistaFlightService::new(work.path().display().to_string());
+        let server = tonic::transport::Server::builder()
+            .layer(InterceptorLayer::new(
+                guard(Some(S)).flight_check("executor test"),
+            ))
+            .add_service(FlightServiceServer::new(flight))
+            .serve_with_incoming(incoming);
+        let served = tokio::spawn(server);
+        let fetch = |client: Guard| async move {
+            let mut endpoint = tuned(Endpoint::from_shared(format!("http://{addr}")).unwrap());
+            if let Some(f) = client.endpoint_override() {
+                endpoint = f(endpoint).unwrap();
+            }
+            let channel = endpoint.connect().await.unwrap();
+            let ticket = Ticket {
+                ticket: b"not a ticket".to_vec().into(),
+            };
+            FlightServiceClient::new(channel)
+                .do_get(ticket)
+                .await
+                .map(|_| ())
+                .unwrap_err()
+        };
+        // With the token the request reaches Ballista's service, which
+        // answers an undecodable ticket with Internal (its `from_ballista_err`).
+        assert_eq!(fetch(guard(Some(S))).await.code(), Code::Internal);
+        for (client, says) in [
+            (guard(None), "no Flight credential"),
+            (
+                guard(Some("0123456789abcdef-wrong")),
+                "a wrong Flight credential",
+            ),
+        ] {
+            let refused = fetch(client).await;
+            assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+            assert!(refused.message().contains(says), "{refused:?}");
+            assert!(!refused.message().contains(S), "{refused:?}");
+        }
+        served.abort();
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! scheduler's gRPC service gets a TLS server with the secret check in front
 //! of every request, and the executor runs pull-based (it asks the scheduler
 //! for tasks over a TLS channel carrying the secret, so it listens for no
-//! task RPCs at all) and serves its Flight data (results, shuffles) over TLS.
+//! task RPCs at all) and serves its Flight data (results, shuffles) over TLS,
+//! with the check of the secret-derived Flight token in front of every
+//! request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,7 +99,9 @@ async fn scheduler_channel(
 
 /// Run a pull-based executor described by `opt` (its runtime producer sets
 /// the stores and temp folder; `memory_limit` bytes are shared by its
-/// task slots), with TLS on Flight and on its channel to the scheduler.
+/// task slots), with TLS on Flight and on its channel to the scheduler; with
+/// a secret, its Flight port requires the Flight token and its own Flight
+/// fetches (shuffles) send it.
 pub(super) async fn executor(
     opt: ExecutorProcessConfig,
     memory_limit: usize,
@@ -143,10 +147,16 @@ pub(super) async fn executor(
     let flight = FlightServiceServer::new(BallistaFlightService::new(work_dir.clone()))
         .max_encoding_message_size(opt.grpc_max_encoding_message_size as usize)
         .max_decoding_message_size(opt.grpc_max_decoding_message_size as usize);
+    let name = format!(
+        "executor {}:{}",
+        opt.external_host.as_deref().unwrap_or(&opt.bind_host),
+        opt.port
+    );
     let flight = server(guard, &flight_address)?
+        .layer(InterceptorLayer::new(guard.flight_check(&name)))
         .add_service(flight)
         .serve(addr);
-    tracing::info!(address = %flight_address, tls = tls, "custval executor: Flight listening");
+    tracing::info!(address = %flight_address, tls = tls, secret = guard.has_secret(), "custval executor: Flight listening");
     let flight = tokio::spawn(flight);
 
     let channel = scheduler_channel(&opt, guard).await?;
