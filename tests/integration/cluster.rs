@@ -1,7 +1,9 @@
 //! The nightly job on a Ballista cluster: a scheduler and two executors
 //! started as child processes of the real binary on 127.0.0.1, and every
-//! published table compared with a local run of the same data; plain, and
-//! with mutual TLS (certificates made here with `rcgen`) and a secret.
+//! published table compared with a local run of the same data; plain, with
+//! mutual TLS (certificates made here with `rcgen`) and a secret, and with a
+//! secret alone. Executors' Flight ports are also asked directly, with and
+//! without the credential derived from the secret.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ struct Cluster {
     children: Vec<(String, Child)>,
     logs: PathBuf,
     port: u16,
+    /// The executors' Flight ports.
+    flight: Vec<u16>,
     /// What the servers get.
     servers: Guard,
     /// What a client that belongs to the cluster gets.
@@ -65,6 +69,7 @@ impl Cluster {
             children: vec![],
             logs,
             port,
+            flight: vec![],
             servers,
             client,
         };
@@ -82,7 +87,9 @@ impl Cluster {
             ],
         );
         for i in 0..executors {
-            let (flight, grpc) = (free_port().to_string(), free_port().to_string());
+            let (flight, grpc) = (free_port(), free_port().to_string());
+            cluster.flight.push(flight);
+            let flight = flight.to_string();
             let work = dir.join(format!("executor-{i}"));
             cluster.spawn(
                 &format!("executor-{i}"),
@@ -376,12 +383,127 @@ fn tls_flags(dir: &Path, cert: bool, ca: &str) -> Vec<String> {
     flags
 }
 
+/// The credential executors' Flight ports want, computed here as README
+/// documents it: the lower-case hex of HMAC-SHA256 keyed with the secret
+/// over "custval flight v1".
+fn flight_token(secret: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, b"custval flight v1");
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Ask the Flight port `port` on 127.0.0.1 for a partition with an
+/// undecodable ticket, as a client with `certs`' CA and node certificate
+/// (mutual TLS; plain gRPC without `certs`) and `agent` as its user agent;
+/// the error it gets. Past the credential check, Ballista's Flight service
+/// answers such a ticket with Internal (ballista-executor's
+/// `flight_service.rs`, `from_ballista_err`).
+fn flight_fetch(port: u16, certs: Option<&Path>, agent: Option<&str>) -> tonic::Status {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut endpoint = match certs {
+            Some(dir) => {
+                let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+                let tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(read("ca.pem")))
+                    .identity(Identity::from_pem(read("node.pem"), read("node.key")));
+                Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+                    .unwrap()
+                    .tls_config(tls)
+                    .unwrap()
+            }
+            None => Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap(),
+        };
+        if let Some(a) = agent {
+            endpoint = endpoint.user_agent(a.to_string()).unwrap();
+        }
+        let channel = endpoint.connect().await.unwrap();
+        let ticket = arrow_flight::Ticket {
+            ticket: b"not a ticket".to_vec().into(),
+        };
+        match FlightServiceClient::new(channel).do_get(ticket).await {
+            Ok(_) => panic!("an undecodable ticket was served on Flight port {port}"),
+            Err(status) => status,
+        }
+    })
+}
+
+/// The servers' log filter in the secret tests: info, and executors' shuffle
+/// reads at debug (ballista-core's `shuffle_reader.rs` logs "local shuffle
+/// file counts:L, remote shuffle file count:R." for each read).
+const SHUFFLE_LOG: &str = "info,ballista_core::execution_plans::shuffle_reader=debug";
+
+/// How many shuffle partitions the executors fetched from another
+/// executor's Flight port, summed over `logs` (see [`SHUFFLE_LOG`]).
+fn remote_shuffle_reads(logs: &str) -> usize {
+    logs.lines()
+        .filter_map(|l| l.split("remote shuffle file count:").nth(1))
+        .map(|r| {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<usize>().unwrap()
+        })
+        .sum()
+}
+
+/// Every executor's Flight port refuses a client without the Flight token
+/// and one with a token from another secret (Unauthenticated, naming the
+/// executor), and lets one with the right token through to Ballista's
+/// service; the statuses' messages, for the leak check.
+fn assert_flight_wants_the_token(
+    cluster: &Cluster,
+    certs: Option<&Path>,
+    secret: &str,
+    wrong: &str,
+) -> Vec<String> {
+    let mut messages = vec![];
+    for &port in &cluster.flight {
+        let right = format!("custval-flight/{}", flight_token(secret));
+        let passed = flight_fetch(port, certs, Some(&right));
+        assert_eq!(passed.code(), tonic::Code::Internal, "{passed:?}");
+        let other = format!("custval-flight/{}", flight_token(wrong));
+        for (who, agent, says) in [
+            ("no token", None, "no Flight credential"),
+            (
+                "the raw secret",
+                Some(format!("custval-flight/{secret}")),
+                "a wrong Flight credential",
+            ),
+            (
+                "another secret's token",
+                Some(other),
+                "a wrong Flight credential",
+            ),
+        ] {
+            let refused = flight_fetch(port, certs, agent.as_deref());
+            assert_eq!(
+                refused.code(),
+                tonic::Code::Unauthenticated,
+                "Flight port {port}, a client with {who}: {refused:?}"
+            );
+            let text = refused.message();
+            assert!(
+                text.contains(&format!("the executor 127.0.0.1:{port} refused"))
+                    && text.contains(says),
+                "Flight port {port}, a client with {who}: {text}"
+            );
+            messages.push(text.to_string());
+        }
+    }
+    messages
+}
+
 /// Issue 21: mutual TLS and a shared secret on every connection. The
 /// scheduler reads the secret from CUSTVAL_CLUSTER_SECRET, the executors
 /// from CUSTVAL_CLUSTER_SECRET_FILE; the nightly job's tables equal a local
-/// run (tolerances as the plain cluster test); clients without the secret,
-/// with a wrong one, without TLS or without a certificate are refused with
-/// exit 1 naming the scheduler; the secret is in no log line or output.
+/// run (tolerances as the plain cluster test; the job's shuffles between
+/// the two executors and its results to the client cross their Flight
+/// ports, which want the token derived from the secret); clients without
+/// the secret, with a wrong one, without TLS or without a certificate are
+/// refused with exit 1 naming the scheduler; a Flight client with the
+/// member's certificate but no or a wrong token is refused by every
+/// executor; the secret and the token are in no log line or output.
 #[test]
 fn a_tls_cluster_with_a_secret_runs_the_job_and_refuses_strangers() {
     const SECRET: &str = "custval-test-cluster-secret-7c41e9";
@@ -400,10 +522,13 @@ fn a_tls_cluster_with_a_secret_runs_the_job_and_refuses_strangers() {
     // The servers read the secret from its file, clients from the variable.
     let servers = Guard {
         tls: member.tls.clone(),
-        env: vec![(
-            "CUSTVAL_CLUSTER_SECRET_FILE".into(),
-            secret_file.display().to_string(),
-        )],
+        env: vec![
+            (
+                "CUSTVAL_CLUSTER_SECRET_FILE".into(),
+                secret_file.display().to_string(),
+            ),
+            ("RUST_LOG".into(), SHUFFLE_LOG.into()),
+        ],
     };
     let cluster = Cluster::start_guarded(tmp.path(), 2, servers, member.clone());
 
@@ -430,6 +555,13 @@ fn a_tls_cluster_with_a_secret_runs_the_job_and_refuses_strangers() {
     let job = run_as(&member, &args, &remote, Some(&cluster.engine()));
     assert_ok("TLS cluster CDNOW run", &job, &cluster);
     compare(&local, &remote, "1997-09-30");
+    // Executors fetched shuffle data from each other over Flight, with the token.
+    let shuffled = remote_shuffle_reads(&cluster.log_text());
+    assert!(
+        shuffled > 0,
+        "no shuffle crossed executors: {}",
+        cluster.log_tail()
+    );
 
     // Strangers are refused at the client, exit 1, naming the scheduler.
     let engine = cluster.engine();
@@ -476,30 +608,84 @@ fn a_tls_cluster_with_a_secret_runs_the_job_and_refuses_strangers() {
         );
         outputs.push(out);
     }
-    // The refusals were the scheduler's check, logged without the value.
+    // Executors' Flight ports: TLS with the member's certificate, so only
+    // the token differs.
+    let flight = assert_flight_wants_the_token(&cluster, Some(&certs), SECRET, WRONG);
+    // The refusals were the servers' checks, logged without the value.
     let logs = cluster.log_text();
     assert!(
         logs.contains("refused a request with no cluster secret")
-            && logs.contains("refused a request with a wrong cluster secret"),
+            && logs.contains("refused a request with a wrong cluster secret")
+            && logs.contains("refused a request with no Flight credential")
+            && logs.contains("refused a request with a wrong Flight credential"),
         "{logs}"
     );
+    let (token, wrong_token) = (flight_token(SECRET), flight_token(WRONG));
     for text in outputs
         .iter()
         .flat_map(|o| [o.stdout.as_str(), o.stderr.as_str()])
+        .chain(flight.iter().map(String::as_str))
         .chain(logs.lines())
     {
-        assert!(
-            !text.contains(SECRET) && !text.contains(WRONG),
-            "a secret leaked: {text}"
-        );
+        for leak in [SECRET, WRONG, &token, &wrong_token] {
+            assert!(!text.contains(leak), "a secret or token leaked: {text}");
+        }
     }
     // Nothing published names it either (manifests, run records).
     for entry in walk(&remote) {
         let body = std::fs::read(&entry).unwrap();
+        let body = String::from_utf8_lossy(&body);
         assert!(
-            !String::from_utf8_lossy(&body).contains(SECRET),
-            "the secret is in {}",
+            !body.contains(SECRET) && !body.contains(&token),
+            "the secret or its token is in {}",
             entry.display()
+        );
+    }
+}
+
+/// A secret without TLS (issue 21): executors still run custval's servers,
+/// so their Flight ports want the token, and the job's shuffles between the
+/// two executors (some partitions are read from the other executor, as its
+/// log shows) and its results to the client carry it: the nightly job on
+/// CDNOW equals the local run (tolerances as the plain cluster test), while
+/// a plain Flight client without the token or with a wrong one is refused.
+#[test]
+fn a_cluster_with_a_secret_and_no_tls_carries_the_flight_token() {
+    const SECRET: &str = "custval-test-plain-secret-52d0a1";
+    const WRONG: &str = "custval-test-plain-secret-52d0aX";
+    let tmp = tempfile::tempdir().unwrap();
+    let member = Guard {
+        tls: vec![],
+        env: vec![("CUSTVAL_CLUSTER_SECRET".into(), SECRET.into())],
+    };
+    let mut servers = member.clone();
+    servers.env.push(("RUST_LOG".into(), SHUFFLE_LOG.into()));
+    let cluster = Cluster::start_guarded(tmp.path(), 2, servers, member.clone());
+    let cdnow = format!(
+        "transactions={}/tests/data/cdnow_sample.csv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let args = ["--as-of", "1997-09-30", "--input", cdnow.as_str()];
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("cluster"));
+    let out = run(&args, &local, None);
+    assert_ok("local CDNOW run", &out, &cluster);
+    let job = run_as(&member, &args, &remote, Some(&cluster.engine()));
+    assert_ok("secret-only cluster CDNOW run", &job, &cluster);
+    compare(&local, &remote, "1997-09-30");
+    let logs = cluster.log_text();
+    let shuffled = remote_shuffle_reads(&logs);
+    assert!(
+        shuffled > 0,
+        "no shuffle crossed executors: {}",
+        cluster.log_tail()
+    );
+    let flight = assert_flight_wants_the_token(&cluster, None, SECRET, WRONG);
+    let logs = cluster.log_text();
+    let token = flight_token(SECRET);
+    for text in flight.iter().map(String::as_str).chain(logs.lines()) {
+        assert!(
+            !text.contains(SECRET) && !text.contains(&token),
+            "a secret or token leaked: {text}"
         );
     }
 }
