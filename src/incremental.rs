@@ -27,7 +27,8 @@ use datafusion::scalar::ScalarValue;
 use object_store::ObjectStore;
 
 use crate::error::{Error, Result};
-use crate::job::{BoundParams, Job, OutputFormat, OutputSpec, Param, StepSpec};
+use crate::input::InputReport;
+use crate::job::{BoundParams, InputKind, Job, OutputFormat, OutputSpec, Param, StepSpec};
 use crate::publish::OutputLayout;
 use crate::scratch::Scratch;
 
@@ -165,19 +166,31 @@ fn state_schema() -> Result<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// What a night reads and where it publishes.
+pub struct Setting<'a> {
+    /// The output, its store, the session's scratch space.
+    pub output: &'a OutputLayout,
+    /// The output's store.
+    pub store: &'a Arc<dyn ObjectStore>,
+    /// Where empty tables are registered.
+    pub scratch: &'a Scratch,
+    /// Tonight's inputs, with their files' fingerprints.
+    pub inputs: &'a [InputReport],
+}
+
 /// Choose tonight's kind of night, register `previous_customer_state`
 /// (the state to fold into, or an empty one) and return the night with the
 /// SQL values the state steps read.
 ///
-/// Errors: [`Error::Storage`] when the output cannot be listed or read.
+/// Errors: [`Error::Storage`] when the output cannot be listed or read;
+/// [`Error::Conflict`] when the state's run record is unreadable.
 pub async fn register(
     ctx: &SessionContext,
-    output: &OutputLayout,
-    store: &Arc<dyn ObjectStore>,
+    at: &Setting<'_>,
     job: &Job,
     params: &BoundParams,
-    scratch: &Scratch,
 ) -> Result<(Night, HashMap<String, ScalarValue>)> {
+    let (output, store, scratch) = (at.output, at.store, at.scratch);
     let lookback = params.lookback_days.unwrap_or(0);
     let cutoff = params.as_of - chrono::Duration::days(lookback);
     let key = state_key(job, params);
@@ -193,7 +206,12 @@ pub async fn register(
                 ..Default::default()
             };
             crate::input::register_source(ctx, &raw, &part, &parquet).await?;
-            let night = judge(ctx, &raw, &key, cutoff).await?;
+            let mut night = judge(ctx, &raw, &key, cutoff).await?;
+            if let (Night::Incremental { .. }, Some(reason)) =
+                (&night, changed_files(at, job, &part).await?)
+            {
+                night = Night::Full { reason };
+            }
             if matches!(night, Night::Incremental { .. }) {
                 let df = ctx.table(raw.as_str()).await?;
                 ctx.register_table(name.as_str(), df.into_view())?;
@@ -276,4 +294,52 @@ async fn judge(ctx: &SessionContext, raw: &str, key: &str, cutoff: NaiveDate) ->
         ));
     }
     Ok(Night::Incremental { previous_cutoff })
+}
+
+/// Why the files the state's night read cannot be trusted to be unchanged
+/// tonight, if they cannot: a transactions file that night read is gone or
+/// differs (size, modification time, ETag) from tonight's: it may hold
+/// rows older than the state's cutoff, which a fold would not see. New
+/// files are read as they come (their rows before the cutoff are not seen:
+/// README, "Incremental nights").
+async fn changed_files(
+    at: &Setting<'_>,
+    job: &Job,
+    part: &crate::storage::Location,
+) -> Result<Option<String>> {
+    let Some((_, _, date)) = OutputLayout::of_partition(part) else {
+        return Ok(None);
+    };
+    let loc = at.output.run_record(&job.spec.name, date)?;
+    let Some(then) = crate::publish::record::read_record(at.store, &loc).await? else {
+        return Ok(Some(format!("no run record of the state's night {date}")));
+    };
+    let then = then.record.inputs;
+    for old in then.as_array().into_iter().flatten() {
+        let name = old["name"].as_str().unwrap_or_default();
+        let kind = job.spec.inputs.get(name).map(|s| s.kind);
+        if kind != Some(InputKind::Transactions) {
+            continue;
+        }
+        let now: Vec<serde_json::Value> = at
+            .inputs
+            .iter()
+            .filter(|i| i.name == name)
+            .flat_map(|i| &i.files)
+            .filter_map(|f| serde_json::to_value(f).ok())
+            .collect();
+        for f in old["files"].as_array().into_iter().flatten() {
+            let path = f["path"].as_str().unwrap_or_default();
+            match now.iter().find(|n| n["path"] == f["path"]) {
+                None => return Ok(Some(format!("{path} was read on {date} and is gone"))),
+                Some(n) if n != f => {
+                    return Ok(Some(format!(
+                        "{path} changed since {date} (it may hold rows before the state's cutoff)"
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(None)
 }

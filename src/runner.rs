@@ -189,8 +189,13 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
         }
         if params.lookback_days.is_some() {
             let store = storage::register_store(&ctx, output.root())?;
-            let (_, values) =
-                incremental::register(&ctx, &output, &store, job, &params, &scratch).await?;
+            let at = incremental::Setting {
+                output: &output,
+                store: &store,
+                scratch: &scratch,
+                inputs: &inputs,
+            };
+            let (_, values) = incremental::register(&ctx, &at, job, &params).await?;
             sql_params.extend(values);
         }
         Ok::<_, Error>(inputs)

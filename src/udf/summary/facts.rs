@@ -430,6 +430,9 @@ pub(super) mod tests {
         assert_eq!(s.orders, 3);
         // Repeat value: day 5's net 20 (the return day is not a purchase).
         assert_eq!(s.repeat_value, Some(20.0));
+        // The first purchase day's value, and all purchase days' (100 + 20).
+        assert_eq!(s.first_value, Some(100.0));
+        assert_eq!(s.purchase_value, Some(120.0));
         // Calibration end day 4: day 1 inside, day 5 in the holdout.
         assert_eq!(s.cal_purchase_days, Some(1));
         assert_eq!(s.cal_last_day, Some(1));
