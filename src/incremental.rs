@@ -63,7 +63,7 @@ pub enum Night {
         reason: String,
     },
     /// Only rows on or after `previous_cutoff` (and rows without a day)
-    /// are read and folded into the state published for `previous_as_of`.
+    /// are read and folded into the latest state published before tonight.
     Incremental {
         /// The previous state's cutoff: it counts the days before it.
         previous_cutoff: NaiveDate,
@@ -168,7 +168,7 @@ fn state_schema() -> Result<SchemaRef> {
 
 /// What a night reads and where it publishes.
 pub struct Setting<'a> {
-    /// The output, its store, the session's scratch space.
+    /// The output the state is published in.
     pub output: &'a OutputLayout,
     /// The output's store.
     pub store: &'a Arc<dyn ObjectStore>,

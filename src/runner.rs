@@ -187,7 +187,13 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
                 register_previous(&ctx, &output, out, params.as_of, &scratch).await?;
             }
         }
-        if params.lookback_days.is_some() {
+        // Only a run computes the state steps (`check` plans the job as written).
+        if job
+            .spec
+            .steps
+            .iter()
+            .any(|s| s.name == incremental::STATE_TABLE)
+        {
             let store = storage::register_store(&ctx, output.root())?;
             let at = incremental::Setting {
                 output: &output,
