@@ -191,8 +191,7 @@ pub async fn register(
     params: &BoundParams,
 ) -> Result<(Night, HashMap<String, ScalarValue>)> {
     let (output, store, scratch) = (at.output, at.store, at.scratch);
-    let lookback = params.lookback_days.unwrap_or(0);
-    let cutoff = params.as_of - chrono::Duration::days(lookback);
+    let cutoff = state_cutoff(params);
     let key = state_key(job, params);
     let name = format!("previous_{STATE_TABLE}");
     let night = match output.previous(store, STATE_TABLE, params.as_of).await? {
@@ -230,13 +229,31 @@ pub async fn register(
             *previous_cutoff
         }
     };
-    let date = |d: NaiveDate| Param::Date(d).to_scalar();
-    let values = HashMap::from([
-        ("state_cutoff".to_string(), date(cutoff)),
-        ("previous_cutoff".to_string(), date(previous_cutoff)),
-        ("state_key".to_string(), ScalarValue::Utf8(Some(key))),
-    ]);
+    let mut values = known_values(job, params);
+    let previous = Param::Date(previous_cutoff).to_scalar();
+    values.insert("previous_cutoff".to_string(), previous);
     Ok((night, values))
+}
+
+/// Tonight's cutoff: as_of less `lookback_days` (as_of for a full run).
+fn state_cutoff(params: &BoundParams) -> NaiveDate {
+    params.as_of - chrono::Duration::days(params.lookback_days.unwrap_or(0))
+}
+
+/// The SQL values known before the output is read (`$state_cutoff`,
+/// `$state_key`; `$previous_cutoff` comes from the previous state): what
+/// `custval run --dry-run` binds.
+pub fn known_values(job: &Job, params: &BoundParams) -> HashMap<String, ScalarValue> {
+    HashMap::from([
+        (
+            "state_cutoff".to_string(),
+            Param::Date(state_cutoff(params)).to_scalar(),
+        ),
+        (
+            "state_key".to_string(),
+            ScalarValue::Utf8(Some(state_key(job, params))),
+        ),
+    ])
 }
 
 /// Whether the previous state registered as `raw` can be folded into

@@ -303,7 +303,10 @@ pub fn dry_run(job: &Job, opts: &RunOptions) -> Result<String> {
     let job = &job_to_run(job, opts)?;
     let selection = StepGraph::of(job)?.select(job, &opts.select, &opts.exclude)?;
     let params = job.bind(opts.as_of.unwrap_or_else(default_as_of))?;
-    let sql_params = params.sql_values();
+    let mut sql_params = params.sql_values();
+    if params.lookback_days.is_some() {
+        sql_params.extend(incremental::known_values(job, &params));
+    }
     let output = output_layout(job, opts)?;
     let sql_of = |file: &str| job.sql.get(file).cloned().unwrap_or_default();
     let mut s = String::new();
