@@ -102,6 +102,18 @@ pub const SQL: &[(&str, &str)] = &[
         include_str!("../sql/23_build_subscription_fit.sql"),
     ),
     (
+        "24_summarise_customer_parts.sql",
+        include_str!("../sql/24_summarise_customer_parts.sql"),
+    ),
+    (
+        "25_fold_customer_state.sql",
+        include_str!("../sql/25_fold_customer_state.sql"),
+    ),
+    (
+        "26_merge_customer_summary.sql",
+        include_str!("../sql/26_merge_customer_summary.sql"),
+    ),
+    (
         "90_check_transactions_present.sql",
         include_str!("../sql/90_check_transactions_present.sql"),
     ),

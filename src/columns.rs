@@ -540,6 +540,32 @@ const SUBSCRIPTION_MODEL_FIT: &[Column] = &[
     c("iterations", "count", "optimizer iterations"),
 ];
 
+const CUSTOMER_STATE: &[Column] = &[
+    c("customer_id", "text", "the customer's id, as text (NULL for the rows without one)"),
+    c("rows_read", "count", "rows before state_cutoff the input's `where` keeps"),
+    c("rows_filtered", "count", "rows before state_cutoff the input's `where` leaves out"),
+    c("rows_rejected", "count", "rows before state_cutoff rejected by validation"),
+    c("rows_after_as_of", "count", "usable rows after the as-of date (0: the state's days are all before it)"),
+    c("newest_order_ts", "date", "the newest usable row's day before state_cutoff, returns included"),
+    c("lines", "count", "usable rows before state_cutoff, exact repeats counted once"),
+    c("duplicate_lines", "count", "exact repeats of a row of the same order_id before state_cutoff"),
+    c("orders", "count", "orders with a purchase line before state_cutoff (distinct order ids plus lines without one)"),
+    c("revenue", "money", "sum of amount before state_cutoff"),
+    c("margin", "money", "sum of margin before state_cutoff (NULL when every margin is)"),
+    c("value_total", "money", "sum of the measured value before state_cutoff"),
+    c("purchase_days", "count", "days before state_cutoff whose lines net to 0 or more"),
+    c("first_purchase", "date", "first purchase day (the calendar day in the job's timezone)"),
+    c("last_purchase", "date", "last purchase day before state_cutoff"),
+    c("repeat_value", "money", "value of the purchase days after the first (NULL when the first day's value is)"),
+    c("first_value", "money", "value of the first purchase day"),
+    c("purchase_value", "money", "value of all purchase days before state_cutoff"),
+    c("cal_purchase_days", "count", "purchase days in the calibration period (all of the state's: holdout_days <= lookback_days)"),
+    c("cal_last_purchase", "date", "last purchase day in the calibration period"),
+    c("holdout_purchases", "count", "purchase days after the calibration end (0 in the state)"),
+    c("state_cutoff", "date", "the state counts the rows whose day is before this date (as_of less lookback_days)"),
+    c("state_key", "text", "what the state depends on besides the rows (custval version, value, timezone, inputs' options); a night with another key is a full one"),
+];
+
 /// Every table a shipped job publishes, with its columns.
 pub const TABLES: &[Table] = &[
     Table {
@@ -613,6 +639,12 @@ pub const TABLES: &[Table] = &[
         row: "start cohort",
         jobs: &["subscriptions"],
         columns: SUBSCRIPTION_MODEL_FIT,
+    },
+    Table {
+        name: "customer_state",
+        row: "customer (NULL id included), the facts of its rows before state_cutoff; incremental runs only",
+        jobs: &["nightly", "clv"],
+        columns: CUSTOMER_STATE,
     },
 ];
 

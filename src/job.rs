@@ -560,6 +560,10 @@ pub struct BoundParams {
     /// The purchase models fitted, the one that drives scores, tiers and
     /// CLV first (see [`Job::bind`]): `$model` and `$models` in SQL.
     pub models: Vec<String>,
+    /// With `incremental = true` (or `custval run --incremental`): the
+    /// parameter `lookback_days` (default 7), days re-read every night for
+    /// late rows ([`crate::incremental`]); `None` for a full run.
+    pub lookback_days: Option<i64>,
     /// The job's own parameters, after `--set`.
     declared: BTreeMap<String, Param>,
 }
@@ -794,12 +798,14 @@ impl Job {
         self.check_uplift_points()?;
         self.check_wallet_method()?;
         let models = self.models()?;
+        let lookback_days = self.lookback_days(holdout)?;
         Ok(BoundParams {
             as_of,
             calibration_end: as_of - chrono::Duration::days(holdout),
             time_unit,
             timezone,
             models,
+            lookback_days,
             declared: self.params.clone(),
         })
     }
@@ -864,6 +870,32 @@ impl Job {
             )),
             None => Ok(None),
         }
+    }
+
+    /// `incremental` (a boolean, default false) and `lookback_days` (whole
+    /// days >= 1, default 7): the lookback of an incremental run, `None`
+    /// for a full one. The state's days must all fall in the models'
+    /// calibration period, so `holdout_days` may not exceed the lookback.
+    fn lookback_days(&self, holdout: i64) -> Result<Option<i64>> {
+        let incremental = match self.params.get("incremental") {
+            None => false,
+            Some(p) => p.as_bool().ok_or_else(|| {
+                Error::param("incremental", format!("must be true or false, got {p}"))
+            })?,
+        };
+        let lookback = self.whole_days("lookback_days")?.unwrap_or(7);
+        if lookback < 1 {
+            let m = format!("must be at least 1 day, got {lookback}");
+            return Err(Error::param("lookback_days", m));
+        }
+        if incremental && holdout > lookback {
+            let m = format!(
+                "an incremental run needs holdout_days ({holdout}) <= lookback_days ({lookback}): \
+                 the kept state's days must all be in the models' calibration period"
+            );
+            return Err(Error::param("lookback_days", m));
+        }
+        Ok(incremental.then_some(lookback))
     }
 
     /// `timezone`: an IANA name (`Europe/London`) or offset (`+01:00`) as
@@ -962,6 +994,8 @@ pub const PURCHASE_MODELS: &[&str] = &["bgnbd", "pareto_nbd", "mbgnbd"];
 
 /// Parameters custval itself reads (besides those the SQL uses).
 const READ_BY_CUSTVAL: &[&str] = &[
+    "incremental",
+    "lookback_days",
     "model",
     "models",
     "time_unit",

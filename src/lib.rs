@@ -13,6 +13,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod incremental;
 pub mod init;
 pub mod input;
 pub mod job;

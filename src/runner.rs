@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
+use crate::incremental;
 use crate::input::{self, InputReport};
 use crate::job::{BoundParams, Job, OutputFormat, OutputSpec};
 use crate::lineage::Lineage;
@@ -132,6 +133,16 @@ fn output_layout(job: &Job, opts: &RunOptions) -> Result<OutputLayout> {
     Ok(OutputLayout::new(Location::parse(&raw, true)?))
 }
 
+/// The job as a run computes it: with `incremental` on, the state steps
+/// of [`incremental::with_state_steps`] added.
+fn job_to_run(job: &Job, opts: &RunOptions) -> Result<Job> {
+    let params = job.bind(opts.as_of.unwrap_or_else(default_as_of))?;
+    match params.lookback_days {
+        Some(_) => incremental::with_state_steps(job),
+        None => Ok(job.clone()),
+    }
+}
+
 /// A session with the job's inputs registered and every URL checked.
 struct Prepared {
     ctx: SessionContext,
@@ -147,6 +158,7 @@ struct Prepared {
 /// (which the caller removes). Nothing is left behind when this fails.
 async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
     let params = job.bind(opts.as_of.unwrap_or_else(default_as_of))?;
+    let mut sql_params = params.sql_values();
     let output = output_layout(job, opts)?;
     let ctx = engine::open(&opts.engine).await?;
     // Build the output store first: a bad URL or credentials fail before any query.
@@ -175,6 +187,23 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
                 register_previous(&ctx, &output, out, params.as_of, &scratch).await?;
             }
         }
+        // Only a run computes the state steps (`check` plans the job as written).
+        if job
+            .spec
+            .steps
+            .iter()
+            .any(|s| s.name == incremental::STATE_TABLE)
+        {
+            let store = storage::register_store(&ctx, output.root())?;
+            let at = incremental::Setting {
+                output: &output,
+                store: &store,
+                scratch: &scratch,
+                inputs: &inputs,
+            };
+            let (_, values) = incremental::register(&ctx, &at, job, &params).await?;
+            sql_params.extend(values);
+        }
         Ok::<_, Error>(inputs)
     }
     .await;
@@ -182,7 +211,7 @@ async fn prepare(job: &Job, opts: &RunOptions) -> Result<(Prepared, Scratch)> {
         Ok(inputs) => Ok((
             Prepared {
                 ctx,
-                sql_params: params.sql_values(),
+                sql_params,
                 params,
                 inputs,
                 output,
@@ -271,9 +300,13 @@ async fn register_previous(
 /// location, all exit 2.
 pub fn dry_run(job: &Job, opts: &RunOptions) -> Result<String> {
     use std::fmt::Write;
+    let job = &job_to_run(job, opts)?;
     let selection = StepGraph::of(job)?.select(job, &opts.select, &opts.exclude)?;
     let params = job.bind(opts.as_of.unwrap_or_else(default_as_of))?;
-    let sql_params = params.sql_values();
+    let mut sql_params = params.sql_values();
+    if params.lookback_days.is_some() {
+        sql_params.extend(incremental::known_values(job, &params));
+    }
     let output = output_layout(job, opts)?;
     let sql_of = |file: &str| job.sql.get(file).cloned().unwrap_or_default();
     let mut s = String::new();
@@ -385,6 +418,7 @@ pub async fn check(job: &Job, opts: &RunOptions, sample: u64) -> Result<CheckRep
 /// `custval run`: compute every step, check the gates, publish the outputs.
 /// With `lineage`, OpenLineage START and COMPLETE or FAIL events are sent.
 pub async fn run(job: &Job, opts: &RunOptions) -> Result<RunReport> {
+    let job = &job_to_run(job, opts)?;
     let lineage = opts
         .lineage
         .as_deref()

@@ -66,6 +66,12 @@ pub struct RunArgs {
     /// the tables that would be published; read and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// An incremental night (as the job parameter `incremental = true`):
+    /// fold the rows since the previous run's kept state (`customer_state`,
+    /// less `lookback_days` for late rows) instead of reading all history;
+    /// a full night when there is no usable state.
+    #[arg(long)]
+    pub incremental: bool,
 }
 
 /// `custval check JOB ...`
@@ -116,6 +122,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     opts.lineage = args.lineage;
     opts.select = args.select;
     opts.exclude = args.exclude;
+    if args.incremental {
+        job.params
+            .insert("incremental".into(), crate::job::Param::Bool(true));
+    }
     if args.dry_run {
         return say(format_args!("{}", runner::dry_run(&job, &opts)?));
     }

@@ -15,6 +15,7 @@ mod demo;
 mod exit_codes;
 mod exports;
 mod hostile;
+mod incremental;
 mod inputs;
 mod jobs;
 mod logs;

@@ -96,6 +96,12 @@ pub struct Summary {
     /// Value of the purchase days after the first (NULL when the first
     /// day's value is NULL): monetary_value = repeat_value / (purchase_days - 1).
     pub repeat_value: Option<f64>,
+    /// Value of the first purchase day (NULL when it is NULL or there is
+    /// none): with `purchase_value`, what folding two customers' summaries
+    /// of disjoint day ranges needs (`customer_state`, incremental nights).
+    pub first_value: Option<f64>,
+    /// Value of all purchase days (NULL when every one is NULL).
+    pub purchase_value: Option<f64>,
     /// Purchase days up to and including the calibration end, the last of
     /// them, and the purchase days after it (all NULL without a calibration end).
     pub cal_purchase_days: Option<i64>,
@@ -174,6 +180,7 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
             } else {
                 add(&mut repeat, value);
             }
+            add(&mut s.purchase_value, value);
             s.last_day = Some(day);
             if let Some(end) = calibration_end {
                 if day <= end {
@@ -186,6 +193,7 @@ pub fn summarise(lines: &mut [Line], calibration_end: Option<i32>) -> Option<Sum
         }
     }
     s.repeat_value = first_value.map(|_| repeat.unwrap_or(0.0));
+    s.first_value = first_value;
     purchased.sort_unstable();
     purchased.dedup();
     s.orders += purchased.len() as i64;
@@ -211,6 +219,8 @@ pub(super) fn summary_fields() -> Fields {
         f("first_day", DataType::Date32),
         f("last_day", DataType::Date32),
         f("repeat_value", DataType::Float64),
+        f("first_value", DataType::Float64),
+        f("purchase_value", DataType::Float64),
         f("cal_purchase_days", DataType::Int64),
         f("cal_last_day", DataType::Date32),
         f("holdout_purchases", DataType::Int64),
@@ -220,7 +230,7 @@ pub(super) fn summary_fields() -> Fields {
 /// Builds the result column, one (possibly absent) summary at a time.
 pub(super) struct SummaryBuilder {
     ints: [Int64Builder; 6],
-    floats: [Float64Builder; 4],
+    floats: [Float64Builder; 6],
     days: [Date32Builder; 3],
     valid: Vec<bool>,
 }
@@ -246,11 +256,13 @@ impl SummaryBuilder {
         days.append_value(d.purchase_days);
         cal_days.append_option(d.cal_purchase_days);
         holdout.append_option(d.holdout_purchases);
-        let [revenue, margin, value, repeat] = &mut self.floats;
+        let [revenue, margin, value, repeat, first_value, purchase_value] = &mut self.floats;
         revenue.append_value(d.revenue);
         margin.append_option(d.margin);
         value.append_option(d.value_total);
         repeat.append_option(d.repeat_value);
+        first_value.append_option(d.first_value);
+        purchase_value.append_option(d.purchase_value);
         let [first, last, cal_last] = &mut self.days;
         first.append_option(d.first_day);
         last.append_option(d.last_day);
@@ -260,7 +272,7 @@ impl SummaryBuilder {
     /// The struct column, fields in the order of [`summary_fields`].
     pub(super) fn finish(mut self) -> Result<ArrayRef> {
         let [lines, dups, orders, days, cal_days, holdout] = &mut self.ints;
-        let [revenue, margin, value, repeat] = &mut self.floats;
+        let [revenue, margin, value, repeat, first_value, purchase_value] = &mut self.floats;
         let [first, last, cal_last] = &mut self.days;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(lines.finish()),
@@ -273,6 +285,8 @@ impl SummaryBuilder {
             Arc::new(first.finish()),
             Arc::new(last.finish()),
             Arc::new(repeat.finish()),
+            Arc::new(first_value.finish()),
+            Arc::new(purchase_value.finish()),
             Arc::new(cal_days.finish()),
             Arc::new(cal_last.finish()),
             Arc::new(holdout.finish()),
@@ -416,6 +430,9 @@ pub(super) mod tests {
         assert_eq!(s.orders, 3);
         // Repeat value: day 5's net 20 (the return day is not a purchase).
         assert_eq!(s.repeat_value, Some(20.0));
+        // The first purchase day's value, and all purchase days' (100 + 20).
+        assert_eq!(s.first_value, Some(100.0));
+        assert_eq!(s.purchase_value, Some(120.0));
         // Calibration end day 4: day 1 inside, day 5 in the holdout.
         assert_eq!(s.cal_purchase_days, Some(1));
         assert_eq!(s.cal_last_day, Some(1));
