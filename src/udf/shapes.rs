@@ -63,6 +63,25 @@ pub(crate) fn no_dropout(n: usize, seed: u64) -> Vec<Pattern> {
         .collect()
 }
 
+/// A shop with one dropout probability for everyone (issue 15's
+/// homogeneous p: BG/NBD's limit a, b -> infinity with a/(a+b) fixed):
+/// the no-dropout shop's purchase rates and day-rounded times, and after
+/// each repeat purchase every customer leaves with probability `dropout`.
+pub(crate) fn one_dropout(n: usize, seed: u64, dropout: f64) -> Vec<Pattern> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rates = Gamma::new(10.0, 2.0 / WEEKS).expect("valid gamma");
+    (0..n)
+        .map(|_| {
+            let rate = rates.sample(&mut rng);
+            let (mut times, t) = customer(&mut rng, rate, true);
+            if let Some(k) = (1..times.len()).find(|_| rng.random::<f64>() < dropout) {
+                times.truncate(k + 1);
+            }
+            rfm(&times, t)
+        })
+        .collect()
+}
+
 /// Every customer bought once and never again (frequency 0), ages in days.
 pub(crate) fn gone_after_one(n: usize, seed: u64) -> Vec<Pattern> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -153,6 +172,11 @@ mod tests {
                 Some("boundary"),
             ),
             ("gone after one purchase", gone_after_one(20_000, 2), None),
+            (
+                "one dropout probability for everyone",
+                one_dropout(20_000, 8, 0.1),
+                Some("boundary"),
+            ),
             (
                 "700,000 distinct patterns",
                 distinct_patterns(700_000, 3),
