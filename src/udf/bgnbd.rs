@@ -810,12 +810,18 @@ impl Collector for Fit {
             })
             .collect();
         let f = fit_penalised(&patterns, penalizer);
+        // The one-dropout limit's a and b are infinite: NULL beside dropout
+        // (its b field holds b/a, not b).
+        let (a, b) = match f.params.common_dropout() {
+            Some(_) => (f64::NAN, f64::NAN),
+            None => (f.params.a, f.params.b),
+        };
         fit_scalar_uncertain(
             &[
                 ("r", f.params.r),
                 ("alpha", f.params.alpha),
-                ("a", f.params.a),
-                ("b", f.params.b),
+                ("a", a),
+                ("b", b),
                 ("dropout", f.params.mean_dropout()),
             ],
             &struct_log_cov(&f),
