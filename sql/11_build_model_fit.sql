@@ -10,8 +10,9 @@
 --         model used; NULL otherwise), penalizer, time_unit, holdout_days, holdout_customers,
 --         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
 --         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged),
---         s, beta (Pareto/NBD), dropout, se_dropout (BG/NBD's a/(a+b); the one dropout
---         probability of its limit a, b -> infinity, where a and b are NULL),
+--         s, beta (Pareto/NBD), dropout, se_dropout (BG/NBD's and MBG/NBD's a/(a+b); the
+--         one dropout probability of their limit a, b -> infinity, where a and b are
+--         NULL; MBG/NBD has no standard errors),
 --         free_parameters, aic, bic, drives_scores)
 --         A row per model in $models (bgnbd, pareto_nbd, mbgnbd), then gamma_gamma.
 -- Params: $time_unit ('day' or 'week': the unit of alpha, beta, recency and t),
@@ -19,7 +20,7 @@
 --         $time_unit_days
 -- AIC = 2k - 2 LL and BIC = k ln(n) - 2 LL (n the customers fitted, k the free
 -- parameters: 4, Gamma-Gamma 3; at a boundary optimum the limiting model's: 2,
--- or 3 in BG/NBD's one-dropout limit, a and b NULL beside dropout).
+-- or 3 in the one-dropout limit, a and b NULL beside dropout).
 -- Average ranks from the distinct values: a value's rank is the count of
 -- smaller values plus (its count + 1) / 2. Holdout purchases are a few small
 -- integers shared by millions of customers; a RANGE frame over such ties
@@ -103,7 +104,7 @@ WITH preds AS (
          mbgnbd['log_likelihood'], mbgnbd['converged'],
          mbgnbd['iterations'], mbgnbd['status'], mbgnbd['at_bound'], customers,
          CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
-         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
+         mbgnbd['dropout'], CAST(NULL AS DOUBLE)
   FROM model_params WHERE mbgnbd IS NOT NULL
 ), counted AS (
   SELECT *,

@@ -3,7 +3,7 @@
 -- ran off) fails like `false`; the message says why, from the fit's status.
 -- A verified boundary optimum (status 'boundary', at_bound saying which
 -- bound) is converged: its limiting model leaves BG/NBD's and MBG/NBD's b NULL
--- (a = 0), BG/NBD's a and b (infinite, dropout given), Pareto/NBD's beta
+-- (a = 0), their a and b (infinite, dropout given), Pareto/NBD's beta
 -- (s = 0) or Gamma-Gamma's q and v (infinite, v_over_q given), and nothing
 -- else. Every purchase model fitted ($models) is
 -- checked, the ones fitted for comparison too.
@@ -26,7 +26,7 @@ WITH fits AS (
          mbgnbd['log_likelihood'], mbgnbd['r'], mbgnbd['alpha'], mbgnbd['a'], mbgnbd['b'],
          CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
          CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
-         CAST(NULL AS DOUBLE)
+         mbgnbd['dropout']
   FROM model_params WHERE strpos(',' || $models || ',', ',mbgnbd,') > 0
   UNION ALL
   SELECT 'pareto_nbd', pareto_nbd['converged'], pareto_nbd['status'], pareto_nbd['at_bound'],

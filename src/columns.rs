@@ -338,13 +338,13 @@ const MODEL_FIT: &[Column] = &[
     c(
         "dropout",
         "none",
-        "BG/NBD mean dropout probability a / (a + b); at the one-dropout boundary (a, b NULL) everyone's",
+        "BG/NBD, MBG/NBD mean dropout probability a / (a + b); at the one-dropout boundary (a, b NULL) everyone's",
     ),
     c("se_dropout", "none", "standard error of dropout"),
     c(
         "free_parameters",
         "count",
-        "parameters fitted: 4 (Gamma-Gamma 3), the limiting model's 2 at a boundary optimum (3 at BG/NBD's one-dropout boundary)",
+        "parameters fitted: 4 (Gamma-Gamma 3), the limiting model's 2 at a boundary optimum (3 at the one-dropout boundary)",
     ),
     c(
         "aic",

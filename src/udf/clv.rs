@@ -333,7 +333,9 @@ fn checked(
 /// CLV under Pareto/NBD or MBG/NBD (`model`, parameters `pv[..4]` in its
 /// struct order), as [`eval`] under BG/NBD: value * P(alive) * S(x, T).
 fn eval_other(model: Model, pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    let Some(gg) = gamma_gamma::params(&pv[4..8])? else {
+    // The purchase model's fields: MBG/NBD's have dropout fifth.
+    let k = if matches!(model, Model::Pareto) { 4 } else { 5 };
+    let Some(gg) = gamma_gamma::params(&pv[k..k + 4])? else {
         return Ok(None);
     };
     let (x, tx, t, rate, per_month) = (v[0], v[1], v[2], v[5], v[6]);
@@ -345,7 +347,7 @@ fn eval_other(model: Model, pv: &[f64], v: &[f64]) -> std::result::Result<Option
                 [p.r, p.alpha, p.s, p.beta],
             ),
         },
-        _ => match mbgnbd::params(&pv[..4])? {
+        _ => match mbgnbd::params(&pv[..5])? {
             None => return Ok(None),
             Some(p) => (mbgnbd::p_alive(&p, x, tx, t), [p.r, p.alpha, p.a, p.b]),
         },
@@ -515,7 +517,7 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar(
             "mbgnbd_clv",
-            &[("mbgnbd_params", &["r", "alpha", "a", "b"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            &[("mbgnbd_params", &["r", "alpha", "a", "b", "dropout?"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
             ARGS,
             eval_mbgnbd,
             "clv with MBG/NBD expected purchases",

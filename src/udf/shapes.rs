@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, Gamma};
 
 use super::bgnbd::{self, Pattern};
-use super::{gamma_gamma, mbgnbd};
+use super::{bgbb, gamma_gamma, mbgnbd, pareto_nbd};
 
 /// Observation window of the generated shops: two years, in weeks.
 const WEEKS: f64 = 104.0;
@@ -82,6 +82,27 @@ pub(crate) fn one_dropout(n: usize, seed: u64, dropout: f64) -> Vec<Pattern> {
         .collect()
 }
 
+/// [`one_dropout`]'s shop where customers may also leave right after the
+/// first purchase, with the same probability (MBG/NBD's story): their
+/// repeat purchases are never seen.
+pub(crate) fn one_dropout_from_first(n: usize, seed: u64, dropout: f64) -> Vec<Pattern> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1 << 32));
+    one_dropout(n, seed, dropout)
+        .into_iter()
+        .map(|p| {
+            if rng.random::<f64>() < dropout {
+                Pattern {
+                    frequency: 0.0,
+                    recency: 0.0,
+                    ..p
+                }
+            } else {
+                p
+            }
+        })
+        .collect()
+}
+
 /// Every customer bought once and never again (frequency 0), ages in days.
 pub(crate) fn gone_after_one(n: usize, seed: u64) -> Vec<Pattern> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -146,6 +167,51 @@ pub(crate) fn distinct_spend(n: usize, seed: u64) -> Vec<gamma_gamma::Pattern> {
             gamma_gamma::Pattern {
                 frequency: x,
                 monetary_value: total / x,
+                weight: 1.0,
+            }
+        })
+        .collect()
+}
+
+/// BG/BB patterns (Fader, Hardie & Shang 2010): `n` customers over
+/// `opportunities` discrete opportunities after the first, each
+/// transacting at an opportunity with probability p ~ Beta(`pa`, `pb`)
+/// while alive and dying before each opportunity with probability
+/// theta ~ Beta(`ta`, `tb`); `None` for a shape's parameters means one
+/// value for everyone (the limit of both shapes -> infinity at the given
+/// mean), `Some(0.0)` for theta's mean means nobody leaves.
+pub(crate) fn bgbb_shop(
+    n: usize,
+    seed: u64,
+    opportunities: u32,
+    p: (f64, Option<f64>),
+    theta: (f64, Option<f64>),
+) -> Vec<bgbb::Pattern> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // (mean, concentration a + b): Beta(mean k, (1 - mean) k), or the mean.
+    let draw = |(mean, k): (f64, Option<f64>), rng: &mut rand::rngs::StdRng| match k {
+        Some(k) if mean > 0.0 => rand_distr::Beta::new(mean * k, (1.0 - mean) * k)
+            .expect("valid beta")
+            .sample(rng),
+        _ => mean,
+    };
+    (0..n)
+        .map(|_| {
+            let (pi, th) = (draw(p, &mut rng), draw(theta, &mut rng));
+            let (mut x, mut last) = (0.0, 0.0);
+            for t in 1..=opportunities {
+                if rng.random::<f64>() < th {
+                    break;
+                }
+                if rng.random::<f64>() < pi {
+                    x += 1.0;
+                    last = t as f64;
+                }
+            }
+            bgbb::Pattern {
+                frequency: x,
+                recency: last,
+                n: opportunities as f64,
                 weight: 1.0,
             }
         })
@@ -242,6 +308,15 @@ mod tests {
             f.iterations < BUDGET && f.converged && f.status == "boundary",
             "{f:?}"
         );
+        let f = mbgnbd::fit(&one_dropout_from_first(20_000, 9, 0.1));
+        println!(
+            "mbgnbd_fit, one dropout probability for everyone: {} iterations, {}",
+            f.iterations, f.status
+        );
+        assert!(
+            f.iterations < BUDGET && f.converged && f.status == "boundary",
+            "{f:?}"
+        );
         let f = mbgnbd::fit(&gone_after_one(20_000, 2));
         println!(
             "mbgnbd_fit, gone after one: {} iterations, {}",
@@ -249,6 +324,61 @@ mod tests {
         );
         assert!(f.iterations < BUDGET && !f.converged, "{f:?}");
         assert!(f.status.contains("not identified"), "{f:?}");
+    }
+
+    #[test]
+    fn pareto_nbd_stops_within_the_budget_on_every_shape() {
+        // Pareto/NBD on the purchase shapes: no dropout is its NBD limit
+        // s = 0 (verified boundary); one purchase each identifies nothing
+        // (said). Iterations printed, each under BUDGET.
+        // (Not yet here: the one-dropout shop and 100,000 distinct
+        // patterns, where the fit did not stop within minutes in a debug
+        // build: issue 15 item 3, open.)
+        let cases: [(&str, Vec<Pattern>, Option<&str>); 2] = [
+            ("no dropout", no_dropout(20_000, 1), Some("boundary")),
+            ("gone after one purchase", gone_after_one(20_000, 2), None),
+        ];
+        for (name, patterns, status) in cases {
+            let f = pareto_nbd::fit(&patterns);
+            println!(
+                "pareto_nbd_fit, {name}: {} iterations, {}, {:?}",
+                f.iterations, f.status, f.at_bound
+            );
+            assert!(f.iterations < BUDGET, "{name}: {f:?}");
+            match status {
+                Some(s) => assert!(f.converged && f.status == s, "{name}: {f:?}"),
+                None => assert!(!f.converged && f.status.contains("not identified"), "{f:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bgbb_stops_within_the_budget_on_every_shape() {
+        // BG/BB on six opportunities (the donation data's), 10,000
+        // customers: heterogeneous transaction and dropout probabilities
+        // (Beta(1.2, 0.8), Beta(0.6, 2.4)) converge inside. Iterations
+        // printed, each under BUDGET.
+        let het = (0.6, Some(2.0));
+        // (Not yet here: nobody leaving and one transaction probability,
+        // where the fit did not stop within minutes in a debug build, and
+        // one dropout probability: issue 15 item 3, open.)
+        let cases = [(
+            "heterogeneous",
+            bgbb_shop(10_000, 1, 6, het, (0.2, Some(3.0))),
+            Some("converged"),
+        )];
+        for (name, patterns, status) in cases {
+            let f = bgbb::fit(&patterns);
+            println!(
+                "bgbb_fit, {name}: {} iterations, {}, {:?}, {:?}",
+                f.iterations, f.status, f.params, f.at_bound
+            );
+            assert!(f.iterations < BUDGET, "{name}: {f:?}");
+            match status {
+                Some(s) => assert!(f.converged && f.status == s, "{name}: {f:?}"),
+                None => assert!(f.converged, "{name}: {f:?}"),
+            }
+        }
     }
 
     #[test]
