@@ -10,13 +10,17 @@
 --         model used; NULL otherwise), penalizer, time_unit, holdout_days, holdout_customers,
 --         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
 --         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged),
---         s, beta (Pareto/NBD), free_parameters, aic, bic, drives_scores)
+--         s, beta (Pareto/NBD), dropout, se_dropout (BG/NBD's and MBG/NBD's a/(a+b); the
+--         one dropout probability of their limit a, b -> infinity, where a and b are
+--         NULL; MBG/NBD has no standard errors),
+--         free_parameters, aic, bic, drives_scores)
 --         A row per model in $models (bgnbd, pareto_nbd, mbgnbd), then gamma_gamma.
 -- Params: $time_unit ('day' or 'week': the unit of alpha, beta, recency and t),
 --         $holdout_days, $penalizer, $model (the model whose scores are published),
 --         $time_unit_days
 -- AIC = 2k - 2 LL and BIC = k ln(n) - 2 LL (n the customers fitted, k the free
--- parameters: 4, Gamma-Gamma 3; at a boundary optimum the limiting model's, 2).
+-- parameters: 4, Gamma-Gamma 3; at a boundary optimum the limiting model's: 2,
+-- or 3 in the one-dropout limit, a and b NULL beside dropout).
 -- Average ranks from the distinct values: a value's rank is the count of
 -- smaller values plus (its count + 1) / 2. Holdout purchases are a few small
 -- integers shared by millions of customers; a RANGE frame over such ties
@@ -82,7 +86,7 @@ WITH preds AS (
          bgnbd['iterations'] AS iterations, bgnbd['status'] AS status,
          bgnbd['at_bound'] AS at_bound, customers,
          bgnbd['se_r'] AS se_r, bgnbd['se_alpha'] AS se_alpha, bgnbd['se_a'] AS se_a,
-         bgnbd['se_b'] AS se_b
+         bgnbd['se_b'] AS se_b, bgnbd['dropout'] AS dropout, bgnbd['se_dropout'] AS se_dropout
   FROM model_params WHERE bgnbd IS NOT NULL
   UNION ALL
   SELECT 'pareto_nbd',
@@ -90,7 +94,8 @@ WITH preds AS (
          pareto_nbd['s'], pareto_nbd['beta'],
          pareto_nbd['log_likelihood'], pareto_nbd['converged'],
          pareto_nbd['iterations'], pareto_nbd['status'], pareto_nbd['at_bound'], customers,
-         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
+         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
   FROM model_params WHERE pareto_nbd IS NOT NULL
   UNION ALL
   SELECT 'mbgnbd',
@@ -98,8 +103,15 @@ WITH preds AS (
          CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
          mbgnbd['log_likelihood'], mbgnbd['converged'],
          mbgnbd['iterations'], mbgnbd['status'], mbgnbd['at_bound'], customers,
-         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
+         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+         mbgnbd['dropout'], CAST(NULL AS DOUBLE)
   FROM model_params WHERE mbgnbd IS NOT NULL
+), counted AS (
+  SELECT *,
+         CASE WHEN status <> 'boundary' THEN 4
+              WHEN a IS NULL AND b IS NULL AND dropout IS NOT NULL THEN 3
+              ELSE 2 END AS k
+  FROM purchase
 )
 SELECT
   f.model,
@@ -125,12 +137,13 @@ SELECT
   CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.rank_correlation END AS holdout_rank_correlation,
   f.s,
   f.beta,
-  CAST(CASE WHEN f.status = 'boundary' THEN 2 ELSE 4 END AS BIGINT) AS free_parameters,
-  2.0 * CASE WHEN f.status = 'boundary' THEN 2 ELSE 4 END - 2.0 * f.log_likelihood AS aic,
-  CASE WHEN f.status = 'boundary' THEN 2 ELSE 4 END * ln(CAST(f.customers AS DOUBLE))
-    - 2.0 * f.log_likelihood AS bic,
+  f.dropout,
+  f.se_dropout,
+  CAST(f.k AS BIGINT) AS free_parameters,
+  2.0 * f.k - 2.0 * f.log_likelihood AS aic,
+  f.k * ln(CAST(f.customers AS DOUBLE)) - 2.0 * f.log_likelihood AS bic,
   f.model = $model AS drives_scores
-FROM purchase f JOIN holdout ON holdout.model = f.model
+FROM counted f JOIN holdout ON holdout.model = f.model
 UNION ALL
 SELECT
   'gamma_gamma' AS model,
@@ -148,7 +161,7 @@ SELECT
   CAST($time_unit AS VARCHAR),
   CAST($holdout_days AS BIGINT),
   CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
-  CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+  CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
   CAST(CASE WHEN gamma_gamma['status'] = 'boundary' THEN 2 ELSE 3 END AS BIGINT),
   2.0 * CASE WHEN gamma_gamma['status'] = 'boundary' THEN 2 ELSE 3 END
     - 2.0 * gamma_gamma['log_likelihood'],

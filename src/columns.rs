@@ -336,9 +336,15 @@ const MODEL_FIT: &[Column] = &[
         "Pareto/NBD scale of the dropout-rate Gamma",
     ),
     c(
+        "dropout",
+        "none",
+        "BG/NBD, MBG/NBD mean dropout probability a / (a + b); at the one-dropout boundary (a, b NULL) everyone's",
+    ),
+    c("se_dropout", "none", "standard error of dropout"),
+    c(
         "free_parameters",
         "count",
-        "parameters fitted: 4 (Gamma-Gamma 3), the limiting model's 2 at a boundary optimum",
+        "parameters fitted: 4 (Gamma-Gamma 3), the limiting model's 2 at a boundary optimum (3 at the one-dropout boundary)",
     ),
     c(
         "aic",

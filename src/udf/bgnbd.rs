@@ -27,8 +27,42 @@ pub struct BgNbdParams {
     pub alpha: f64,
     /// First shape of the beta distribution of dropout probabilities.
     pub a: f64,
-    /// Second shape of that beta distribution.
+    /// Second shape of that beta distribution; in the one-dropout limit
+    /// (see [`BgNbdParams::one_dropout`]) the limit of b / a.
     pub b: f64,
+}
+
+impl BgNbdParams {
+    /// The limit a, b -> infinity with a / (a + b) = `dropout` fixed: the
+    /// Beta distribution of dropout probabilities concentrates on
+    /// `dropout`, the same for every customer (no heterogeneity in
+    /// dropout). Kept as a = infinity and b = the limit of b / a,
+    /// (1 - dropout) / dropout; [`BgNbdParams::common_dropout`] reads it
+    /// back, and every function of this module evaluates the limit itself.
+    pub fn one_dropout(r: f64, alpha: f64, dropout: f64) -> BgNbdParams {
+        BgNbdParams {
+            r,
+            alpha,
+            a: f64::INFINITY,
+            b: (1.0 - dropout) / dropout,
+        }
+    }
+
+    /// The common dropout probability of the one-dropout limit, `None` for
+    /// any other parameters.
+    pub fn common_dropout(&self) -> Option<f64> {
+        (self.a == f64::INFINITY).then(|| 1.0 / (1.0 + self.b))
+    }
+
+    /// The mean dropout probability a / (a + b) (0 in the NBD limit a = 0,
+    /// the common one in the one-dropout limit).
+    pub fn mean_dropout(&self) -> f64 {
+        match self.common_dropout() {
+            Some(d) => d,
+            None if self.a == 0.0 => 0.0,
+            None => self.a / (self.a + self.b),
+        }
+    }
 }
 
 /// Customers sharing (frequency, recency, t), with their count as weight.
@@ -74,6 +108,9 @@ pub fn validate(frequency: f64, recency: f64, t: f64) -> std::result::Result<(),
 
 /// One customer's log-likelihood (eq. 6 in log-sum-exp form).
 pub fn log_likelihood(p: &BgNbdParams, x: f64, tx: f64, t: f64) -> f64 {
+    if let Some(d) = p.common_dropout() {
+        return one_dropout_log_likelihood(p.r, p.alpha, d, x, tx, t);
+    }
     let BgNbdParams { r, alpha, a, b } = *p;
     let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
     let a2 = ln_gamma(a + b) + ln_gamma(b + x) - ln_gamma(b) - ln_gamma(a + b + x);
@@ -285,14 +322,32 @@ fn fit_with(
             off_face: &slope,
             embed: &embed,
         };
-        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &[face])
+        let one = |th: &[f64], g: &mut [f64]| one_dropout_objective(th, &ix, g);
+        let spread = |th: &[f64]| dropout_spread_slope(th, &ix);
+        let embed_one = |th: &[f64]| vec![th[0], th[1], f64::INFINITY, f64::INFINITY];
+        let one_face = fit::Face {
+            at_bound: "a, b = infinity with a/(a+b) = dropout fixed: one dropout probability for everyone (no heterogeneity in dropout)".into(),
+            names: &["r", "alpha", "dropout"],
+            // logit(a/(a+b)) = ln a - ln b.
+            starts: starts.iter().map(|s| vec![s[0], s[1], s[2] - s[3]]).collect(),
+            objective: &one,
+            off_face: &spread,
+            embed: &embed_one,
+        };
+        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &[face, one_face])
     };
-    found.result(total, |v| BgNbdParams {
+    let mut f = found.result(total, |v| BgNbdParams {
         r: v[0],
         alpha: v[1],
         a: v[2],
         b: v[3],
-    })
+    });
+    if let Some(&[ln_r, ln_alpha, logit_d]) = found.limit.get(..3) {
+        let d = ln_logistic(logit_d).0.exp();
+        f.params = BgNbdParams::one_dropout(ln_r.exp(), ln_alpha.exp(), d);
+        f.at_bound = f.at_bound.map(|b| format!("{b}; dropout = {d:.6}"));
+    }
+    f
 }
 
 /// The covariance of (ln r, ln alpha, ln a, ln b) of a fit: the inverse
@@ -303,7 +358,9 @@ fn fit_with(
 pub fn published_log_cov(f: &FitResult) -> Vec<Vec<f64>> {
     match f.log_cov.len() {
         4 => f.log_cov.clone(),
-        2 => (0..4)
+        // The NBD limit's (ln r, ln alpha), or the one-dropout limit's
+        // (ln r, ln alpha, logit dropout), whose a and b are infinite.
+        2 | 3 => (0..4)
             .map(|i| {
                 (0..4)
                     .map(|j| {
@@ -415,13 +472,120 @@ fn dropout_slope(theta: &[f64], ix: &Indexed) -> f64 {
         })
 }
 
+/// One customer's log-likelihood in the one-dropout limit (everyone drops
+/// out with probability `d` after each repeat purchase): eq. 6 with the
+/// Beta distribution a point mass at d,
+/// ln Gamma(r+x) - ln Gamma(r) + r ln alpha
+///   + ln[(1-d)^x (alpha+T)^-(r+x) + [x > 0] d (1-d)^(x-1) (alpha+t_x)^-(r+x)].
+fn one_dropout_log_likelihood(r: f64, alpha: f64, d: f64, x: f64, tx: f64, t: f64) -> f64 {
+    let ln_q = (-d).ln_1p();
+    let a3 = x * ln_q - (r + x) * (alpha + t).ln();
+    let l3 = if x > 0.0 {
+        log_sum_exp(a3, d.ln() + (x - 1.0) * ln_q - (r + x) * (alpha + tx).ln())
+    } else {
+        a3
+    };
+    ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + l3
+}
+
+/// ln(A + B) and the shares B / (A + B), A / (A + B) from ln A, ln B (one
+/// exp).
+fn log_sum_shares(ln_a: f64, ln_b: f64) -> (f64, f64, f64) {
+    let d = ln_b - ln_a;
+    let e = (-d.abs()).exp();
+    let (hi, w_hi, w_lo) = (ln_a.max(ln_b), 1.0 / (1.0 + e), e / (1.0 + e));
+    let (wa, wb) = if d > 0.0 { (w_lo, w_hi) } else { (w_hi, w_lo) };
+    (hi + e.ln_1p(), wa, wb)
+}
+
+/// The BG/NBD likelihood's limit as a, b -> infinity with a/(a+b) = d
+/// fixed (see [`one_dropout_log_likelihood`]): mean negative
+/// log-likelihood and gradient in (ln r, ln alpha, logit d). With A and B
+/// the two terms in the bracket and w_B = B / (A + B), d ln(A+B) / d logit d
+/// = w_B - x d.
+pub(crate) fn one_dropout_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f64 {
+    let (r, alpha) = (theta[0].exp(), theta[1].exp());
+    let (ln_d, ln_q) = ln_logistic(theta[2]);
+    let d = ln_d.exp();
+    let (lg_r, psi_r, ln_alpha) = (ln_gamma(r), digamma(r), alpha.ln());
+    let xt: Vec<(f64, f64)> = ix
+        .xs
+        .iter()
+        .map(|&x| (ln_gamma(r + x) - lg_r, digamma(r + x) - psi_r))
+        .collect();
+    let la: Vec<f64> = ix.times.iter().map(|u| (alpha + u).ln()).collect();
+    let inv: Vec<f64> = ix.times.iter().map(|u| 1.0 / (alpha + u)).collect();
+    let chunk = |rows: &[(u32, u32, u32, f64)]| -> (f64, [f64; 3]) {
+        let (mut ll, mut g) = (0.0, [0.0f64; 3]);
+        for &(xi, txi, ti, w) in rows {
+            let x = ix.xs[xi as usize];
+            let (lg, psi) = xt[xi as usize];
+            let (lt, it) = (la[ti as usize], inv[ti as usize]);
+            let a3 = x * ln_q - (r + x) * lt;
+            let (l3, w3, w4, ltx, itx) = if x > 0.0 {
+                let (ltx, itx) = (la[txi as usize], inv[txi as usize]);
+                let a4 = ln_d + (x - 1.0) * ln_q - (r + x) * ltx;
+                let (l3, w3, w4) = log_sum_shares(a3, a4);
+                (l3, w3, w4, ltx, itx)
+            } else {
+                (a3, 1.0, 0.0, 0.0, 0.0)
+            };
+            ll += w * (lg + r * ln_alpha + l3);
+            g[0] += w * (psi + ln_alpha - w3 * lt - w4 * ltx) * r;
+            g[1] += w * (r / alpha - (r + x) * (w3 * it + w4 * itx)) * alpha;
+            g[2] += w * (w4 - x * d);
+        }
+        (ll, g)
+    };
+    let (ll, g) = fit::parallel_sum(&ix.rows, chunk);
+    for i in 0..3 {
+        grad[i] = -g[i] / ix.total;
+    }
+    -ll / ix.total
+}
+
+/// The slope of the mean BG/NBD log-likelihood leaving the one-dropout
+/// limit at (ln r, ln alpha, logit d) = `theta`, per unit of
+/// s = 1 / (a + b + 1) at a / (a + b) = d fixed (the variance of the
+/// dropout probability is d (1-d) s). A customer's likelihood is a
+/// polynomial f(p) = (1-p)^x A0 + [x > 0] p (1-p)^(x-1) B0 in the dropout
+/// probability, so E f(P) = f(d) + f''(d) d (1-d) s / 2 + O(s^2), and per
+/// customer the slope is f''(d) d (1-d) / (2 f(d)) =
+/// (x-1) [w_A x d + w_B (x d - 2)] / (2 (1-d)), w_A, w_B the shares of
+/// the two terms: 0 for x <= 1 (one repeat purchase says nothing about
+/// how dropout varies between customers).
+fn dropout_spread_slope(theta: &[f64], ix: &Indexed) -> f64 {
+    let (r, alpha) = (theta[0].exp(), theta[1].exp());
+    let (ln_d, ln_q) = ln_logistic(theta[2]);
+    let d = ln_d.exp();
+    let la: Vec<f64> = ix.times.iter().map(|u| (alpha + u).ln()).collect();
+    let sum: f64 = ix
+        .rows
+        .iter()
+        .filter(|&&(xi, ..)| ix.xs[xi as usize] > 1.0)
+        .map(|&(xi, txi, ti, w)| {
+            let x = ix.xs[xi as usize];
+            let a3 = x * ln_q - (r + x) * la[ti as usize];
+            let a4 = ln_d + (x - 1.0) * ln_q - (r + x) * la[txi as usize];
+            let (_, w3, w4) = log_sum_shares(a3, a4);
+            w * (x - 1.0) * (w3 * x * d + w4 * (x * d - 2.0))
+        })
+        .sum();
+    sum * 0.5 * (-ln_q).exp() / ix.total
+}
+
 /// ln of a/(b+x-1) ((alpha+T)/(alpha+tx))^(r+x), the odds of having dropped out.
 /// `None` for x = 0 and in the NBD limit a = 0, where nobody drops out.
+/// In the one-dropout limit a / (b+x-1) tends to d / (1-d).
 fn log_dropout_odds(p: &BgNbdParams, x: f64, tx: f64, t: f64) -> Option<f64> {
     if x <= 0.0 || p.a == 0.0 {
         return None;
     }
-    Some(p.a.ln() - (p.b + x - 1.0).ln() + (p.r + x) * ((p.alpha + t).ln() - (p.alpha + tx).ln()))
+    let ln_odds = match p.common_dropout() {
+        Some(d) => d.ln() - (-d).ln_1p(),
+        None => p.a.ln() - (p.b + x - 1.0).ln(),
+    };
+    Some(ln_odds + (p.r + x) * ((p.alpha + t).ln() - (p.alpha + tx).ln()))
 }
 
 /// P(alive | x, tx, T) (Hardie, note 021); 1 in the NBD limit a = 0.
@@ -582,13 +746,22 @@ fn memo_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
 /// mean rate times h (Fader, Hardie & Lee 2005, eq. 10 as a -> 0: with
 /// a - 1 = -1 the series 2F1(., a-1; c; z) of [`bracket_series`] ends
 /// after its linear term and the bracket reduces to (r+x) z/(1-z); the
-/// tests check the limit against a small a).
+/// tests check the limit against a small a). In the one-dropout limit
+/// (a, b infinite, a/(a+b) = d) it is (1 - (1 + d s)^-(r+x)) / d,
+/// s = h/(alpha+T): eq. 8's E[X(h) | lambda, p] at p = d averaged over the
+/// Gamma(r+x, alpha+T) posterior rate.
 pub fn conditional_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
     if h <= 0.0 {
         return 0.0;
     }
     if p.a == 0.0 {
         return (p.r + x) * h / (p.alpha + t);
+    }
+    if let Some(d) = p.common_dropout() {
+        // The posterior Beta(a, b+x) is the point mass d: the quadrature's
+        // integrand at p = d, (1 - (1 + d s)^-(r+x)) / d, s = h/(alpha+T).
+        let s = h / (p.alpha + t);
+        return -(-(p.r + x) * (d * s).ln_1p()).exp_m1() / d;
     }
     bracket(p, h, x, t)
 }
@@ -603,6 +776,15 @@ pub fn expected_purchases_new(p: &BgNbdParams, t: f64) -> f64 {
 
 const PARAMS: &[&str] = &["r", "alpha", "a", "b"];
 
+/// The fields of a fit's struct: the parameters and the mean dropout
+/// probability a / (a + b), which the one-dropout limit needs (a and b are
+/// NULL there).
+const FIT_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout"];
+
+/// The fields the scalar functions read: dropout is optional, so a
+/// `named_struct('r', .., 'alpha', .., 'a', .., 'b', ..)` works.
+const SCALAR_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout?"];
+
 #[derive(Debug)]
 struct Fit;
 
@@ -612,7 +794,7 @@ impl Collector for Fit {
         validate(row[0], row[1], row[2])
     }
     fn return_type() -> DataType {
-        fit_type_uncertain(PARAMS)
+        fit_type_uncertain(FIT_FIELDS)
     }
     fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
@@ -628,25 +810,91 @@ impl Collector for Fit {
             })
             .collect();
         let f = fit_penalised(&patterns, penalizer);
+        // The one-dropout limit's a and b are infinite: NULL beside dropout
+        // (its b field holds b/a, not b).
+        let (a, b) = match f.params.common_dropout() {
+            Some(_) => (f64::NAN, f64::NAN),
+            None => (f.params.a, f.params.b),
+        };
         fit_scalar_uncertain(
             &[
                 ("r", f.params.r),
                 ("alpha", f.params.alpha),
-                ("a", f.params.a),
-                ("b", f.params.b),
+                ("a", a),
+                ("b", b),
+                ("dropout", f.params.mean_dropout()),
             ],
-            &published_log_cov(&f),
+            &struct_log_cov(&f),
             &f,
         )
     }
 }
 
+/// [`published_log_cov`] with a fifth row and column for ln dropout,
+/// dropout = a / (a + b), by the delta method: its gradient is
+/// (0, 0, b/(a+b), -b/(a+b)) in (ln r, ln alpha, ln a, ln b) at an
+/// interior optimum and (0, 0, 1 - dropout) in the one-dropout limit's
+/// (ln r, ln alpha, logit dropout); NaN in the NBD limit (dropout 0, at
+/// its bound) and against a parameter that is NaN itself.
+fn struct_log_cov(f: &FitResult) -> Vec<Vec<f64>> {
+    let mut c = published_log_cov(f);
+    let own = &f.log_cov;
+    let j = match own.len() {
+        4 => {
+            let s = f.params.b / (f.params.a + f.params.b);
+            vec![0.0, 0.0, s, -s]
+        }
+        3 => vec![0.0, 0.0, 1.0 - f.params.mean_dropout()],
+        _ => Vec::new(),
+    };
+    if c.is_empty() {
+        return c;
+    }
+    let mut row: Vec<f64> = (0..4)
+        .map(|k| {
+            if j.is_empty() || k >= own.len() || (own.len() == 3 && k >= 2) {
+                return f64::NAN;
+            }
+            j.iter().zip(own).map(|(jl, r)| jl * r[k]).sum()
+        })
+        .collect();
+    let var: f64 = if j.is_empty() {
+        f64::NAN
+    } else {
+        (0..j.len())
+            .flat_map(|l| (0..j.len()).map(move |m| (l, m)))
+            .map(|(l, m)| j[l] * own[l][m] * j[m])
+            .sum()
+    };
+    for (r, v) in c.iter_mut().zip(&row) {
+        r.push(*v);
+    }
+    row.push(var);
+    c.push(row);
+    c
+}
+
 /// The parameters of a struct's fields (NULL fields as NaN): `None` when
 /// one is NULL (a fit that did not converge publishes NULL for what ran
 /// off, and its outputs are NULL), except b in the NBD limit a = 0, where b
-/// has no effect and a boundary fit publishes it NULL; an error when one
-/// is not positive (a = 0 allowed).
+/// has no effect and a boundary fit publishes it NULL, and a and b in the
+/// one-dropout limit, given by a fifth field `dropout` (a / (a + b), in
+/// (0, 1)); an error when one is not positive (a = 0 allowed).
 pub(crate) fn params(v: &[f64]) -> std::result::Result<Option<BgNbdParams>, String> {
+    let dropout = v.get(4).copied().unwrap_or(f64::NAN);
+    if v[2].is_nan() && v[3].is_nan() && !dropout.is_nan() {
+        if v[0].is_nan() || v[1].is_nan() {
+            return Ok(None);
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !(positive(v[0]) && positive(v[1]) && dropout > 0.0 && dropout < 1.0) {
+            return Err(format!(
+                "parameters must be positive and dropout in (0, 1), got r={}, alpha={}, dropout={dropout}",
+                v[0], v[1]
+            ));
+        }
+        return Ok(Some(BgNbdParams::one_dropout(v[0], v[1], dropout)));
+    }
     let limit = v[2] == 0.0;
     let p = BgNbdParams {
         r: v[0],
@@ -699,14 +947,14 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar(
             "bgnbd_p_alive",
-            &[("params", PARAMS)],
+            &[("params", SCALAR_FIELDS)],
             &["frequency", "recency", "t"],
             eval_p_alive,
             "probability the customer is still alive at t",
         ),
         Function::scalar(
             "bgnbd_expected_purchases",
-            &[("params", PARAMS)],
+            &[("params", SCALAR_FIELDS)],
             &["horizon", "frequency", "recency", "t"],
             eval_expected,
             "expected repeat purchases in (t, t + horizon], horizon in the time unit of the fit",
@@ -941,6 +1189,134 @@ pub(crate) mod tests {
                 assert!((d - g[i]).abs() < 1e-6, "i={i}: {d} vs {}", g[i]);
             }
         }
+    }
+
+    #[test]
+    fn the_one_dropout_limit_is_eq_6_at_a_concentrated_beta() {
+        // The limit a, b -> infinity with a/(a+b) = d: the log-likelihood,
+        // P(alive) and E[Y(h)] at Beta(d K, (1-d) K), K = 1e6, differ from
+        // the limit's by O(1/K) (the Beta's variance d(1-d)/(K+1) times
+        // the second derivatives; 1e-4 relative for x <= 5 here); the
+        // objective is the log-likelihood's mean and its gradient matches
+        // central differences (1e-6), on CDNOW's patterns.
+        let (r, alpha, d): (f64, f64, f64) = (0.8, 6.0, 0.15);
+        let limit = BgNbdParams::one_dropout(r, alpha, d);
+        assert_eq!(limit.common_dropout(), Some(d));
+        let k = 1e6;
+        let near = BgNbdParams {
+            r,
+            alpha,
+            a: d * k,
+            b: (1.0 - d) * k,
+        };
+        for (x, tx, t, h) in [
+            (0.0, 0.0, 30.0, 52.0),
+            (1.0, 5.0, 40.0, 10.0),
+            (3.0, 20.0, 40.0, 10.0),
+            (5.0, 85.0, 90.0, 500.0),
+        ] {
+            let rel = |u: f64, v: f64| (u / v - 1.0).abs();
+            let (ll, ll_near) = (
+                log_likelihood(&limit, x, tx, t),
+                log_likelihood(&near, x, tx, t),
+            );
+            assert!(rel(ll, ll_near) < 1e-4, "x={x}: {ll} vs {ll_near}");
+            let (pa, pa_near) = (p_alive(&limit, x, tx, t), p_alive(&near, x, tx, t));
+            assert!(rel(pa, pa_near) < 1e-4, "x={x}: {pa} vs {pa_near}");
+            let (e, e_near) = (
+                expected_purchases(&limit, h, x, tx, t),
+                expected_purchases(&near, h, x, tx, t),
+            );
+            assert!(rel(e, e_near) < 1e-4, "x={x}: {e} vs {e_near}");
+        }
+        // A century of days, a frequent buyer: finite, no overflow.
+        let e = expected_purchases(&limit, 36_500.0, 60.0, 700.0, 730.0);
+        assert!(e.is_finite() && e > 0.0, "{e}");
+        let pats = patterns(true);
+        let ix = Indexed::new(&pats);
+        let th = [r.ln(), alpha.ln(), (d / (1.0 - d)).ln()];
+        let mut g = [0.0; 3];
+        let f = one_dropout_objective(&th, &ix, &mut g);
+        let mean: f64 = pats
+            .iter()
+            .map(|p| -p.weight * log_likelihood(&limit, p.frequency, p.recency, p.t))
+            .sum::<f64>()
+            / ix.total;
+        assert!((f / mean - 1.0).abs() < 1e-12, "{f} vs {mean}");
+        for i in 0..3 {
+            let h = 1e-6;
+            let (mut up, mut dn) = (th, th);
+            up[i] += h;
+            dn[i] -= h;
+            let mut tmp = [0.0; 3];
+            let fd = (one_dropout_objective(&up, &ix, &mut tmp)
+                - one_dropout_objective(&dn, &ix, &mut tmp))
+                / (2.0 * h);
+            assert!((fd - g[i]).abs() < 1e-6, "i={i}: {fd} vs {}", g[i]);
+        }
+    }
+
+    #[test]
+    fn the_slope_off_the_one_dropout_limit_is_the_likelihood_s() {
+        // dropout_spread_slope is d(mean LL)/ds at s = 1/(a+b+1) = 0: the
+        // mean log-likelihood at Beta(d K, (1-d) K), K = 1e5 (s = 1e-5),
+        // minus the limit's, over s, agrees within 1e-3 relative (the
+        // O(s) curvature term), on CDNOW's patterns.
+        let pats = patterns(true);
+        let ix = Indexed::new(&pats);
+        let (r, alpha, d): (f64, f64, f64) = (0.24, 4.4, 0.25);
+        let th = [r.ln(), alpha.ln(), (d / (1.0 - d)).ln()];
+        let k = 1e5;
+        let near = BgNbdParams {
+            r,
+            alpha,
+            a: d * k,
+            b: (1.0 - d) * k,
+        };
+        let limit = BgNbdParams::one_dropout(r, alpha, d);
+        let mean_ll = |p: &BgNbdParams| {
+            pats.iter()
+                .map(|q| q.weight * log_likelihood(p, q.frequency, q.recency, q.t))
+                .sum::<f64>()
+                / ix.total
+        };
+        let fd = (mean_ll(&near) - mean_ll(&limit)) * (k + 1.0);
+        let slope = dropout_spread_slope(&th, &ix);
+        assert!((fd / slope - 1.0).abs() < 1e-3, "{fd} vs {slope}");
+    }
+
+    #[test]
+    fn one_dropout_for_everyone_is_a_verified_boundary() {
+        // The shop of udf::shapes::one_dropout (dropout 0.1 after each
+        // repeat purchase, for everyone): the limit a, b = infinity at a
+        // verified boundary, a and b published NULL beside dropout, which
+        // is the generating 0.1 within 10% (sampling error of 20,000
+        // customers), with a standard error; P(alive) and expected
+        // purchases from the struct the SQL functions read are the
+        // limit's.
+        let pats = crate::udf::shapes::one_dropout(20_000, 8, 0.1);
+        let f = fit(&pats);
+        println!(
+            "{} iterations, {}, {:?}",
+            f.iterations, f.status, f.at_bound
+        );
+        assert!(f.converged && f.status == "boundary", "{f:?}");
+        let d = f.params.common_dropout().unwrap_or(f64::NAN);
+        assert!((d / 0.1 - 1.0).abs() < 0.1, "{f:?}");
+        assert!(
+            f.at_bound
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("a, b = infinity"),
+            "{f:?}"
+        );
+        let cov = struct_log_cov(&f);
+        assert!(cov[4][4] > 0.0 && cov[2][2].is_nan(), "{cov:?}");
+        let q = params(&[f.params.r, f.params.alpha, f64::NAN, f64::NAN, d])
+            .unwrap()
+            .unwrap();
+        assert_eq!(q, f.params);
+        assert!(params(&[1.0, 1.0, f64::NAN, f64::NAN, 1.5]).is_err());
     }
 
     #[test]

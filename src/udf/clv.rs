@@ -290,7 +290,7 @@ pub fn log_normal_interval(value: f64, sd: f64, level: f64) -> (f64, f64) {
 fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
     // NULL parameters (a fit that did not converge) give NULL; the limits
     // of boundary fits are models of their own.
-    let (Some(bg), Some(gg)) = (bgnbd::params(&pv[..4])?, gamma_gamma::params(&pv[4..8])?) else {
+    let (Some(bg), Some(gg)) = (bgnbd::params(&pv[..5])?, gamma_gamma::params(&pv[5..9])?) else {
         return Ok(None);
     };
     let Some((value, horizon)) = checked(&gg, v)? else {
@@ -333,7 +333,9 @@ fn checked(
 /// CLV under Pareto/NBD or MBG/NBD (`model`, parameters `pv[..4]` in its
 /// struct order), as [`eval`] under BG/NBD: value * P(alive) * S(x, T).
 fn eval_other(model: Model, pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    let Some(gg) = gamma_gamma::params(&pv[4..8])? else {
+    // The purchase model's fields: MBG/NBD's have dropout fifth.
+    let k = if matches!(model, Model::Pareto) { 4 } else { 5 };
+    let Some(gg) = gamma_gamma::params(&pv[k..k + 4])? else {
         return Ok(None);
     };
     let (x, tx, t, rate, per_month) = (v[0], v[1], v[2], v[5], v[6]);
@@ -345,7 +347,7 @@ fn eval_other(model: Model, pv: &[f64], v: &[f64]) -> std::result::Result<Option
                 [p.r, p.alpha, p.s, p.beta],
             ),
         },
-        _ => match mbgnbd::params(&pv[..4])? {
+        _ => match mbgnbd::params(&pv[..5])? {
             None => return Ok(None),
             Some(p) => (mbgnbd::p_alive(&p, x, tx, t), [p.r, p.alpha, p.a, p.b]),
         },
@@ -443,7 +445,14 @@ fn eval_interval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<(f64, f64)
     if !(level > 0.0 && level < 1.0) {
         return Err(format!("interval must be in (0, 1), e.g. 0.9, got {level}"));
     }
-    let point: Vec<f64> = pv[..4].iter().chain(&pv[14..18]).copied().collect();
+    // eval's fields: BG/NBD's four, its dropout (NULL: a fit with a
+    // covariance is interior or a = 0), Gamma-Gamma's four.
+    let point: Vec<f64> = pv[..4]
+        .iter()
+        .chain(&[f64::NAN])
+        .chain(&pv[14..18])
+        .copied()
+        .collect();
     let Some(c) = eval(&point, &v[..7])? else {
         return Ok(None);
     };
@@ -494,7 +503,7 @@ pub fn functions() -> Vec<Function> {
     vec![
         Function::scalar(
             "clv",
-            &[("bgnbd_params", &["r", "alpha", "a", "b"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            &[("bgnbd_params", &["r", "alpha", "a", "b", "dropout?"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
             ARGS,
             eval,
             "discounted CLV over horizon_months months (lifetimes' customer_lifetime_value); time_units_per_month = 30 (days) or 4.345 (weeks)",
@@ -508,7 +517,7 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar(
             "mbgnbd_clv",
-            &[("mbgnbd_params", &["r", "alpha", "a", "b"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            &[("mbgnbd_params", &["r", "alpha", "a", "b", "dropout?"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
             ARGS,
             eval_mbgnbd,
             "clv with MBG/NBD expected purchases",
@@ -613,8 +622,9 @@ mod tests {
         // ../shared/cases/models/one-time-buyers-a-plus-b-below-1 (README):
         // clv(bg, gg, 0, 0, 200, 0, 12, 0.01, 30) = 13.351735 at r 0.4,
         // alpha 16, a 0.35, b 0.37, p 6, q 4, v 15; 5e-7 (8 digits given).
-        // The struct has no v_over_q: the wrapper passes it as NULL (NaN).
-        let pv = [0.4, 16.0, 0.35, 0.37, 6.0, 4.0, 15.0, f64::NAN];
+        // The structs have no dropout and no v_over_q: the wrapper passes
+        // them as NULL (NaN).
+        let pv = [0.4, 16.0, 0.35, 0.37, f64::NAN, 6.0, 4.0, 15.0, f64::NAN];
         let got = eval(&pv, &[0.0, 0.0, 200.0, 0.0, 12.0, 0.01, 30.0])
             .unwrap()
             .unwrap();
@@ -658,7 +668,17 @@ mod tests {
     #[test]
     fn never_negative_and_null_without_a_population_mean() {
         assert_eq!(clv(&BG, -5.0, 2.0, 30.43, 38.86, 12, 0.01, 4.345), 0.0);
-        let pv = [0.243, 4.414, 0.793, 2.426, 6.25, 0.9, 15.44, f64::NAN];
+        let pv = [
+            0.243,
+            4.414,
+            0.793,
+            2.426,
+            f64::NAN,
+            6.25,
+            0.9,
+            15.44,
+            f64::NAN,
+        ];
         assert_eq!(
             eval(&pv, &[2.0, 30.43, 38.86, 20.0, 12.0, 0.01, 4.345]),
             Ok(None)

@@ -22,6 +22,7 @@ pub use super::bgnbd::{validate, Pattern};
 use super::Function;
 use crate::numeric::fit;
 use crate::numeric::optim::{stage_sample_size, systematic_sample, Options};
+use crate::numeric::quad::ln_logistic;
 use crate::numeric::special::{digamma, ln_gamma};
 
 /// Model parameters (alpha in the data's time unit).
@@ -33,8 +34,40 @@ pub struct MbgNbdParams {
     pub alpha: f64,
     /// First shape of the beta distribution of dropout probabilities.
     pub a: f64,
-    /// Second shape of that beta distribution.
+    /// Second shape of that beta distribution; in the one-dropout limit
+    /// (a infinite, as [`BgNbdParams::one_dropout`]) the limit of b / a.
     pub b: f64,
+}
+
+impl MbgNbdParams {
+    /// The limit a, b -> infinity with a / (a + b) = `dropout` fixed:
+    /// everyone drops out with probability `dropout` after each purchase
+    /// (the first included); kept as BG/NBD keeps it.
+    pub fn one_dropout(r: f64, alpha: f64, dropout: f64) -> MbgNbdParams {
+        let p = BgNbdParams::one_dropout(r, alpha, dropout);
+        MbgNbdParams {
+            r,
+            alpha,
+            a: p.a,
+            b: p.b,
+        }
+    }
+
+    /// The common dropout probability of the one-dropout limit, `None` for
+    /// any other parameters.
+    pub fn common_dropout(&self) -> Option<f64> {
+        self.as_bgnbd().common_dropout()
+    }
+
+    /// The same numbers as BG/NBD parameters (their encodings agree).
+    fn as_bgnbd(&self) -> BgNbdParams {
+        BgNbdParams {
+            r: self.r,
+            alpha: self.alpha,
+            a: self.a,
+            b: self.b,
+        }
+    }
 }
 
 /// Result of a fit.
@@ -42,6 +75,15 @@ pub type FitResult = fit::FitResult<MbgNbdParams>;
 
 /// One customer's log-likelihood (module docs, in log-sum-exp form).
 pub fn log_likelihood(p: &MbgNbdParams, x: f64, tx: f64, t: f64) -> f64 {
+    if let Some(d) = p.common_dropout() {
+        // Beta(a, b) a point mass at d: B(a, b+x+1)/B(a, b) -> (1-d)^(x+1),
+        // a/(b+x) -> d/(1-d).
+        let (r, alpha) = (p.r, p.alpha);
+        let a4 = d.ln() - (-d).ln_1p() + (r + x) * ((alpha + t).ln() - (alpha + tx).ln());
+        return ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + (x + 1.0) * (-d).ln_1p()
+            - (r + x) * (alpha + t).ln()
+            + softplus(a4);
+    }
     let MbgNbdParams { r, alpha, a, b } = *p;
     let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
     let a2 = ln_gamma(a + b) + ln_gamma(b + x + 1.0) - ln_gamma(b) - ln_gamma(a + b + x + 1.0);
@@ -115,6 +157,71 @@ fn objective_indexed(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f64 {
     -ll / ix.total
 }
 
+/// The MBG/NBD likelihood's limit as a, b -> infinity with a/(a+b) = d
+/// fixed (see [`log_likelihood`]): mean negative log-likelihood and
+/// gradient in (ln r, ln alpha, logit d). With w the dropout term's share,
+/// d ln L / d logit d = w - (x+1) d.
+fn one_dropout_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f64 {
+    let (r, alpha) = (theta[0].exp(), theta[1].exp());
+    let (ln_d, ln_q) = ln_logistic(theta[2]);
+    let d = ln_d.exp();
+    let (lg_r, psi_r, ln_alpha) = (ln_gamma(r), digamma(r), alpha.ln());
+    let xt: Vec<(f64, f64)> = ix
+        .xs
+        .iter()
+        .map(|&x| (ln_gamma(r + x) - lg_r, digamma(r + x) - psi_r))
+        .collect();
+    let la: Vec<f64> = ix.times.iter().map(|u| (alpha + u).ln()).collect();
+    let inv: Vec<f64> = ix.times.iter().map(|u| 1.0 / (alpha + u)).collect();
+    let chunk = |rows: &[(u32, u32, u32, f64)]| -> (f64, [f64; 3]) {
+        let (mut ll, mut g) = (0.0, [0.0f64; 3]);
+        for &(xi, txi, ti, w) in rows {
+            let x = ix.xs[xi as usize];
+            let (lg, psi) = xt[xi as usize];
+            let (lt, ltx) = (la[ti as usize], la[txi as usize]);
+            let (it, itx) = (inv[ti as usize], inv[txi as usize]);
+            let a4 = ln_d - ln_q + (r + x) * (lt - ltx);
+            let w4 = 1.0 / (1.0 + (-a4).exp());
+            ll += w * (lg + r * ln_alpha + (x + 1.0) * ln_q - (r + x) * lt + softplus(a4));
+            g[0] += w * (psi + ln_alpha - lt + w4 * (lt - ltx)) * r;
+            g[1] += w * (r / alpha - (r + x) * it + w4 * (r + x) * (it - itx)) * alpha;
+            g[2] += w * (w4 - (x + 1.0) * d);
+        }
+        (ll, g)
+    };
+    let (ll, g) = fit::parallel_sum(&ix.rows, chunk);
+    for i in 0..3 {
+        grad[i] = -g[i] / ix.total;
+    }
+    -ll / ix.total
+}
+
+/// The slope of the mean MBG/NBD log-likelihood leaving the one-dropout
+/// limit at (ln r, ln alpha, logit d) = `theta`, per unit of
+/// s = 1 / (a + b + 1) at a/(a+b) = d fixed: BG/NBD's (its
+/// `dropout_spread_slope`) with x + 1 dropout chances for x. A customer's
+/// likelihood is f(p) = (1-p)^(x+1) A0 + p (1-p)^x B0, and
+/// f''(d) d (1-d) / (2 f(d)) = x [w_A (x+1) d + w_B ((x+1) d - 2)] / (2 (1-d)),
+/// w_A, w_B the two terms' shares: 0 for x = 0.
+fn dropout_spread_slope(theta: &[f64], ix: &Indexed) -> f64 {
+    let (r, alpha) = (theta[0].exp(), theta[1].exp());
+    let (ln_d, ln_q) = ln_logistic(theta[2]);
+    let d = ln_d.exp();
+    let la: Vec<f64> = ix.times.iter().map(|u| (alpha + u).ln()).collect();
+    let sum: f64 = ix
+        .rows
+        .iter()
+        .filter(|&&(xi, ..)| ix.xs[xi as usize] > 0.0)
+        .map(|&(xi, txi, ti, w)| {
+            let x = ix.xs[xi as usize];
+            let a4 = ln_d - ln_q + (r + x) * (la[ti as usize] - la[txi as usize]);
+            let wb = 1.0 / (1.0 + (-a4).exp());
+            w * x * ((1.0 - wb) * (x + 1.0) * d + wb * ((x + 1.0) * d - 2.0))
+        })
+        .sum();
+    sum * 0.5 * (-ln_q).exp() / ix.total
+}
+
 /// Maximum-likelihood fit over weighted patterns (L-BFGS in log-parameter
 /// space from several starts; the no-dropout limit tried first).
 pub fn fit(patterns: &[Pattern]) -> FitResult {
@@ -169,14 +276,31 @@ fn fit_with(
             off_face: &slope,
             embed: &embed,
         };
-        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &[face])
+        let one = |th: &[f64], g: &mut [f64]| one_dropout_objective(th, &ix, g);
+        let spread = |th: &[f64]| dropout_spread_slope(th, &ix);
+        let embed_one = |th: &[f64]| vec![th[0], th[1], f64::INFINITY, f64::INFINITY];
+        let one_face = fit::Face {
+            at_bound: "a, b = infinity with a/(a+b) = dropout fixed: one dropout probability for everyone (no heterogeneity in dropout)".into(),
+            names: &["r", "alpha", "dropout"],
+            starts: starts.iter().map(|s| vec![s[0], s[1], s[2] - s[3]]).collect(),
+            objective: &one,
+            off_face: &spread,
+            embed: &embed_one,
+        };
+        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &[face, one_face])
     };
-    found.result(total, |v| MbgNbdParams {
+    let mut f = found.result(total, |v| MbgNbdParams {
         r: v[0],
         alpha: v[1],
         a: v[2],
         b: v[3],
-    })
+    });
+    if let Some(&[ln_r, ln_alpha, logit_d]) = found.limit.get(..3) {
+        let d = ln_logistic(logit_d).0.exp();
+        f.params = MbgNbdParams::one_dropout(ln_r.exp(), ln_alpha.exp(), d);
+        f.at_bound = f.at_bound.map(|b| format!("{b}; dropout = {d:.6}"));
+    }
+    f
 }
 
 /// Start points (log parameters) for data whose mean age T is `scale`.
@@ -242,7 +366,12 @@ pub fn p_alive(p: &MbgNbdParams, x: f64, tx: f64, t: f64) -> f64 {
     if p.a == 0.0 {
         return 1.0;
     }
-    let l = p.a.ln() - (p.b + x).ln() + (p.r + x) * ((p.alpha + t).ln() - (p.alpha + tx).ln());
+    // a/(b+x) tends to d/(1-d) in the one-dropout limit.
+    let odds = match p.common_dropout() {
+        Some(d) => d.ln() - (-d).ln_1p(),
+        None => p.a.ln() - (p.b + x).ln(),
+    };
+    let l = odds + (p.r + x) * ((p.alpha + t).ln() - (p.alpha + tx).ln());
     if l > 700.0 {
         0.0
     } else {
@@ -262,12 +391,16 @@ pub fn expected_purchases(p: &MbgNbdParams, h: f64, x: f64, tx: f64, t: f64) -> 
 
 /// E[Y(h) | x, t_x, T] / P(alive): the factor of [`expected_purchases`]
 /// that does not depend on recency.
+/// In the one-dropout limit Beta(a, b+1) is the point mass at d too.
 pub fn bracket(p: &MbgNbdParams, h: f64, x: f64, t: f64) -> f64 {
-    let shifted = BgNbdParams {
-        r: p.r,
-        alpha: p.alpha,
-        a: p.a,
-        b: p.b + 1.0,
+    let shifted = match p.common_dropout() {
+        Some(_) => p.as_bgnbd(),
+        None => BgNbdParams {
+            r: p.r,
+            alpha: p.alpha,
+            a: p.a,
+            b: p.b + 1.0,
+        },
     };
     conditional_bracket(&shifted, h, x, t)
 }
@@ -276,6 +409,14 @@ pub fn bracket(p: &MbgNbdParams, h: f64, x: f64, t: f64) -> f64 {
 // DataFusion wrappers
 
 const PARAMS: &[&str] = &["r", "alpha", "a", "b"];
+
+/// The fields of a fit's struct: the parameters and the mean dropout
+/// probability a / (a + b), which the one-dropout limit needs (a and b are
+/// NULL there).
+const FIT_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout"];
+
+/// The fields the scalar functions read (dropout optional).
+const SCALAR_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout?"];
 
 #[derive(Debug)]
 struct Fit;
@@ -286,7 +427,7 @@ impl Collector for Fit {
         validate(row[0], row[1], row[2])
     }
     fn return_type() -> DataType {
-        fit_type(PARAMS)
+        fit_type(FIT_FIELDS)
     }
     fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
@@ -302,12 +443,19 @@ impl Collector for Fit {
             })
             .collect();
         let f = fit_penalised(&patterns, penalizer);
+        let p = f.params.as_bgnbd();
+        // The one-dropout limit's a and b are infinite: NULL beside dropout.
+        let (a, b) = match p.common_dropout() {
+            Some(_) => (f64::NAN, f64::NAN),
+            None => (p.a, p.b),
+        };
         fit_scalar(
             &[
-                ("r", f.params.r),
-                ("alpha", f.params.alpha),
-                ("a", f.params.a),
-                ("b", f.params.b),
+                ("r", p.r),
+                ("alpha", p.alpha),
+                ("a", a),
+                ("b", b),
+                ("dropout", p.mean_dropout()),
             ],
             &f,
         )
@@ -315,7 +463,8 @@ impl Collector for Fit {
 }
 
 /// The parameters of a struct's fields (NULL as NaN), as BG/NBD's: `None`
-/// when one is NULL except b at a = 0; an error when one is not positive.
+/// when one is NULL except b at a = 0 and a, b beside a fifth field
+/// `dropout` (the one-dropout limit); an error when one is not positive.
 pub(crate) fn params(v: &[f64]) -> std::result::Result<Option<MbgNbdParams>, String> {
     Ok(super::bgnbd::params(v)?.map(|p| MbgNbdParams {
         r: p.r,
@@ -355,14 +504,14 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar(
             "mbgnbd_p_alive",
-            &[("params", PARAMS)],
+            &[("params", SCALAR_FIELDS)],
             &["frequency", "recency", "t"],
             eval_p_alive,
             "MBG/NBD probability the customer is still alive at t",
         ),
         Function::scalar(
             "mbgnbd_expected_purchases",
-            &[("params", PARAMS)],
+            &[("params", SCALAR_FIELDS)],
             &["horizon", "frequency", "recency", "t"],
             eval_expected,
             "MBG/NBD expected purchases in (t, t + horizon], horizon in the time unit of the fit",
@@ -385,6 +534,97 @@ mod tests {
             b: v[3],
         };
         (p, v[4])
+    }
+
+    #[test]
+    fn the_one_dropout_limit_is_the_likelihood_at_a_concentrated_beta() {
+        // a, b -> infinity with a/(a+b) = d: the log-likelihood, P(alive)
+        // and E[Y(h)] at Beta(d K, (1-d) K), K = 1e6, are the limit's
+        // within O(1/K) (1e-4 relative for x <= 5); the objective's
+        // gradient matches central differences (1e-6), and the slope off
+        // the limit matches (LL(K = 1e5) - LL(limit)) (K + 1) within 1e-3
+        // relative, on CDNOW's patterns.
+        let (r, alpha, d): (f64, f64, f64) = (0.8, 6.0, 0.15);
+        let limit = MbgNbdParams::one_dropout(r, alpha, d);
+        let near = |k: f64| MbgNbdParams {
+            r,
+            alpha,
+            a: d * k,
+            b: (1.0 - d) * k,
+        };
+        let rel = |u: f64, v: f64| (u / v - 1.0).abs();
+        for (x, tx, t, h) in [
+            (0.0, 0.0, 30.0, 52.0),
+            (1.0, 5.0, 40.0, 10.0),
+            (5.0, 85.0, 90.0, 500.0),
+        ] {
+            let n = near(1e6);
+            let pairs = [
+                (
+                    log_likelihood(&limit, x, tx, t),
+                    log_likelihood(&n, x, tx, t),
+                ),
+                (p_alive(&limit, x, tx, t), p_alive(&n, x, tx, t)),
+                (
+                    expected_purchases(&limit, h, x, tx, t),
+                    expected_purchases(&n, h, x, tx, t),
+                ),
+            ];
+            for (u, v) in pairs {
+                assert!(rel(u, v) < 1e-4, "x={x}: {u} vs {v}");
+            }
+        }
+        let pats = patterns(true);
+        let ix = Indexed::new(&pats);
+        let th = [r.ln(), alpha.ln(), (d / (1.0 - d)).ln()];
+        let mut g = [0.0; 3];
+        let f = one_dropout_objective(&th, &ix, &mut g);
+        let mean_ll = |p: &MbgNbdParams| {
+            pats.iter()
+                .map(|q| q.weight * log_likelihood(p, q.frequency, q.recency, q.t))
+                .sum::<f64>()
+                / ix.total
+        };
+        assert!(rel(-f, mean_ll(&limit)) < 1e-12, "{f}");
+        for i in 0..3 {
+            let h = 1e-6;
+            let (mut up, mut dn) = (th, th);
+            up[i] += h;
+            dn[i] -= h;
+            let mut tmp = [0.0; 3];
+            let fd = (one_dropout_objective(&up, &ix, &mut tmp)
+                - one_dropout_objective(&dn, &ix, &mut tmp))
+                / (2.0 * h);
+            assert!((fd - g[i]).abs() < 1e-6, "i={i}: {fd} vs {}", g[i]);
+        }
+        let fd = (mean_ll(&near(1e5)) - mean_ll(&limit)) * (1e5 + 1.0);
+        let slope = dropout_spread_slope(&th, &ix);
+        assert!(rel(fd, slope) < 1e-3, "{fd} vs {slope}");
+    }
+
+    #[test]
+    fn one_dropout_for_everyone_is_a_verified_boundary() {
+        // udf::shapes::one_dropout_from_first's shop (MBG/NBD's story):
+        // everyone leaves with probability 0.1 after each purchase, the
+        // first included. The fit ends at the limit a, b =
+        // infinity (verified boundary) with dropout 0.1 within 10%
+        // (sampling error of 20,000 customers), within 100 iterations.
+        let pats = crate::udf::shapes::one_dropout_from_first(20_000, 9, 0.1);
+        let f = fit(&pats);
+        println!(
+            "{} iterations, {}, {:?}",
+            f.iterations, f.status, f.at_bound
+        );
+        assert!(
+            f.converged && f.status == "boundary" && f.iterations < 100,
+            "{f:?}"
+        );
+        let d = f.params.common_dropout().unwrap_or(f64::NAN);
+        assert!((d / 0.1 - 1.0).abs() < 0.1, "{f:?}");
+        let q = params(&[f.params.r, f.params.alpha, f64::NAN, f64::NAN, d])
+            .unwrap()
+            .unwrap();
+        assert_eq!(q, f.params);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, Gamma};
 
 use super::bgnbd::{self, Pattern};
-use super::{gamma_gamma, mbgnbd};
+use super::{bgbb, gamma_gamma, mbgnbd, pareto_nbd};
 
 /// Observation window of the generated shops: two years, in weeks.
 const WEEKS: f64 = 104.0;
@@ -59,6 +59,46 @@ pub(crate) fn no_dropout(n: usize, seed: u64) -> Vec<Pattern> {
             let rate = rates.sample(&mut rng);
             let (times, t) = customer(&mut rng, rate, true);
             rfm(&times, t)
+        })
+        .collect()
+}
+
+/// A shop with one dropout probability for everyone (issue 15's
+/// homogeneous p: BG/NBD's limit a, b -> infinity with a/(a+b) fixed):
+/// the no-dropout shop's purchase rates and day-rounded times, and after
+/// each repeat purchase every customer leaves with probability `dropout`.
+pub(crate) fn one_dropout(n: usize, seed: u64, dropout: f64) -> Vec<Pattern> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rates = Gamma::new(10.0, 2.0 / WEEKS).expect("valid gamma");
+    (0..n)
+        .map(|_| {
+            let rate = rates.sample(&mut rng);
+            let (mut times, t) = customer(&mut rng, rate, true);
+            if let Some(k) = (1..times.len()).find(|_| rng.random::<f64>() < dropout) {
+                times.truncate(k + 1);
+            }
+            rfm(&times, t)
+        })
+        .collect()
+}
+
+/// [`one_dropout`]'s shop where customers may also leave right after the
+/// first purchase, with the same probability (MBG/NBD's story): their
+/// repeat purchases are never seen.
+pub(crate) fn one_dropout_from_first(n: usize, seed: u64, dropout: f64) -> Vec<Pattern> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1 << 32));
+    one_dropout(n, seed, dropout)
+        .into_iter()
+        .map(|p| {
+            if rng.random::<f64>() < dropout {
+                Pattern {
+                    frequency: 0.0,
+                    recency: 0.0,
+                    ..p
+                }
+            } else {
+                p
+            }
         })
         .collect()
 }
@@ -133,6 +173,68 @@ pub(crate) fn distinct_spend(n: usize, seed: u64) -> Vec<gamma_gamma::Pattern> {
         .collect()
 }
 
+/// BG/BB patterns (Fader, Hardie & Shang 2010): `n` customers over
+/// `opportunities` discrete opportunities after the first, each
+/// transacting at an opportunity with probability p ~ Beta(`pa`, `pb`)
+/// while alive and dying before each opportunity with probability
+/// theta ~ Beta(`ta`, `tb`); `None` for a shape's parameters means one
+/// value for everyone (the limit of both shapes -> infinity at the given
+/// mean), `Some(0.0)` for theta's mean means nobody leaves.
+pub(crate) fn bgbb_shop(
+    n: usize,
+    seed: u64,
+    opportunities: u32,
+    p: (f64, Option<f64>),
+    theta: (f64, Option<f64>),
+) -> Vec<bgbb::Pattern> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // (mean, concentration a + b): Beta(mean k, (1 - mean) k), or the mean.
+    let draw = |(mean, k): (f64, Option<f64>), rng: &mut rand::rngs::StdRng| match k {
+        Some(k) if mean > 0.0 => rand_distr::Beta::new(mean * k, (1.0 - mean) * k)
+            .expect("valid beta")
+            .sample(rng),
+        _ => mean,
+    };
+    // Customers sharing (x, t_x) are one weighted pattern, as the fit
+    // aggregate gives them.
+    let mut counts = std::collections::BTreeMap::<(u32, u32), f64>::new();
+    let customers: Vec<bgbb::Pattern> = (0..n)
+        .map(|_| {
+            let (pi, th) = (draw(p, &mut rng), draw(theta, &mut rng));
+            let (mut x, mut last) = (0.0, 0.0);
+            for t in 1..=opportunities {
+                if rng.random::<f64>() < th {
+                    break;
+                }
+                if rng.random::<f64>() < pi {
+                    x += 1.0;
+                    last = t as f64;
+                }
+            }
+            bgbb::Pattern {
+                frequency: x,
+                recency: last,
+                n: opportunities as f64,
+                weight: 1.0,
+            }
+        })
+        .collect();
+    for c in &customers {
+        *counts
+            .entry((c.frequency as u32, c.recency as u32))
+            .or_default() += 1.0;
+    }
+    counts
+        .into_iter()
+        .map(|((x, tx), weight)| bgbb::Pattern {
+            frequency: x as f64,
+            recency: tx as f64,
+            n: opportunities as f64,
+            weight,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +255,11 @@ mod tests {
                 Some("boundary"),
             ),
             ("gone after one purchase", gone_after_one(20_000, 2), None),
+            (
+                "one dropout probability for everyone",
+                one_dropout(20_000, 8, 0.1),
+                Some("boundary"),
+            ),
             (
                 "700,000 distinct patterns",
                 distinct_patterns(700_000, 3),
@@ -218,6 +325,15 @@ mod tests {
             f.iterations < BUDGET && f.converged && f.status == "boundary",
             "{f:?}"
         );
+        let f = mbgnbd::fit(&one_dropout_from_first(20_000, 9, 0.1));
+        println!(
+            "mbgnbd_fit, one dropout probability for everyone: {} iterations, {}",
+            f.iterations, f.status
+        );
+        assert!(
+            f.iterations < BUDGET && f.converged && f.status == "boundary",
+            "{f:?}"
+        );
         let f = mbgnbd::fit(&gone_after_one(20_000, 2));
         println!(
             "mbgnbd_fit, gone after one: {} iterations, {}",
@@ -225,6 +341,89 @@ mod tests {
         );
         assert!(f.iterations < BUDGET && !f.converged, "{f:?}");
         assert!(f.status.contains("not identified"), "{f:?}");
+    }
+
+    #[test]
+    fn pareto_nbd_stops_within_the_budget_on_every_shape() {
+        // Pareto/NBD on the purchase shapes: no dropout is its NBD limit
+        // s = 0 (verified boundary); one purchase each identifies nothing
+        // (said). Iterations printed, each under BUDGET.
+        // (Not yet here, issue 15 item 3 open: the one-dropout shop, even
+        // at 2,000 customers, and 100,000 distinct patterns, where the fit
+        // did not stop within minutes in a debug build.)
+        let cases: [(&str, Vec<Pattern>, Option<&str>); 2] = [
+            ("no dropout", no_dropout(20_000, 1), Some("boundary")),
+            ("gone after one purchase", gone_after_one(20_000, 2), None),
+        ];
+        for (name, patterns, status) in cases {
+            let f = pareto_nbd::fit(&patterns);
+            println!(
+                "pareto_nbd_fit, {name}: {} iterations, {}, {:?}",
+                f.iterations, f.status, f.at_bound
+            );
+            assert!(f.iterations < BUDGET, "{name}: {f:?}");
+            match status {
+                Some(s) => assert!(f.converged && f.status == s, "{name}: {f:?}"),
+                None => assert!(!f.converged && f.status.contains("not identified"), "{f:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bgbb_stops_within_the_budget_on_every_shape() {
+        // BG/BB on six opportunities (the donation data's), 10,000
+        // customers: heterogeneous transaction and dropout probabilities
+        // (Beta(1.2, 0.8), Beta(0.6, 2.4)) converge inside; nobody leaving
+        // is the limit gamma = 0 (verified boundary). Iterations printed,
+        // each under BUDGET.
+        let het = (0.6, Some(2.0));
+        // (Not yet here, issue 15 item 3 open: one transaction probability
+        // for everyone (alpha, beta -> infinity) stopped after 3,009
+        // iterations unconverged, one dropout probability for everyone
+        // (gamma, delta -> infinity) ran off after 2,056: both need their
+        // limits as faces.)
+        let cases = [
+            (
+                "heterogeneous",
+                bgbb_shop(10_000, 1, 6, het, (0.2, Some(3.0))),
+                "converged",
+            ),
+            (
+                "nobody leaves",
+                bgbb_shop(10_000, 2, 6, het, (0.0, None)),
+                "boundary",
+            ),
+        ];
+        for (name, patterns, status) in cases {
+            let f = bgbb::fit(&patterns);
+            println!(
+                "bgbb_fit, {name}: {} iterations, {}, {:?}, {:?}",
+                f.iterations, f.status, f.params, f.at_bound
+            );
+            assert!(f.iterations < BUDGET, "{name}: {f:?}");
+            assert!(f.converged && f.status == status, "{name}: {f:?}");
+        }
+    }
+
+    #[test]
+    fn small_shops_with_one_dropout_probability_are_fitted() {
+        // Issue 15's fresh-user trial: small shops where everyone drops out
+        // with the same probability exited 3. Sampling noise puts the
+        // maximum on the one-dropout boundary or inside (a, b large but
+        // finite) about equally often: either is a verified optimum, never
+        // a failure, within BUDGET iterations; printed per shop.
+        let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+        for seed in 0..20 {
+            let f = bgnbd::fit(&one_dropout(300, 100 + seed, 0.15));
+            println!(
+                "bgnbd_fit, 300 customers, dropout 0.15, seed {seed}: {} iterations, {}, a {:.3e}, b {:.3e}, dropout {:.4}",
+                f.iterations, f.status, f.params.a, f.params.b, f.params.mean_dropout()
+            );
+            assert!(f.converged && f.iterations < BUDGET, "seed {seed}: {f:?}");
+            *statuses.entry(f.status.clone()).or_default() += 1;
+        }
+        println!("{statuses:?}");
+        assert!(statuses.contains_key("boundary"), "{statuses:?}");
     }
 
     #[test]

@@ -203,6 +203,13 @@ fn allow_unconverged_publishes_no_number_that_is_not_one() {
 /// Poisson purchases at a rate Gamma(10, mean 20 per two years) a day until
 /// 2024-12-31, each amount Gamma(3, mean 50) whatever the customer (seeded).
 fn write_no_dropout_shop(path: &Path, n: usize, seed: u64) {
+    write_shop(path, n, seed, 0.0);
+}
+
+/// The shop of [`write_no_dropout_shop`], except that after each repeat
+/// purchase every customer leaves with the same probability `dropout`
+/// (no draw when it is 0, so that shop is unchanged).
+fn write_shop(path: &Path, n: usize, seed: u64, dropout: f64) {
     use rand::{Rng, SeedableRng};
     use rand_distr::{Distribution, Exp, Gamma};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -213,9 +220,14 @@ fn write_no_dropout_shop(path: &Path, n: usize, seed: u64) {
     for c in 0..n {
         let wait = Exp::new(rates.sample(&mut rng)).unwrap();
         let mut day = rng.random_range(0.0..731.0f64);
+        let mut first = true;
         while day < 731.0 {
             let date = start + chrono::Duration::days(day.floor() as i64);
             csv += &format!("c{c},{date},{:.2}\n", amounts.sample(&mut rng));
+            if dropout > 0.0 && !first && rng.random::<f64>() < dropout {
+                break;
+            }
+            first = false;
             day += wait.sample(&mut rng);
         }
     }
@@ -303,6 +315,86 @@ fn a_shop_where_nobody_leaves_is_published_as_its_limiting_models() {
             (num(row, "expected_avg_value") / spend - 1.0).abs() < 1e-9,
             "{row:?}"
         );
+    }
+}
+
+#[test]
+fn a_small_shop_with_one_dropout_probability_is_fitted_at_its_limit() {
+    // Issue 15's fresh-user trial: 400 customers who all leave with
+    // probability 0.15 after each repeat purchase (purchases on one day
+    // merge, so a little more per purchase day) exited 3. The BG/NBD
+    // maximum is the limit a, b -> infinity with a/(a+b) = dropout
+    // (verified boundary, 3 free parameters), so the run succeeds; a and
+    // b are NULL beside dropout, and the scores are the limit's,
+    // recomputed here from the published r, alpha, dropout (1e-9
+    // relative): P(alive) = 1 / (1 + d/(1-d) ((alpha+T)/(alpha+t_x))^(r+x))
+    // for x > 0 (1 for x = 0), E[Y(360)] = P(alive) (1 - (1 + d 360 /
+    // (alpha+T))^-(r+x)) / d; every CLV a number.
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("shop.csv");
+    write_shop(&csv, 400, 5, 0.15);
+    let out = tmp.path().join("out");
+    let run = run_nightly(
+        csv.to_str().unwrap(),
+        "2024-12-31",
+        &out,
+        &["--set", "time_unit=day"],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let fit = json_rows(
+        &out,
+        "model_fit",
+        "2024-12-31",
+        "SELECT r, alpha, a, b, dropout, se_dropout, iterations, status, at_bound, free_parameters FROM t WHERE model = 'bgnbd'",
+    );
+    let bg = &fit[0];
+    println!("{bg}");
+    let f = |k: &str| {
+        bg[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} is not a number: {bg}"))
+    };
+    assert_eq!(bg["status"], "boundary", "{bg}");
+    assert!(bg["a"].is_null() && bg["b"].is_null(), "{bg}");
+    assert!(
+        bg["at_bound"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("a, b = infinity"),
+        "{bg}"
+    );
+    assert!(
+        f("iterations") < 100.0 && f("free_parameters") == 3.0,
+        "{bg}"
+    );
+    let (r, alpha, d) = (f("r"), f("alpha"), f("dropout"));
+    assert!(d > 0.05 && d < 0.25 && f("se_dropout") > 0.0, "{bg}");
+    let tiers = read_table(
+        &out,
+        "customer_tiers",
+        "2024-12-31",
+        "SELECT frequency, recency, t, p_alive, expected_purchases, clv FROM t",
+    );
+    assert_eq!(tiers.len(), 400);
+    for row in &tiers {
+        let (x, tx, t) = (num(row, "frequency"), num(row, "recency"), num(row, "t"));
+        let alive = if x > 0.0 {
+            let odds = d / (1.0 - d) * ((alpha + t) / (alpha + tx)).powf(r + x);
+            1.0 / (1.0 + odds)
+        } else {
+            1.0
+        };
+        assert!((num(row, "p_alive") / alive - 1.0).abs() < 1e-9, "{row:?}");
+        let e = alive * (1.0 - (1.0 + d * 360.0 / (alpha + t)).powf(-(r + x))) / d;
+        assert!(
+            (num(row, "expected_purchases") / e - 1.0).abs() < 1e-9,
+            "{row:?}"
+        );
+        assert!(num(row, "clv").is_finite(), "{row:?}");
     }
 }
 
