@@ -16,7 +16,7 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 
-use super::args::{fit_scalar, fit_type, null_struct, Collector, Weighted};
+use super::args::{fit_scalar_uncertain, fit_type_uncertain, null_struct, Collector, Weighted};
 use super::bgnbd::{conditional_bracket, nbd_objective, BgNbdParams, Indexed};
 pub use super::bgnbd::{validate, Pattern};
 use super::Function;
@@ -286,7 +286,7 @@ impl Collector for Fit {
         validate(row[0], row[1], row[2])
     }
     fn return_type() -> DataType {
-        fit_type(PARAMS)
+        fit_type_uncertain(PARAMS)
     }
     fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
@@ -302,13 +302,14 @@ impl Collector for Fit {
             })
             .collect();
         let f = fit_penalised(&patterns, penalizer);
-        fit_scalar(
+        fit_scalar_uncertain(
             &[
                 ("r", f.params.r),
                 ("alpha", f.params.alpha),
                 ("a", f.params.a),
                 ("b", f.params.b),
             ],
+            &super::bgnbd::published_log_cov(&f),
             &f,
         )
     }
