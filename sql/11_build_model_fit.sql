@@ -10,7 +10,7 @@
 --         model used; NULL otherwise), penalizer, time_unit, holdout_days, holdout_customers,
 --         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
 --         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged),
---         s, beta (Pareto/NBD), free_parameters, aic, bic, drives_scores)
+--         s, beta (Pareto/NBD), se_s, se_beta, free_parameters, aic, bic, drives_scores)
 --         A row per model in $models (bgnbd, pareto_nbd, mbgnbd), then gamma_gamma.
 -- Params: $time_unit ('day' or 'week': the unit of alpha, beta, recency and t),
 --         $holdout_days, $penalizer, $model (the model whose scores are published),
@@ -82,7 +82,7 @@ WITH preds AS (
          bgnbd['iterations'] AS iterations, bgnbd['status'] AS status,
          bgnbd['at_bound'] AS at_bound, customers,
          bgnbd['se_r'] AS se_r, bgnbd['se_alpha'] AS se_alpha, bgnbd['se_a'] AS se_a,
-         bgnbd['se_b'] AS se_b
+         bgnbd['se_b'] AS se_b, CAST(NULL AS DOUBLE) AS se_s, CAST(NULL AS DOUBLE) AS se_beta
   FROM model_params WHERE bgnbd IS NOT NULL
   UNION ALL
   SELECT 'pareto_nbd',
@@ -90,7 +90,8 @@ WITH preds AS (
          pareto_nbd['s'], pareto_nbd['beta'],
          pareto_nbd['log_likelihood'], pareto_nbd['converged'],
          pareto_nbd['iterations'], pareto_nbd['status'], pareto_nbd['at_bound'], customers,
-         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
+         pareto_nbd['se_r'], pareto_nbd['se_alpha'], CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+         pareto_nbd['se_s'], pareto_nbd['se_beta']
   FROM model_params WHERE pareto_nbd IS NOT NULL
   UNION ALL
   SELECT 'mbgnbd',
@@ -98,7 +99,8 @@ WITH preds AS (
          CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
          mbgnbd['log_likelihood'], mbgnbd['converged'],
          mbgnbd['iterations'], mbgnbd['status'], mbgnbd['at_bound'], customers,
-         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
+         mbgnbd['se_r'], mbgnbd['se_alpha'], mbgnbd['se_a'], mbgnbd['se_b'],
+         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
   FROM model_params WHERE mbgnbd IS NOT NULL
 )
 SELECT
@@ -125,6 +127,8 @@ SELECT
   CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.rank_correlation END AS holdout_rank_correlation,
   f.s,
   f.beta,
+  f.se_s,
+  f.se_beta,
   CAST(CASE WHEN f.status = 'boundary' THEN 2 ELSE 4 END AS BIGINT) AS free_parameters,
   2.0 * CASE WHEN f.status = 'boundary' THEN 2 ELSE 4 END - 2.0 * f.log_likelihood AS aic,
   CASE WHEN f.status = 'boundary' THEN 2 ELSE 4 END * ln(CAST(f.customers AS DOUBLE))
@@ -148,6 +152,7 @@ SELECT
   CAST($time_unit AS VARCHAR),
   CAST($holdout_days AS BIGINT),
   CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+  CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
   CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
   CAST(CASE WHEN gamma_gamma['status'] = 'boundary' THEN 2 ELSE 3 END AS BIGINT),
   2.0 * CASE WHEN gamma_gamma['status'] = 'boundary' THEN 2 ELSE 3 END
