@@ -303,10 +303,12 @@ fn log_sum_gradient(p: &Purchase, args: [f64; 4], horizon: u32) -> [f64; 4] {
             let mut v = p.values();
             v[k] *= LOG_STEP.exp();
             let up = discounted_sum_raw(&p.with_values(v), args, horizon);
-            *gk = if up > 0.0 && base > 0.0 {
-                (up / base).ln() / LOG_STEP
-            } else {
+            // S = 0 (a horizon of 0 months) moves with no parameter; a NaN
+            // stays NaN, making the interval NULL, never a zero slope.
+            *gk = if up == 0.0 && base == 0.0 {
                 0.0
+            } else {
+                (up / base).ln() / LOG_STEP
             };
         }
         g
