@@ -259,12 +259,10 @@ impl ModelScalar {
         v: &mut [f64],
     ) -> Result<bool> {
         for (k, c) in params.iter().enumerate() {
-            p[k] = if c.is_null(row) {
-                f64::NAN
-            } else {
-                c.value(row)
-            };
-            if !c.is_null(row) && p[k].is_nan() {
+            let null = c.nulls().is_some_and(|n| n.is_null(row));
+            let x = c.values()[row];
+            p[k] = if null { f64::NAN } else { x };
+            if !null && x.is_nan() {
                 return exec_err!(
                     "{}: parameter {} is NaN (a NaN is never a parameter; NULL is)",
                     self.name,

@@ -132,8 +132,9 @@ impl Purchase {
     /// d ln P(alive) / d(log parameters), analytic: P = 1 / (1 + O) with
     /// O the odds of having dropped out, so the gradient is -(1 - P) d ln O.
     /// 0 where P = 1 whatever the parameters (the no-dropout limit, a
-    /// BG/NBD one-time buyer, a Pareto/NBD customer with t_x = T).
-    fn log_p_alive_gradient(&self, x: f64, tx: f64, t: f64) -> [f64; 4] {
+    /// BG/NBD one-time buyer, a Pareto/NBD customer with t_x = T). `alive`
+    /// is P(alive | x, t_x, T), which the CLV computes too.
+    fn log_p_alive_gradient(&self, alive: f64, x: f64, tx: f64, t: f64) -> [f64; 4] {
         let d_ln_odds = match self {
             Purchase::Bg(p) => bg_log_odds_gradient(p, x, tx, t),
             Purchase::Pareto(p) => pareto_log_odds_gradient(p, x, tx, t),
@@ -142,7 +143,7 @@ impl Purchase {
         let Some(d) = d_ln_odds else {
             return [0.0; 4];
         };
-        let dead = 1.0 - self.p_alive(x, tx, t);
+        let dead = 1.0 - alive;
         d.map(|d| -dead * d)
     }
 }
@@ -230,12 +231,18 @@ pub fn clv(
 /// with the same (x, T): at 20M rows 1.5M customers have about 20,000 such
 /// pairs.
 pub fn purchase_clv(p: &Purchase, expected_value: f64, args: [f64; 5], horizon: u32) -> f64 {
+    let [x, tx, t, rate, per_month] = args;
+    let s = discounted_sum(p, [x, t, rate, per_month], horizon);
+    clv_of(expected_value, p.p_alive(x, tx, t), s)
+}
+
+/// value * P(alive) * S: never negative; NaN when the expected spend is
+/// not finite or a factor is NaN.
+fn clv_of(expected_value: f64, alive: f64, s: f64) -> f64 {
     if !expected_value.is_finite() {
         return f64::NAN;
     }
-    let [x, tx, t, rate, per_month] = args;
-    let s = discounted_sum(p, [x, t, rate, per_month], horizon);
-    let value = expected_value * p.p_alive(x, tx, t) * s;
+    let value = expected_value * alive * s;
     // A negative expected spend counts as none; NaN stays NaN (`f64::max`
     // would turn it into 0), for the caller to report.
     if value < 0.0 {
@@ -243,6 +250,26 @@ pub fn purchase_clv(p: &Purchase, expected_value: f64, args: [f64; 5], horizon: 
     } else {
         value
     }
+}
+
+/// The memo key of S(x, T) under `p` (and of its gradient): the model,
+/// the parameters, x, T, the rate, the time units per month (`args`) and
+/// the horizon.
+fn sum_key(p: &Purchase, args: [f64; 4], horizon: u32) -> [u64; 10] {
+    let [c0, c1, c2, c3] = p.values();
+    let [x, t, rate, per_month] = args;
+    [
+        p.model() as u64,
+        c0.to_bits(),
+        c1.to_bits(),
+        c2.to_bits(),
+        c3.to_bits(),
+        x.to_bits(),
+        t.to_bits(),
+        rate.to_bits(),
+        per_month.to_bits(),
+        u64::from(horizon),
+    ]
 }
 
 /// S(x, T) = sum over months of the discounted increments of
@@ -253,12 +280,7 @@ fn discounted_sum(p: &Purchase, args: [f64; 4], horizon: u32) -> f64 {
     thread_local! {
         static MEMO: memo::Memo<10> = memo::Memo::default();
     }
-    let mut key = [0u64; 10];
-    key[0] = p.model() as u64;
-    for (k, v) in key[1..9].iter_mut().zip(p.values().iter().chain(&args)) {
-        *k = v.to_bits();
-    }
-    key[9] = u64::from(horizon);
+    let key = sum_key(p, args, horizon);
     memo::memoized(&MEMO, key, || discounted_sum_raw(p, args, horizon))
 }
 
@@ -283,19 +305,15 @@ fn discounted_sum_raw(p: &Purchase, args: [f64; 4], horizon: u32) -> f64 {
 /// of 8.
 const LOG_STEP: f64 = 1e-6;
 
-/// d ln S(x, T) / d(log parameters) by forward differences, memoized per
-/// thread like S (the cost is per (x, T), not per customer); 0 for the
-/// parameters [`Purchase::free`] leaves fixed. `args` as [`discounted_sum`]'s.
-fn log_sum_gradient(p: &Purchase, args: [f64; 4], horizon: u32) -> [f64; 4] {
+/// S(x, T) and d ln S / d(log parameters) by forward differences,
+/// memoized together per thread (the cost is per (x, T), not per
+/// customer; one look-up gives the interval both); 0 for the parameters
+/// [`Purchase::free`] leaves fixed. `args` as [`discounted_sum`]'s.
+fn sum_and_gradient(p: &Purchase, args: [f64; 4], horizon: u32) -> (f64, [f64; 4]) {
     thread_local! {
-        static MEMO: memo::MemoOf<10, [f64; 4]> = memo::MemoOf::default();
+        static MEMO: memo::MemoOf<10, (f64, [f64; 4])> = memo::MemoOf::default();
     }
-    let mut key = [0u64; 10];
-    key[0] = p.model() as u64;
-    for (k, v) in key[1..9].iter_mut().zip(p.values().iter().chain(&args)) {
-        *k = v.to_bits();
-    }
-    key[9] = u64::from(horizon);
+    let key = sum_key(p, args, horizon);
     memo::memoized(&MEMO, key, || {
         let base = discounted_sum(p, args, horizon);
         let mut g = [0.0; 4];
@@ -311,7 +329,7 @@ fn log_sum_gradient(p: &Purchase, args: [f64; 4], horizon: u32) -> [f64; 4] {
                 (up / base).ln() / LOG_STEP
             };
         }
-        g
+        (base, g)
     })
 }
 
@@ -369,8 +387,20 @@ pub fn log_clv_gradient(
     horizon_months: u32,
 ) -> ([f64; 4], [f64; 4]) {
     let [x, tx, t, m, rate, per_month] = args;
-    let s = log_sum_gradient(p, [x, t, rate, per_month], horizon_months);
-    let a = p.log_p_alive_gradient(x, tx, t);
+    let (_, s) = sum_and_gradient(p, [x, t, rate, per_month], horizon_months);
+    gradient_at(p, gg, s, p.p_alive(x, tx, t), [x, tx, t, m])
+}
+
+/// [`log_clv_gradient`] from ln S's gradient `s` and P(alive) = `alive`
+/// for the customer (x, t_x, T, m).
+fn gradient_at(
+    p: &Purchase,
+    gg: &GammaGammaParams,
+    s: [f64; 4],
+    alive: f64,
+    [x, tx, t, m]: [f64; 4],
+) -> ([f64; 4], [f64; 4]) {
+    let a = p.log_p_alive_gradient(alive, x, tx, t);
     let g = [s[0] + a[0], s[1] + a[1], s[2] + a[2], s[3] + a[3]];
     (g, log_value_gradient(gg, x, m))
 }
@@ -441,64 +471,100 @@ fn checked(
 /// A CLV and its interval (low, high), `None` where there is none.
 type WithInterval = (f64, Option<(f64, f64)>);
 
-/// A customer's CLV under a purchase model, with the parameters it was
-/// computed at.
-struct Scored {
+/// A customer's parameters and arguments, checked: the purchase model,
+/// Gamma-Gamma, the expected spend and the horizon in months.
+struct Checked {
     purchase: Purchase,
     gg: GammaGammaParams,
-    clv: f64,
+    value: f64,
+    horizon: u32,
 }
 
-/// The CLV of the `model` with parameters `purchase` (its struct's
-/// fields) and Gamma-Gamma `gg` (p, q, v, v_over_q) for the arguments `v`
+/// The `model`'s parameters `purchase` (its struct's fields) and
+/// Gamma-Gamma's `gg` (p, q, v, v_over_q) parsed and the arguments `v`
 /// (frequency, recency, t, monetary_value, horizon_months,
-/// monthly_discount_rate, time_units_per_month): `None` when a fit's
-/// parameters or the expected spend are NULL; an error naming the model,
-/// parameters and arguments when it is not finite.
+/// monthly_discount_rate, time_units_per_month) checked: `None` when a
+/// fit's parameters or the expected spend are NULL.
+fn check(
+    model: Model,
+    purchase: &[f64],
+    gg: &[f64],
+    v: &[f64],
+) -> std::result::Result<Option<Checked>, String> {
+    // NULL parameters (a fit that did not converge) give NULL; the limits
+    // of boundary fits are models of their own.
+    let (Some(purchase), Some(gg)) = (Purchase::parse(model, purchase)?, gamma_gamma::params(gg)?)
+    else {
+        return Ok(None);
+    };
+    Ok(checked(&gg, v)?.map(|(value, horizon)| Checked {
+        purchase,
+        gg,
+        value,
+        horizon,
+    }))
+}
+
+/// `c`, the CLV of `ch` for the arguments `v`, or an error naming the
+/// model, parameters and arguments when it is not finite.
+fn finite(c: f64, ch: &Checked, v: &[f64]) -> std::result::Result<f64, String> {
+    if c.is_finite() {
+        return Ok(c);
+    }
+    let (p, gg) = (ch.purchase, ch.gg);
+    Err(format!(
+        "CLV is {c} for {p:?}, Gamma-Gamma {gg:?} and arguments {v:?}"
+    ))
+}
+
+/// The CLV under `model` ([`check`]'s arguments): `None` when a fit's
+/// parameters or the expected spend are NULL; an error when not finite.
 fn score(
     model: Model,
     purchase: &[f64],
     gg: &[f64],
     v: &[f64],
-) -> std::result::Result<Option<Scored>, String> {
-    // NULL parameters (a fit that did not converge) give NULL; the limits
-    // of boundary fits are models of their own.
-    let (Some(p), Some(gg)) = (Purchase::parse(model, purchase)?, gamma_gamma::params(gg)?) else {
+) -> std::result::Result<Option<f64>, String> {
+    let Some(ch) = check(model, purchase, gg, v)? else {
         return Ok(None);
     };
-    let Some((value, horizon)) = checked(&gg, v)? else {
-        return Ok(None);
-    };
-    let c = purchase_clv(&p, value, [v[0], v[1], v[2], v[5], v[6]], horizon);
-    if !c.is_finite() {
-        return Err(format!(
-            "CLV is {c} for {p:?}, Gamma-Gamma {gg:?} and arguments {v:?}"
-        ));
-    }
-    Ok(Some(Scored {
-        purchase: p,
-        gg,
-        clv: c,
-    }))
+    let c = purchase_clv(
+        &ch.purchase,
+        ch.value,
+        [v[0], v[1], v[2], v[5], v[6]],
+        ch.horizon,
+    );
+    finite(c, &ch, v).map(Some)
 }
 
 fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    Ok(score(Model::Bg, &pv[..4], &pv[4..8], v)?.map(|s| s.clv))
+    score(Model::Bg, &pv[..4], &pv[4..8], v)
 }
 
 fn eval_pareto_nbd(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    Ok(score(Model::Pareto, &pv[..4], &pv[4..8], v)?.map(|s| s.clv))
+    score(Model::Pareto, &pv[..4], &pv[4..8], v)
 }
 
 fn eval_mbgnbd(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    Ok(score(Model::Mbg, &pv[..4], &pv[4..8], v)?.map(|s| s.clv))
+    score(Model::Mbg, &pv[..4], &pv[4..8], v)
 }
 
 /// The symmetric 4 x 4 matrix of the upper triangle `u` (row by row).
 fn symmetric(u: &[f64]) -> [[f64; 4]; 4] {
+    const PAIRS: [(usize, usize); 10] = [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (2, 2),
+        (2, 3),
+        (3, 3),
+    ];
     let mut c = [[f64::NAN; 4]; 4];
-    let pairs = (0..4).flat_map(|i| (i..4).map(move |j| (i, j)));
-    for ((i, j), v) in pairs.zip(u) {
+    for (&(i, j), v) in PAIRS.iter().zip(u) {
         c[i][j] = *v;
         c[j][i] = *v;
     }
@@ -522,16 +588,22 @@ fn clv_interval(
             "interval must be in (0, 1), e.g. 0.9, or 0 for none, got {level}"
         ));
     }
-    let Some(scored) = score(model, &pv[..4], &pv[14..18], &v[..7])? else {
+    let Some(ch) = check(model, &pv[..4], &pv[14..18], &v[..7])? else {
         return Ok(None);
     };
-    let c = scored.clv;
+    let (p, [x, tx, t, m, _, rate, per_month]) =
+        (&ch.purchase, [v[0], v[1], v[2], v[3], v[4], v[5], v[6]]);
     if level == 0.0 {
-        return Ok(Some((c, None)));
+        let c = purchase_clv(p, ch.value, [x, tx, t, rate, per_month], ch.horizon);
+        return Ok(Some((finite(c, &ch, v)?, None)));
     }
+    // One look-up for S and its gradient, one P(alive) for the CLV and
+    // its gradient: the same numbers as clv's and log_clv_gradient's.
+    let (s, s_gradient) = sum_and_gradient(p, [x, t, rate, per_month], ch.horizon);
+    let alive = p.p_alive(x, tx, t);
+    let c = finite(clv_of(ch.value, alive, s), &ch, v)?;
+    let gradient = gradient_at(p, &ch.gg, s_gradient, alive, [x, tx, t, m]);
     let (cov, gg_cov) = (symmetric(&pv[4..14]), symmetric(&pv[18..28]));
-    let args = [v[0], v[1], v[2], v[3], v[5], v[6]];
-    let gradient = log_clv_gradient(&scored.purchase, &scored.gg, args, v[4] as u32);
     let sd = log_sd(&gradient, &cov, &gg_cov);
     // A CLV of 0 (spend clamped) is 0 whatever the parameters; an upper end
     // beyond the largest double (sd of ln CLV in the hundreds: a fit that
@@ -1298,7 +1370,7 @@ mod tests {
         for (model, pv) in &cdnow().fits {
             let p = Purchase::parse(*model, &pv[..4]).unwrap().unwrap();
             for &(x, tx, t, _) in CUSTOMERS {
-                let got = p.log_p_alive_gradient(x, tx, t);
+                let got = p.log_p_alive_gradient(p.p_alive(x, tx, t), x, tx, t);
                 let want = central(&p, 1e-4, |q| q.p_alive(x, tx, t).ln());
                 let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
                 for k in 0..4 {
@@ -1375,7 +1447,7 @@ mod tests {
                 let v = interval_args(row);
                 let (c, interval) = clv_interval(*model, pv, &v).unwrap().unwrap();
                 let point = score(*model, &pv[..4], &pv[14..18], &v[..7]);
-                assert_eq!(c, point.unwrap().unwrap().clv);
+                assert_eq!(c, point.unwrap().unwrap());
                 let (x, tx, t, m) = *row;
                 let (g1, g2) = log_clv_gradient(&p, &gg, [x, tx, t, m, 0.01, 4.345], 12);
                 let mut var = 0.0;
@@ -1428,7 +1500,8 @@ mod tests {
             pv.extend(gg);
             let (c, interval) = clv_interval(model, &pv, &v).unwrap().unwrap();
             let p = Purchase::parse(model, &pv[..4]).unwrap().unwrap();
-            assert_eq!(p.log_p_alive_gradient(row.0, row.1, row.2), [0.0; 4]);
+            let alive = p.p_alive(row.0, row.1, row.2);
+            assert_eq!(p.log_p_alive_gradient(alive, row.0, row.1, row.2), [0.0; 4]);
             let value = gamma_gamma::expected_value(&gg_params, row.0, row.3).unwrap();
             let args = [row.0, row.1, row.2, 0.01, 4.345];
             let g = central(&p, 1e-4, |q| purchase_clv(q, value, args, 12).ln());
@@ -1455,6 +1528,13 @@ mod tests {
         }
     }
 
+    /// Nanoseconds this thread has run on a CPU (Linux's
+    /// /proc/thread-self/schedstat, first field).
+    fn cpu_ns() -> f64 {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        text.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
     #[test]
     fn cost_per_customer_point_vs_interval() {
         // Issue 15 item 5's budget: the interval at no more than 3x the
@@ -1462,9 +1542,12 @@ mod tests {
         // machine) the nanoseconds per customer of `clv` and of
         // `clv_interval` through the SQL functions' wrapper, on CDNOW
         // repeated 20 times (47,140 customers of 2,357 patterns: the
-        // repeats a large shop's patterns give the memos), each timed
-        // after an untimed pass; and of main's two calls, clv_low and
-        // clv_high. Asserts that what it measures is right: each interval
+        // repeats a large shop's patterns give the memos), a first pass
+        // (the memos filling: S per pattern for clv, and its gradient for
+        // clv_interval, whose S the point's pass left in the memo) and a
+        // second; and of main's two calls, clv_low and clv_high. CPU time
+        // of this thread (the machine is shared: wall time is not the
+        // function's). Asserts that what it measures is right: each interval
         // struct's clv equals clv's, and low <= clv <= high.
         use datafusion::arrow::array::{Array, AsArray, Float64Array};
         use datafusion::arrow::datatypes::{Field, Float64Type};
@@ -1524,21 +1607,30 @@ mod tests {
                 };
                 udf.invoke_with_args(a).unwrap().into_array(n).unwrap()
             };
+            let start = cpu_ns();
             run();
-            let start = std::time::Instant::now();
+            let cold = (cpu_ns() - start) / n as f64;
+            let start = cpu_ns();
             let out = run();
-            (out, start.elapsed().as_nanos() as f64 / n as f64)
+            (out, [cold, (cpu_ns() - start) / n as f64])
         };
         let (point, point_ns) = call("clv", false);
         let (interval, interval_ns) = call("clv_interval", true);
         let (_, low_ns) = call("clv_low", true);
         let (_, high_ns) = call("clv_high", true);
-        println!(
-            "ns per customer (debug): clv {point_ns:.0}, clv_interval {interval_ns:.0} ({:.2}x), clv_low + clv_high {:.0} ({:.2}x)",
-            interval_ns / point_ns,
-            low_ns + high_ns,
-            (low_ns + high_ns) / point_ns
-        );
+        for (k, pass) in ["first pass (memos filling)", "second pass"]
+            .iter()
+            .enumerate()
+        {
+            let two = low_ns[k] + high_ns[k];
+            println!(
+                "CPU ns per customer (debug), {pass}: clv {:.0}, clv_interval {:.0} ({:.2}x), clv_low + clv_high {two:.0} ({:.2}x)",
+                point_ns[k],
+                interval_ns[k],
+                interval_ns[k] / point_ns[k],
+                two / point_ns[k]
+            );
+        }
         let point = point.as_primitive::<Float64Type>();
         let s = interval.as_struct();
         let col = |k: usize| s.column(k).as_primitive::<Float64Type>().clone();
