@@ -143,7 +143,8 @@ def main():
     ap.add_argument("--fit-customers", default="1000000,10000000", help="summary sizes; lifetimes runs on the first only")
     ap.add_argument("--clv-rows", type=int, default=20000000, help="rows for the transactions-to-CLV comparison with lifetimes")
     ap.add_argument("--work", default="target-bench")
-    ap.add_argument("--only", default="queries,fits,clv", help="sections to run: queries (with the nightly job), fits, clv")
+    ap.add_argument("--interval-customers", type=int, default=1000000, help="customers for the intervals section")
+    ap.add_argument("--only", default="queries,fits,clv", help="sections to run: queries (with the nightly job), fits, clv, intervals (jobs/clv.toml with and without clv_low / clv_high)")
     a = ap.parse_args()
     work = Path(a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -175,6 +176,8 @@ def main():
         fits_section(a, cv, say, dataset)
     if "clv" in only:
         clv_section(a, cv, say, dataset, work)
+    if "intervals" in only:
+        intervals_section(a, cv, say, dataset, work)
     if scaling:
         say("## Scaling of the whole nightly job")
         say()
@@ -368,6 +371,50 @@ clv.to_frame('clv').to_parquet('{work / 'lifetimes_clv.parquet'}')
     except SystemExit as e:
         say(f"lifetimes failed on {rows:,} rows: {str(e)[-500:]}")
         say(f"custval: {c_secs:.1f} s, peak RSS {c_rss:.0f} MiB")
+    say()
+
+
+def step_seconds(log, step):
+    """The seconds custval's progress log ("step done", JSON lines) gives a step."""
+    for line in log.splitlines():
+        try:
+            fields = json.loads(line).get("fields", {})
+        except ValueError:
+            continue
+        if fields.get("message") == "step done" and fields.get("step") == step:
+            return float(fields["seconds"])
+    sys.exit(f"no 'step done' for {step} in the log:\n{log[-3000:]}")
+
+
+def intervals_section(a, cv, say, dataset, work):
+    """The cost of clv_low / clv_high: jobs/clv.toml with the default interval
+    (0.9) and with interval=0 (none), on the same data; the customer_scores
+    step computes P(alive), expected purchases and spend, the CLV and, with
+    an interval, its ends."""
+    customers = a.interval_customers
+    d, truth = dataset(customers * 13)
+    say(f"## CLV intervals: jobs/clv.toml with and without clv_low / clv_high ({customers:,} customers)")
+    say()
+    say("| interval | whole job | customer_scores step |")
+    say("|---|---|---|")
+    medians = {}
+    for level in ["0.9", "0"]:
+        cmd = [cv, "run", "jobs/clv.toml", "--threads", str(THREADS), "--as-of", truth["end"],
+               "--input", f"transactions={d / 'transactions'}/", "--output", str(work / f"intervals-{level}"),
+               "--set", f"interval={level}"]
+        runs = []
+        for _ in range(a.runs):
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            secs = time.perf_counter() - t0
+            if p.returncode != 0:
+                sys.exit(f"failed: {' '.join(cmd)}\n{p.stdout[-3000:]}")
+            runs.append((secs, step_seconds(p.stdout, "customer_scores")))
+        medians[level] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+        say(f"| {level} | {medians[level][0]:.2f} | {medians[level][1]:.2f} |")
+    (job, step), (job0, step0) = medians["0.9"], medians["0"]
+    say()
+    say(f"With the interval the scoring step takes {step / step0:.2f}x its time without ({step - step0:.2f} s more), the whole job {job / job0:.2f}x.")
     say()
 
 

@@ -4,15 +4,20 @@
 --         the next $horizon_months months), expected_avg_value, clv (discounted),
 --         all from the purchase model $model; clv_low, clv_high (the $interval
 --         interval of clv over the fitted parameters' sampling distribution:
---         delta method on ln clv, see src/udf/clv.rs; BG/NBD only, NULL for
---         the other models), holdout_predicted (repeat purchases $model's
---         calibration fit expects in the holdout)
+--         delta method on ln clv, see src/udf/clv.rs; NULL with $interval = 0,
+--         without a covariance, or when unbounded), holdout_predicted (repeat
+--         purchases $model's calibration fit expects in the holdout)
 -- Functions: <model>_p_alive, <model>_expected_purchases, gamma_gamma_expected_value,
---            clv, pareto_nbd_clv, mbgnbd_clv, clv_low, clv_high
--- Params: $model (bgnbd, pareto_nbd or mbgnbd), $interval, $horizon_months,
+--            clv_interval, pareto_nbd_clv_interval, mbgnbd_clv_interval (each
+--            the struct clv, low, high)
+-- Params: $model (bgnbd, pareto_nbd or mbgnbd), $interval (level, 0: none), $horizon_months,
 --         $monthly_discount_rate, $time_units_per_month (30 days or 4.345 weeks),
 --         $holdout_days, $time_unit_days
 -- A customer whose repeat purchases net to zero or less gets the population mean spend.
+-- clv, clv_low and clv_high are the fields of one evaluation per customer (the
+-- CLV and its interval share their terms): DataFusion does not inline an
+-- expression the outer SELECT reads more than once.
+WITH scored AS (
 SELECT
   r.*,
   CASE $model
@@ -36,26 +41,19 @@ SELECT
     CASE WHEN r.monetary_value > 0 THEN r.frequency ELSE 0 END,
     greatest(r.monetary_value, 0.0)) AS expected_avg_value,
   CASE $model
-    WHEN 'pareto_nbd' THEN pareto_nbd_clv(m.pareto_nbd, m.gamma_gamma, r.frequency, r.recency,
-      r.t, r.monetary_value, CAST($horizon_months AS DOUBLE),
-      CAST($monthly_discount_rate AS DOUBLE), CAST($time_units_per_month AS DOUBLE))
-    WHEN 'mbgnbd' THEN mbgnbd_clv(m.mbgnbd, m.gamma_gamma, r.frequency, r.recency,
-      r.t, r.monetary_value, CAST($horizon_months AS DOUBLE),
-      CAST($monthly_discount_rate AS DOUBLE), CAST($time_units_per_month AS DOUBLE))
-    ELSE clv(m.bgnbd, m.gamma_gamma, r.frequency, r.recency, r.t, r.monetary_value,
-      CAST($horizon_months AS DOUBLE), CAST($monthly_discount_rate AS DOUBLE),
-      CAST($time_units_per_month AS DOUBLE))
-  END AS clv,
-  CASE WHEN $model = 'bgnbd' THEN
-    clv_low(m.bgnbd, m.gamma_gamma, r.frequency, r.recency, r.t, r.monetary_value,
-      CAST($horizon_months AS DOUBLE), CAST($monthly_discount_rate AS DOUBLE),
-      CAST($time_units_per_month AS DOUBLE), CAST($interval AS DOUBLE))
-  END AS clv_low,
-  CASE WHEN $model = 'bgnbd' THEN
-    clv_high(m.bgnbd, m.gamma_gamma, r.frequency, r.recency, r.t, r.monetary_value,
-      CAST($horizon_months AS DOUBLE), CAST($monthly_discount_rate AS DOUBLE),
-      CAST($time_units_per_month AS DOUBLE), CAST($interval AS DOUBLE))
-  END AS clv_high,
+    WHEN 'pareto_nbd' THEN pareto_nbd_clv_interval(m.pareto_nbd, m.gamma_gamma, r.frequency,
+      r.recency, r.t, r.monetary_value, CAST($horizon_months AS DOUBLE),
+      CAST($monthly_discount_rate AS DOUBLE), CAST($time_units_per_month AS DOUBLE),
+      CAST($interval AS DOUBLE))
+    WHEN 'mbgnbd' THEN mbgnbd_clv_interval(m.mbgnbd, m.gamma_gamma, r.frequency,
+      r.recency, r.t, r.monetary_value, CAST($horizon_months AS DOUBLE),
+      CAST($monthly_discount_rate AS DOUBLE), CAST($time_units_per_month AS DOUBLE),
+      CAST($interval AS DOUBLE))
+    ELSE clv_interval(m.bgnbd, m.gamma_gamma, r.frequency, r.recency, r.t,
+      r.monetary_value, CAST($horizon_months AS DOUBLE),
+      CAST($monthly_discount_rate AS DOUBLE), CAST($time_units_per_month AS DOUBLE),
+      CAST($interval AS DOUBLE))
+  END AS clv_and_interval,
   CASE WHEN r.cal_frequency >= 0 THEN
     CASE $model
       WHEN 'pareto_nbd' THEN pareto_nbd_expected_purchases(m.pareto_nbd_calibration,
@@ -70,3 +68,11 @@ SELECT
     END
   END AS holdout_predicted
 FROM rfm r CROSS JOIN model_params m
+)
+SELECT
+  * EXCEPT (clv_and_interval, holdout_predicted),
+  clv_and_interval['clv'] AS clv,
+  clv_and_interval['low'] AS clv_low,
+  clv_and_interval['high'] AS clv_high,
+  holdout_predicted
+FROM scored

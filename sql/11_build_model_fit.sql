@@ -10,9 +10,9 @@
 --         model used; NULL otherwise), penalizer, time_unit, holdout_days, holdout_customers,
 --         holdout_predicted, holdout_actual (repeat purchase days in the holdout),
 --         holdout_mae (per customer), holdout_rank_correlation (Spearman, ties averaged),
---         s, beta (Pareto/NBD), dropout, se_dropout (BG/NBD's and MBG/NBD's a/(a+b); the
---         one dropout probability of their limit a, b -> infinity, where a and b are
---         NULL; MBG/NBD has no standard errors),
+--         s, beta (Pareto/NBD), se_s, se_beta, dropout, se_dropout (BG/NBD's and MBG/NBD's
+--         a/(a+b); the one dropout probability of their limit a, b -> infinity, where a and b
+--         are NULL; MBG/NBD has no standard error of dropout),
 --         free_parameters, aic, bic, drives_scores)
 --         A row per model in $models (bgnbd, pareto_nbd, mbgnbd), then gamma_gamma.
 -- Params: $time_unit ('day' or 'week': the unit of alpha, beta, recency and t),
@@ -86,7 +86,8 @@ WITH preds AS (
          bgnbd['iterations'] AS iterations, bgnbd['status'] AS status,
          bgnbd['at_bound'] AS at_bound, customers,
          bgnbd['se_r'] AS se_r, bgnbd['se_alpha'] AS se_alpha, bgnbd['se_a'] AS se_a,
-         bgnbd['se_b'] AS se_b, bgnbd['dropout'] AS dropout, bgnbd['se_dropout'] AS se_dropout
+         bgnbd['se_b'] AS se_b, CAST(NULL AS DOUBLE) AS se_s, CAST(NULL AS DOUBLE) AS se_beta,
+         bgnbd['dropout'] AS dropout, bgnbd['se_dropout'] AS se_dropout
   FROM model_params WHERE bgnbd IS NOT NULL
   UNION ALL
   SELECT 'pareto_nbd',
@@ -94,8 +95,8 @@ WITH preds AS (
          pareto_nbd['s'], pareto_nbd['beta'],
          pareto_nbd['log_likelihood'], pareto_nbd['converged'],
          pareto_nbd['iterations'], pareto_nbd['status'], pareto_nbd['at_bound'], customers,
-         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
-         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
+         pareto_nbd['se_r'], pareto_nbd['se_alpha'], CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+         pareto_nbd['se_s'], pareto_nbd['se_beta'], CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)
   FROM model_params WHERE pareto_nbd IS NOT NULL
   UNION ALL
   SELECT 'mbgnbd',
@@ -103,8 +104,8 @@ WITH preds AS (
          CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
          mbgnbd['log_likelihood'], mbgnbd['converged'],
          mbgnbd['iterations'], mbgnbd['status'], mbgnbd['at_bound'], customers,
-         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
-         mbgnbd['dropout'], CAST(NULL AS DOUBLE)
+         mbgnbd['se_r'], mbgnbd['se_alpha'], mbgnbd['se_a'], mbgnbd['se_b'],
+         CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), mbgnbd['dropout'], CAST(NULL AS DOUBLE)
   FROM model_params WHERE mbgnbd IS NOT NULL
 ), counted AS (
   SELECT *,
@@ -137,6 +138,8 @@ SELECT
   CASE WHEN CAST($holdout_days AS BIGINT) > 0 THEN holdout.rank_correlation END AS holdout_rank_correlation,
   f.s,
   f.beta,
+  f.se_s,
+  f.se_beta,
   f.dropout,
   f.se_dropout,
   CAST(f.k AS BIGINT) AS free_parameters,
@@ -162,6 +165,7 @@ SELECT
   CAST($holdout_days AS BIGINT),
   CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
   CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
+  CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE),
   CAST(CASE WHEN gamma_gamma['status'] = 'boundary' THEN 2 ELSE 3 END AS BIGINT),
   2.0 * CASE WHEN gamma_gamma['status'] = 'boundary' THEN 2 ELSE 3 END
     - 2.0 * gamma_gamma['log_likelihood'],

@@ -113,7 +113,7 @@ const CUSTOMER_RFM: &[Column] = &[
     c(
         "clv_low",
         "money",
-        "lower end of the interval (parameter interval, 0.9) of clv over the fitted parameters' uncertainty (delta method; NULL without a covariance or when unbounded)",
+        "lower end of the interval (parameter interval, 0.9) of clv over the fitted parameters' uncertainty (delta method, under the model that drives the tiers; NULL with interval = 0, without a covariance or when unbounded)",
     ),
     c(
         "clv_high",
@@ -335,6 +335,8 @@ const MODEL_FIT: &[Column] = &[
         "time_unit",
         "Pareto/NBD scale of the dropout-rate Gamma",
     ),
+    c("se_s", "none", "standard error of s (NULL at the bound s = 0: see at_bound)"),
+    c("se_beta", "time_unit", "standard error of beta (NULL at the bound s = 0, where beta has no effect)"),
     c(
         "dropout",
         "none",

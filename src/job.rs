@@ -541,7 +541,7 @@ const RANGES: &[(&str, f64, f64)] = &[
     ("penalizer", 0.0, 1e6),
     ("tier_hysteresis", 0.0, 0.5),
     ("tier_min_nights", 1.0, 1e6),
-    ("interval", 0.01, 0.999),
+    ("interval", 0.0, 0.999),
 ];
 
 /// A job's parameters bound to an as-of date: checked, typed, with the ones

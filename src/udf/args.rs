@@ -6,7 +6,10 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Float64Builder, ListArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Float64Builder, ListArray, StructArray,
+};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
 use datafusion::common::utils::SingleRowListArrayBuilder;
@@ -89,6 +92,11 @@ fn struct_fields(
             };
             let col = cast(col, &DataType::Float64)?;
             let col = col.as_primitive::<Float64Type>();
+            if s.null_count() == 0 {
+                // The column as it is (no copy): the common case, a fit's
+                // struct repeated on every row.
+                return Ok(col.clone());
+            }
             // A NULL struct row makes every field NULL.
             let merged: Float64Array = (0..n)
                 .map(|i| if s.is_null(i) || col.is_null(i) { None } else { Some(col.value(i)) })
@@ -105,15 +113,80 @@ fn struct_fields(
 /// prefixes with the function name.
 pub type ScalarEval = fn(&[f64], &[f64]) -> std::result::Result<Option<f64>, String>;
 
+/// Evaluation function of a [`ModelScalar`] returning a struct of doubles:
+/// parameters and arguments as [`ScalarEval`]'s, the fields written into
+/// the last slice (one per field, in order; `None` a NULL field);
+/// `Ok(false)` is a NULL struct, `Err` a message the wrapper prefixes with
+/// the function name.
+pub type StructEval = fn(&[f64], &[f64], &mut [Option<f64>]) -> std::result::Result<bool, String>;
+
+/// What a [`ModelScalar`] returns: one double, or a struct of doubles
+/// computed together (e.g. both ends of an interval, from one gradient).
+#[derive(Debug, Clone, Copy)]
+pub enum Output {
+    /// A double.
+    Double(ScalarEval),
+    /// A struct with these Float64 fields.
+    Struct(&'static [&'static str], StructEval),
+}
+
+impl Output {
+    /// The result's type: Float64, or the struct of nullable Float64 fields.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Output::Double(_) => DataType::Float64,
+            Output::Struct(names, _) => DataType::Struct(struct_output_fields(names)),
+        }
+    }
+
+    fn width(&self) -> usize {
+        match self {
+            Output::Double(_) => 1,
+            Output::Struct(names, _) => names.len(),
+        }
+    }
+
+    fn field(&self, k: usize) -> &'static str {
+        match self {
+            Output::Double(_) => "result",
+            Output::Struct(names, _) => names[k],
+        }
+    }
+
+    /// Evaluates one row into `out`; `Ok(false)` is NULL.
+    fn eval(
+        &self,
+        p: &[f64],
+        v: &[f64],
+        out: &mut [Option<f64>],
+    ) -> std::result::Result<bool, String> {
+        match self {
+            Output::Double(f) => {
+                out[0] = f(p, v)?;
+                Ok(out[0].is_some())
+            }
+            Output::Struct(_, f) => f(p, v, out),
+        }
+    }
+}
+
+fn struct_output_fields(names: &[&str]) -> Fields {
+    names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Float64, true))
+        .collect()
+}
+
 /// A scalar function of one or more parameter structs and numeric arguments,
-/// returning Float64. NULL in a numeric argument gives NULL; NULL parameters
-/// reach the evaluation function as NaN.
+/// returning Float64 or a struct of Float64 fields ([`Output`]). NULL in a
+/// numeric argument gives NULL; NULL parameters reach the evaluation
+/// function as NaN.
 #[derive(Debug)]
 pub struct ModelScalar {
     name: &'static str,
     structs: &'static [(&'static str, &'static [&'static str])],
     args: &'static [&'static str],
-    eval: ScalarEval,
+    output: Output,
     signature: Signature,
 }
 
@@ -129,11 +202,21 @@ impl ModelScalar {
         args: &'static [&'static str],
         eval: ScalarEval,
     ) -> Self {
+        Self::with_output(name, structs, args, Output::Double(eval))
+    }
+
+    /// [`ModelScalar::new`] with any [`Output`].
+    pub fn with_output(
+        name: &'static str,
+        structs: &'static [(&'static str, &'static [&'static str])],
+        args: &'static [&'static str],
+        output: Output,
+    ) -> Self {
         ModelScalar {
             name,
             structs,
             args,
-            eval,
+            output,
             signature: Signature::user_defined(Volatility::Immutable),
         }
     }
@@ -163,6 +246,56 @@ impl ModelScalar {
             .chain(self.args.iter().copied())
             .collect()
     }
+
+    /// Row `row`'s parameters into `p` and arguments into `v`; `Ok(false)`
+    /// when an argument is NULL (the result is NULL). A NaN parameter that
+    /// is not NULL is an error.
+    fn read_row(
+        &self,
+        params: &[Float64Array],
+        values: &[Float64Array],
+        row: usize,
+        p: &mut [f64],
+        v: &mut [f64],
+    ) -> Result<bool> {
+        for (k, c) in params.iter().enumerate() {
+            let null = c.nulls().is_some_and(|n| n.is_null(row));
+            let x = c.values()[row];
+            p[k] = if null { f64::NAN } else { x };
+            if !null && x.is_nan() {
+                return exec_err!(
+                    "{}: parameter {} is NaN (a NaN is never a parameter; NULL is)",
+                    self.name,
+                    self.field_name(k)
+                );
+            }
+        }
+        let mut null = false;
+        for (k, c) in values.iter().enumerate() {
+            null |= c.is_null(row);
+            v[k] = c.value(row);
+        }
+        Ok(!null)
+    }
+
+    /// The result column of builders (one per output field) and the rows'
+    /// validity: a Float64 array, or a struct array NULL where invalid.
+    fn finish_output(&self, mut cols: Vec<Float64Builder>, valid: Vec<bool>) -> Result<ArrayRef> {
+        Ok(match self.output {
+            Output::Double(_) => Arc::new(cols[0].finish()),
+            Output::Struct(names, _) => {
+                let arrays: Vec<ArrayRef> = cols
+                    .iter_mut()
+                    .map(|c| Arc::new(c.finish()) as ArrayRef)
+                    .collect();
+                Arc::new(StructArray::try_new(
+                    struct_output_fields(names),
+                    arrays,
+                    Some(NullBuffer::from(valid)),
+                )?)
+            }
+        })
+    }
 }
 
 impl PartialEq for ModelScalar {
@@ -185,7 +318,7 @@ impl ScalarUDFImpl for ModelScalar {
         &self.signature
     }
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
+        Ok(self.output.data_type())
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let names = self.arg_names();
@@ -225,49 +358,38 @@ impl ScalarUDFImpl for ModelScalar {
             .iter()
             .map(|a| to_f64_array(a, rows))
             .collect::<Result<_>>()?;
-        let mut out = Float64Builder::with_capacity(rows);
-        let mut p = vec![0.0; params.len()];
-        let mut v = vec![0.0; values.len()];
+        let width = self.output.width();
+        let mut cols: Vec<Float64Builder> = (0..width)
+            .map(|_| Float64Builder::with_capacity(rows))
+            .collect();
+        let mut valid = Vec::with_capacity(rows);
+        let (mut p, mut v) = (vec![0.0; params.len()], vec![0.0; values.len()]);
+        let mut out = vec![None; width];
         for row in 0..rows {
-            let mut null = false;
-            for (k, c) in params.iter().enumerate() {
-                p[k] = if c.is_null(row) {
-                    f64::NAN
-                } else {
-                    c.value(row)
+            let some = self.read_row(&params, &values, row, &mut p, &mut v)?
+                && match self.output.eval(&p, &v, &mut out) {
+                    Ok(some) => some,
+                    Err(msg) => return exec_err!("{}: {msg}", self.name),
                 };
-                if !c.is_null(row) && p[k].is_nan() {
-                    return exec_err!(
-                        "{}: parameter {} is NaN (a NaN is never a parameter; NULL is)",
-                        self.name,
-                        self.field_name(k)
-                    );
-                }
+            // Every model output is checked here, whatever the model: a
+            // NaN or an infinity is a defect to report (exit 1), never a
+            // value, a NULL or a 0.
+            let bad = |r: &Option<f64>| r.is_some_and(|r| !r.is_finite());
+            if let Some(k) = (0..width).find(|&k| some && bad(&out[k])) {
+                return exec_err!(
+                    "{}: the {} is {} (not finite) for {}",
+                    self.name,
+                    self.output.field(k),
+                    out[k].unwrap_or(f64::NAN),
+                    self.describe_args(&p, &v)
+                );
             }
-            for (k, c) in values.iter().enumerate() {
-                null |= c.is_null(row);
-                v[k] = c.value(row);
+            for (c, r) in cols.iter_mut().zip(&out) {
+                c.append_option(if some { *r } else { None });
             }
-            if null {
-                out.append_null();
-                continue;
-            }
-            match (self.eval)(&p, &v) {
-                // Every model output is checked here, whatever the model: a
-                // NaN or an infinity is a defect to report (exit 1), never a
-                // value, a NULL or a 0.
-                Ok(Some(r)) if !r.is_finite() => {
-                    return exec_err!(
-                        "{}: the result is {r} (not finite) for {}",
-                        self.name,
-                        self.describe_args(&p, &v)
-                    )
-                }
-                Ok(r) => out.append_option(r),
-                Err(msg) => return exec_err!("{}: {msg}", self.name),
-            }
+            valid.push(some);
         }
-        let arr: ArrayRef = Arc::new(out.finish());
+        let arr = self.finish_output(cols, valid)?;
         if all_scalar {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&arr, 0)?))
         } else {

@@ -354,8 +354,10 @@ fn fit_with(
 /// observed information at an interior optimum; at the boundary a = 0 that
 /// of the NBD limit's (ln r, ln alpha), with NaN for a (at its bound: no
 /// standard error, the likelihood is not smooth in ln a there) and b (no
-/// effect in the limit); empty when not converged.
-pub fn published_log_cov(f: &FitResult) -> Vec<Vec<f64>> {
+/// effect in the limit); empty when not converged. The same for MBG/NBD
+/// (a = 0) and Pareto/NBD (s = 0, beta), whose no-dropout limit is also
+/// the NBD model of (r, alpha).
+pub fn published_log_cov<P>(f: &fit::FitResult<P>) -> Vec<Vec<f64>> {
     match f.log_cov.len() {
         4 => f.log_cov.clone(),
         // The NBD limit's (ln r, ln alpha), or the one-dropout limit's

@@ -16,7 +16,7 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 
-use super::args::{fit_scalar, fit_type, null_struct, Collector, Weighted};
+use super::args::{fit_scalar_uncertain, fit_type_uncertain, null_struct, Collector, Weighted};
 use super::bgnbd::{conditional_bracket, nbd_objective, BgNbdParams, Indexed};
 pub use super::bgnbd::{validate, Pattern};
 use super::Function;
@@ -427,7 +427,7 @@ impl Collector for Fit {
         validate(row[0], row[1], row[2])
     }
     fn return_type() -> DataType {
-        fit_type(FIT_FIELDS)
+        fit_type_uncertain(FIT_FIELDS)
     }
     fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
@@ -449,7 +449,7 @@ impl Collector for Fit {
             Some(_) => (f64::NAN, f64::NAN),
             None => (p.a, p.b),
         };
-        fit_scalar(
+        fit_scalar_uncertain(
             &[
                 ("r", p.r),
                 ("alpha", p.alpha),
@@ -457,6 +457,7 @@ impl Collector for Fit {
                 ("b", b),
                 ("dropout", p.mean_dropout()),
             ],
+            &super::bgnbd::published_log_cov(&f),
             &f,
         )
     }

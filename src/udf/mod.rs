@@ -26,7 +26,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
-use args::{Collector, ScalarEval, ValuesAggregate, ValuesFinish};
+use args::{Collector, Output, ScalarEval, StructEval, ValuesAggregate, ValuesFinish};
 pub use args::{FitAggregate, ModelScalar};
 
 /// A registered SQL function with its documentation.
@@ -82,6 +82,26 @@ impl Function {
         Function {
             name,
             signature: signature(name, &udf.arg_names(), Some(&DataType::Float64)),
+            description,
+            udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(udf))),
+        }
+    }
+
+    /// A [`ModelScalar`] `name(struct args..., args...)` returning a struct
+    /// of the Float64 `fields`, computed together by `eval`.
+    pub fn scalar_struct(
+        name: &'static str,
+        structs: &'static [(&'static str, &'static [&'static str])],
+        args: &'static [&'static str],
+        fields: &'static [&'static str],
+        eval: StructEval,
+        description: &'static str,
+    ) -> Function {
+        let output = Output::Struct(fields, eval);
+        let udf = ModelScalar::with_output(name, structs, args, output);
+        Function {
+            name,
+            signature: signature(name, &udf.arg_names(), Some(&output.data_type())),
             description,
             udf: Udf::Scalar(Arc::new(ScalarUDF::new_from_impl(udf))),
         }

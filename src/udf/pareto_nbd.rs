@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 
-use super::args::{fit_scalar, fit_type, null_struct, Collector, Weighted};
+use super::args::{fit_scalar_uncertain, fit_type_uncertain, null_struct, Collector, Weighted};
 use super::bgnbd::{nbd_objective, Indexed};
 pub use super::bgnbd::{validate, Pattern};
 use super::Function;
@@ -107,7 +107,7 @@ pub(crate) fn ln_tail(p: &ParetoNbdParams, x: f64, u: f64) -> (f64, [f64; 4]) {
 /// ln(G(x, t_x) - G(x, T)) (the dead-in-(t_x, T] integral without its
 /// factor s) and its gradient in log parameters, from the two tails;
 /// -infinity with a zero gradient when t_x = T.
-fn ln_dead(lo: (f64, [f64; 4]), hi: (f64, [f64; 4])) -> (f64, [f64; 4]) {
+pub(crate) fn ln_dead(lo: (f64, [f64; 4]), hi: (f64, [f64; 4])) -> (f64, [f64; 4]) {
     let ((g1, d1), (g2, d2)) = (lo, hi);
     if !(g1 > g2) {
         return (f64::NEG_INFINITY, [0.0; 4]);
@@ -461,7 +461,7 @@ impl Collector for Fit {
         validate(row[0], row[1], row[2])
     }
     fn return_type() -> DataType {
-        fit_type(PARAMS)
+        fit_type_uncertain(PARAMS)
     }
     fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
@@ -477,13 +477,14 @@ impl Collector for Fit {
             })
             .collect();
         let f = fit_penalised(&patterns, penalizer);
-        fit_scalar(
+        fit_scalar_uncertain(
             &[
                 ("r", f.params.r),
                 ("alpha", f.params.alpha),
                 ("s", f.params.s),
                 ("beta", f.params.beta),
             ],
+            &super::bgnbd::published_log_cov(&f),
             &f,
         )
     }

@@ -324,3 +324,86 @@ fn parameter_uncertainty_is_published_and_recomputes_independently() {
         );
     }
 }
+
+/// Issue 15 item 5: every purchase model publishes intervals. With
+/// `model` Pareto/NBD or MBG/NBD on CDNOW, `model_fit` has the model's
+/// standard errors (s, beta or a, b too) and `customer_tiers` every
+/// customer's clv_low <= clv <= clv_high, the model's own: equal (1e-12
+/// relative) to `<model>_clv_interval` over the published RFM with the fits
+/// recomputed by `custval sql` (12 months, 1% a month, weeks: the job's
+/// parameters), and unlike BG/NBD's. `--set interval=0` publishes the same
+/// clv (bit for bit) with clv_low and clv_high NULL.
+#[test]
+fn every_purchase_model_publishes_its_interval_and_interval_0_none() {
+    for (model, dropout) in [("pareto_nbd", ["s", "beta"]), ("mbgnbd", ["a", "b"])] {
+        let tmp = tempfile::tempdir().unwrap();
+        nightly_cdnow(tmp.path(), AS_OF)
+            .args(["--set", &format!("model={model}")])
+            .ok();
+        let fit = json_rows(
+            tmp.path(),
+            "model_fit",
+            AS_OF,
+            &format!("SELECT * FROM t WHERE model = '{model}'"),
+        );
+        for p in ["r", "alpha", dropout[0], dropout[1]] {
+            let se = fit[0][format!("se_{p}")].as_f64();
+            assert!(se.is_some_and(|v| v > 0.0), "{model} se_{p}: {}", fit[0]);
+        }
+        let args = "frequency, recency, t, monetary_value, 12, 0.01, 4.345, 0.9";
+        let rows = json_rows(
+            tmp.path(),
+            "customer_tiers",
+            AS_OF,
+            &format!(
+                "WITH f AS (SELECT {model}_fit(frequency, recency, t) AS m, \
+                   gamma_gamma_fit(frequency, monetary_value) AS g, \
+                   bgnbd_fit(frequency, recency, t) AS bg FROM t) \
+                 SELECT customer_id, clv, clv_low, clv_high, \
+                   {model}_clv_interval(f.m, f.g, {args}) AS mine, \
+                   clv_interval(f.bg, f.g, {args}) AS bg \
+                 FROM t CROSS JOIN f ORDER BY customer_id"
+            ),
+        );
+        assert_eq!(rows.len(), 2357);
+        let mut differs = 0;
+        for row in &rows {
+            let f = |k: &str| {
+                row[k]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{model} {k}: {row}"))
+            };
+            let (c, low, high) = (f("clv"), f("clv_low"), f("clv_high"));
+            assert!(low <= c && c <= high, "{model}: {row}");
+            let mine = &row["mine"];
+            for (k, v) in [("clv", c), ("low", low), ("high", high)] {
+                let want = mine[k].as_f64().unwrap();
+                assert!((v - want).abs() <= 1e-12 * want.abs(), "{model} {k}: {row}");
+            }
+            differs += usize::from(row["bg"]["low"].as_f64() != Some(low));
+        }
+        assert!(
+            differs > 2_000,
+            "{model}: only {differs} intervals differ from BG/NBD's"
+        );
+        let off = tempfile::tempdir().unwrap();
+        nightly_cdnow(off.path(), AS_OF)
+            .args(["--set", &format!("model={model}"), "--set", "interval=0"])
+            .ok();
+        let without = json_rows(
+            off.path(),
+            "customer_tiers",
+            AS_OF,
+            "SELECT customer_id, clv, clv_low, clv_high FROM t ORDER BY customer_id",
+        );
+        assert_eq!(without.len(), rows.len());
+        for (a, b) in rows.iter().zip(&without) {
+            assert_eq!(a["customer_id"], b["customer_id"]);
+            assert_eq!(a["clv"].as_f64(), b["clv"].as_f64(), "{model}: {b}");
+            assert!(
+                b["clv_low"].is_null() && b["clv_high"].is_null(),
+                "{model}: {b}"
+            );
+        }
+    }
+}
