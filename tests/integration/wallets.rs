@@ -50,6 +50,124 @@ fn quantile(v: &[f64], q: f64) -> f64 {
     s[lo] + (pos - lo as f64) * (s[hi] - s[lo])
 }
 
+/// The paper's other estimate, measured here for comparison (README, "Share
+/// of wallet", says why the product fits the quantile line instead): for
+/// each query, the `q` quantile of spend among the `k` nearest `reference`
+/// customers (features, spend) in feature space standardised by the
+/// reference's standard deviation of each feature. Brute force.
+fn knn_quantiles(
+    reference: &[(Vec<f64>, f64)],
+    queries: &[Vec<f64>],
+    k: usize,
+    q: f64,
+) -> Vec<f64> {
+    let d = reference[0].0.len();
+    let n = reference.len() as f64;
+    let scale: Vec<f64> = (0..d)
+        .map(|j| {
+            let m = reference.iter().map(|r| r.0[j]).sum::<f64>() / n;
+            let v = reference.iter().map(|r| (r.0[j] - m).powi(2)).sum::<f64>() / n;
+            if v > 0.0 {
+                1.0 / v.sqrt()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    queries
+        .iter()
+        .map(|x| {
+            let mut dist: Vec<(f64, f64)> = reference
+                .iter()
+                .map(|(f, s)| {
+                    let d2 = (0..d)
+                        .map(|j| ((f[j] - x[j]) * scale[j]).powi(2))
+                        .sum::<f64>();
+                    (d2, *s)
+                })
+                .collect();
+            dist.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+            let near: Vec<f64> = dist[..k].iter().map(|p| p.1).collect();
+            quantile(&near, q)
+        })
+        .collect()
+}
+
+/// k-nearest-neighbour wallets for `rows` (columns frequency, t,
+/// spend_12m, categories, peer_group): the features of the product's
+/// quantile line (ln(1 + x) of frequency, t, categories bought and the peer
+/// group's `q` quantile of spend_12m), every `stride`-th row the reference,
+/// k = 50 (the 0.9 quantile then rests on 5 neighbours above it), never
+/// below the customer's spend_12m (as the product's).
+fn knn_wallets(rows: &[HashMap<String, String>], q: f64, stride: usize) -> Vec<f64> {
+    let mut by_peer: HashMap<&str, Vec<f64>> = HashMap::new();
+    for r in rows {
+        by_peer
+            .entry(r["peer_group"].as_str())
+            .or_default()
+            .push(num(r, "spend_12m").max(0.0));
+    }
+    let peer: HashMap<&str, f64> = by_peer
+        .into_iter()
+        .map(|(k, v)| (k, quantile(&v, q)))
+        .collect();
+    let features: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|r| {
+            [
+                num(r, "frequency"),
+                num(r, "t"),
+                num(r, "categories"),
+                peer[r["peer_group"].as_str()],
+            ]
+            .iter()
+            .map(|x| x.ln_1p())
+            .collect()
+        })
+        .collect();
+    let reference: Vec<(Vec<f64>, f64)> = features
+        .iter()
+        .zip(rows)
+        .step_by(stride)
+        .map(|(f, r)| (f.clone(), num(r, "spend_12m").max(0.0)))
+        .collect();
+    knn_quantiles(&reference, &features, 50, q)
+        .into_iter()
+        .zip(rows)
+        .map(|(w, r)| w.max(num(r, "spend_12m")))
+        .collect()
+}
+
+/// The features knn_wallets reads, with spend_12m, the published wallet and
+/// share_of_wallet and the tier, for each customer of `out`'s partition
+/// `end` (peer_group '' without a truth file to take it from).
+fn features_sql(with_truth: bool) -> String {
+    let (peer, join) = if with_truth {
+        (
+            "w.peer_group, w.wallet AS true_wallet",
+            "JOIN w ON CAST(w.customer_id AS VARCHAR) = t.customer_id",
+        )
+    } else {
+        ("'' AS peer_group", "")
+    };
+    format!(
+        "SELECT t.customer_id, t.tier, t.frequency, t.t, t.spend_12m, t.wallet, t.share_of_wallet, \
+         k.categories, {peer} FROM t {join} JOIN (SELECT customer_id, count(*) AS categories \
+         FROM c GROUP BY customer_id) k ON k.customer_id = t.customer_id"
+    )
+}
+
+#[test]
+fn knn_quantiles_by_hand() {
+    // Reference spends 1..=10 at x = 1..=10 (and y = 0, a feature that does
+    // not vary): the 3 nearest to x = 5.1 are 4, 5, 6, whose 0.5 quantile
+    // is 5; to x = 100 the 3 largest, 0.5 quantile 9.
+    let reference: Vec<(Vec<f64>, f64)> =
+        (1..=10).map(|i| (vec![i as f64, 0.0], i as f64)).collect();
+    let got = knn_quantiles(&reference, &[vec![5.1, 0.0], vec![100.0, 0.0]], 3, 0.5);
+    assert_eq!(got, vec![5.0, 9.0]);
+}
+
 #[test]
 fn spearman_and_ranks_by_hand() {
     // Ranks of (10, 20, 20, 30): 1, 2.5, 2.5, 4.
@@ -127,6 +245,8 @@ struct Figures {
     rho_model: f64,
     rho_baseline: f64,
     below: f64,
+    rho_knn: f64,
+    below_knn: f64,
     rho_category: f64,
     rho_category_baseline: f64,
 }
@@ -163,6 +283,39 @@ fn figures(customers: u64, extra: &[&str]) -> Figures {
         .filter(|r| num(r, "true_wallet") < num(r, "wallet"))
         .count() as f64
         / rows.len() as f64;
+    // k-nearest-neighbour quantiles on the same customers, for comparison
+    // (reference: every 50th customer, 2,000 of 100,000).
+    let feats = query(
+        &[
+            ("t", part("customer_tiers")),
+            ("c", part("customer_category_share")),
+            ("w", truth.clone()),
+        ],
+        &features_sql(true),
+    );
+    let knn = knn_wallets(&feats, 0.9, 50);
+    let knn_share: Vec<f64> = feats
+        .iter()
+        .zip(&knn)
+        .map(|(r, w)| {
+            if *w > 0.0 {
+                (num(r, "spend_12m").max(0.0) / w).min(1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let true_share: Vec<f64> = feats
+        .iter()
+        .map(|r| (num(r, "spend_12m").max(0.0) / num(r, "true_wallet")).min(1.0))
+        .collect();
+    let rho_knn = spearman(&knn_share, &true_share);
+    let below_knn = feats
+        .iter()
+        .zip(&knn)
+        .filter(|(r, w)| num(r, "true_wallet") < **w)
+        .count() as f64
+        / feats.len() as f64;
     let cats = query(
         &[("c", part("customer_category_share")), ("w", truth)],
         "SELECT c.category, c.spend_12m, c.share_of_wallet, w.category_wallet AS true_wallet \
@@ -192,6 +345,8 @@ fn figures(customers: u64, extra: &[&str]) -> Figures {
         rho_model,
         rho_baseline,
         below,
+        rho_knn,
+        below_knn,
         rho_category,
         rho_category_baseline,
     }
@@ -254,6 +409,11 @@ fn estimated_share_of_wallet_ranks_like_the_true_one() {
          constant-wallet baseline {:.3}; per category: model {:.3}, baseline {:.3}; \
          true wallet below the estimate for {:.3} of customers (wallet_quantile 0.9)",
         f.rho_model, f.rho_baseline, f.rho_category, f.rho_category_baseline, f.below
+    );
+    println!(
+        "k-nearest-neighbour quantiles (k 50, 2,000 reference customers) on the same customers: \
+         Spearman {:.3}, true wallet below the estimate for {:.3}",
+        f.rho_knn, f.below_knn
     );
     assert!(f.rho_model >= 0.6, "model Spearman {}", f.rho_model);
     assert!(f.rho_model > f.rho_baseline, "model vs baseline");
@@ -411,6 +571,55 @@ fn cdnow_wallets_are_plausible_and_defined_for_every_customer() {
                 "Platinum share of wallet {share}"
             );
         }
+    }
+    // The same per tier from k-nearest-neighbour quantiles (every customer
+    // the reference), for comparison: summed share and the median ratio of
+    // wallet to 12-month spend among customers with some.
+    let feats = query(
+        &[
+            (
+                "t",
+                format!("{}/customer_tiers/as_of=1998-06-30/", out.display()),
+            ),
+            (
+                "c",
+                format!(
+                    "{}/customer_category_share/as_of=1998-06-30/",
+                    out.display()
+                ),
+            ),
+        ],
+        &features_sql(false),
+    );
+    let knn = knn_wallets(&feats, 0.9, 1);
+    for tier in &tiers {
+        let members: Vec<(f64, f64, f64)> = feats
+            .iter()
+            .zip(&knn)
+            .filter(|(r, _)| &r["tier"] == tier)
+            .map(|(r, k)| (num(r, "spend_12m"), num(r, "wallet"), *k))
+            .collect();
+        let spend: f64 = members.iter().map(|m| m.0).sum();
+        let ratio = |i: usize| {
+            let v: Vec<f64> = members
+                .iter()
+                .filter(|m| m.0 > 0.0)
+                .map(|m| if i == 1 { m.1 / m.0 } else { m.2 / m.0 })
+                .collect();
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                quantile(&v, 0.5)
+            }
+        };
+        println!(
+            "CDNOW {tier}: share of wallet: quantile line {:.3}, kNN {:.3}; median wallet / \
+             12-month spend: quantile line {:.2}, kNN {:.2}",
+            spend / members.iter().map(|m| m.1).sum::<f64>(),
+            spend / members.iter().map(|m| m.2).sum::<f64>(),
+            ratio(1),
+            ratio(2)
+        );
     }
     let idle: Vec<_> = rows.iter().filter(|r| num(r, "spend_12m") == 0.0).collect();
     let null_share = idle
