@@ -400,7 +400,10 @@ fn rhos(
 /// like the true share, Spearman >= 0.6 and above the constant-wallet
 /// baseline, per customer and per category. The fraction of customers whose
 /// true wallet is below the estimate is printed, not asserted: it is far
-/// below wallet_quantile here (README, "Share of wallet", says why).
+/// below wallet_quantile here (README, "Share of wallet", says why; a survey
+/// sample calibrates it, `a_survey_sample_calibrates_the_wallet_quantile`).
+/// k-nearest-neighbour quantiles' figures are printed beside, for the
+/// README's comparison.
 #[test]
 fn estimated_share_of_wallet_ranks_like_the_true_one() {
     let f = figures(100_000, &[]);
