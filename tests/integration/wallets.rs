@@ -139,8 +139,9 @@ fn knn_wallets(rows: &[HashMap<String, String>], q: f64, stride: usize) -> Vec<f
 }
 
 /// The features knn_wallets reads, with spend_12m, the published wallet and
-/// share_of_wallet and the tier, for each customer of `out`'s partition
-/// `end` (peer_group '' without a truth file to take it from).
+/// share_of_wallet and the tier, for each customer (peer_group '' without a
+/// truth file to take it from), in customer order: the reference sample and
+/// the neighbours among tied distances are then the same every run.
 fn features_sql(with_truth: bool) -> String {
     let (peer, join) = if with_truth {
         (
@@ -153,7 +154,7 @@ fn features_sql(with_truth: bool) -> String {
     format!(
         "SELECT t.customer_id, t.tier, t.frequency, t.t, t.spend_12m, t.wallet, t.share_of_wallet, \
          k.categories, {peer} FROM t {join} JOIN (SELECT customer_id, count(*) AS categories \
-         FROM c GROUP BY customer_id) k ON k.customer_id = t.customer_id"
+         FROM c GROUP BY customer_id) k ON k.customer_id = t.customer_id ORDER BY t.customer_id"
     )
 }
 
@@ -507,6 +508,13 @@ fn a_survey_sample_calibrates_the_wallet_quantile() {
              constant-wallet baseline {rho_baseline:.3}; calibration multipliers {factors:?}"
         );
         assert!((below - q).abs() <= 0.05, "coverage {below} at {q}");
+        let report =
+            std::fs::read_to_string(out.join(format!("_reports/nightly/as_of={end}/report.html")))
+                .unwrap();
+        assert!(
+            report.contains("calibrated by the survey sample in the wallets input"),
+            "report.html does not say the wallets are calibrated"
+        );
         assert!(
             rho_model >= 0.6 && rho_model > rho_baseline,
             "{rho_model} vs {rho_baseline}"
@@ -624,6 +632,13 @@ fn cdnow_wallets_are_plausible_and_defined_for_every_customer() {
             ratio(2)
         );
     }
+    // Without a survey, report.html says what the estimate assumes.
+    let report =
+        std::fs::read_to_string(out.join("_reports/nightly/as_of=1998-06-30/report.html")).unwrap();
+    assert!(
+        report.contains("The model's wallets are uncalibrated: they assume the top"),
+        "report.html does not say what the uncalibrated wallets assume"
+    );
     let idle: Vec<_> = rows.iter().filter(|r| num(r, "spend_12m") == 0.0).collect();
     let null_share = idle
         .iter()
