@@ -84,7 +84,11 @@ WITH recent AS (
   GROUP BY band
 ), bounded AS (
   SELECT p.*,
-         least(greatest(p.log_fitted, 0.0), ln(1.0 + b.band_max)) AS log_wallet
+         -- greatest and least skip a NULL argument: without a fit the
+         -- estimate stays NULL (the peer-group fallback), without a band
+         -- it is unbounded.
+         CASE WHEN p.log_fitted IS NOT NULL
+              THEN least(greatest(p.log_fitted, 0.0), ln(1.0 + b.band_max)) END AS log_wallet
   FROM predicted p
   LEFT JOIN bands b ON b.band = round(2.0 * p.x_frequency)
 ), surveyed AS (
