@@ -38,6 +38,7 @@ WITH totals AS (
     w.spend_12m,
     w.wallet,
     w.wallet_source,
+    w.wallet_calibration,
     tt.total_value,
     tt.total_revenue,
     tt.customers
@@ -137,6 +138,7 @@ SELECT
   t.spend_12m,
   t.wallet,
   t.wallet_source,
+  t.wallet_calibration,
   CASE WHEN t.wallet > 0 THEN least(1.0, greatest(t.spend_12m, 0.0) / t.wallet) END AS share_of_wallet,
   greatest(t.wallet - greatest(t.spend_12m, 0.0), 0.0) AS wallet_headroom,
   coalesce(t.at_risk, false) AS at_risk,

@@ -179,6 +179,18 @@ pub fn wallet_headroom_sql(table: &str) -> String {
     )
 }
 
+/// Whether the model's wallets in the tier table `table` were calibrated
+/// by a survey sample (issue 20): customers with a model wallet
+/// (`modelled`), those of them calibrated (`calibrated`) and the smallest
+/// and largest `wallet_calibration` multiplier (`low`, `high`).
+pub fn wallet_calibration_sql(table: &str) -> String {
+    format!(
+        "SELECT count(*) FILTER (WHERE wallet_source = 'model') AS modelled, \
+         count(wallet_calibration) AS calibrated, min(wallet_calibration) AS low, \
+         max(wallet_calibration) AS high FROM {table}"
+    )
+}
+
 /// Customers per share-of-wallet band of width 0.1 (`0.9-1.0` includes 1;
 /// `none` for a NULL share, a wallet that is not positive), from `table`.
 pub fn share_of_wallet_sql(table: &str) -> String {

@@ -510,13 +510,19 @@ async fn wallet(ctx: &SessionContext, params: &SqlParams) -> Result<Figure> {
     let title = "Share of wallet: customers per band of spend_12m / wallet";
     let svg = charts::bars("wallet", title, "share of wallet", "customers", &bars)?;
     let headroom = rows(ctx, params, &data::wallet_headroom_sql("customer_tiers")).await?;
+    let calibration = rows(ctx, params, &data::wallet_calibration_sql("customer_tiers")).await?;
     let mut f = figure(
         "wallet",
         title,
         Some(svg),
-        "customer_tiers.share_of_wallet; below, headroom = wallet - spend_12m (money) by tier; \
-         the wallet is the wallets input or the estimate (wallet_source)."
-            .into(),
+        format!(
+            "customer_tiers.share_of_wallet; below, headroom = wallet - spend_12m (money) by \
+             tier; the wallet is the wallets input or the estimate (wallet_source).{}",
+            calibration
+                .first()
+                .map(calibration_note)
+                .unwrap_or_default()
+        ),
     );
     f.table = table(
         &headroom,
@@ -531,6 +537,31 @@ async fn wallet(ctx: &SessionContext, params: &SqlParams) -> Result<Figure> {
         ],
     );
     Ok(f)
+}
+
+/// What the model's wallets assume, from a `wallet_calibration_sql` row:
+/// nothing without model wallets; the multipliers when a survey sample
+/// calibrated them; else the uncalibrated estimate's assumption, plainly.
+fn calibration_note(r: &Row) -> String {
+    let modelled = num(r, "modelled").unwrap_or(0.0);
+    let calibrated = num(r, "calibrated").unwrap_or(0.0);
+    if modelled == 0.0 {
+        String::new()
+    } else if calibrated > 0.0 {
+        format!(
+            " The model's wallets of {} customers are calibrated by the survey sample in the \
+             wallets input (wallet_calibration {:.2} to {:.2}); {} are not.",
+            count(calibrated),
+            num(r, "low").unwrap_or(f64::NAN),
+            num(r, "high").unwrap_or(f64::NAN),
+            count(modelled - calibrated)
+        )
+    } else {
+        " The model's wallets are uncalibrated: they assume the top 1 - wallet_quantile of \
+         comparable customers give you all of their wallet, so they are a lower bound. Give a \
+         survey sample of true wallets as the wallets input to calibrate them."
+            .into()
+    }
 }
 
 /// An HTML table of some columns of `rows`, numbers rounded for reading.
