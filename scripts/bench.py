@@ -129,7 +129,11 @@ def measure(cmd, timeout=None):
     secs = time.perf_counter() - t0
     lines = p.stderr.strip().splitlines()
     if p.returncode != 0:
-        msg = " ".join(lines[-4:-1] if len(lines) > 1 else lines)[-400:]
+        # The child's own words: its error line, not JSON log records nor
+        # /usr/bin/time's lines.
+        said = [ln for ln in lines[:-1] if not ln.startswith(("{", "Command exited", "Command terminated"))]
+        errors = [ln for ln in said if "error" in ln.lower()]
+        msg = " ".join((errors or said or lines)[-2:])[-300:]
         raise Failed(f"exit {p.returncode}: {msg}")
     return secs, int(lines[-1]) / 1024, p.stdout
 
@@ -479,7 +483,8 @@ def clv_agreement(outdir, as_of, lifetimes_parquet):
     """How far custval's published CLV is from lifetimes', customer by customer."""
     import pandas as pd
     part = outdir / "customer_clv" / f"as_of={as_of}"
-    c = pd.concat([pd.read_parquet(f) for f in sorted(part.glob("*.parquet"))]).set_index("customer_id")
+    files = json.loads((part / "_manifest.json").read_text())["files"]
+    c = pd.concat([pd.read_parquet(part / f["path"]) for f in files]).set_index("customer_id")
     lt = pd.read_parquet(lifetimes_parquet)
     j = c[["clv"]].join(lt.rename(columns={"clv": "lifetimes_clv"}), how="inner")
     rel = (j["clv"] - j["lifetimes_clv"]).abs() / j["lifetimes_clv"].abs().clip(lower=1e-9)
