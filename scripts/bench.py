@@ -44,8 +44,13 @@ CUSTVAL_SQL = {
                CAST({asof} - min(day) AS DOUBLE) / 7 AS t,
                CASE WHEN count(*) > 1 THEN (sum(amount) - first_value(amount ORDER BY day)) / (count(*) - 1) ELSE 0 END AS monetary_value
         FROM d GROUP BY customer_id""",
+    # Months as integers (year * 12 + month - 1, as sql/13 does): grouping
+    # on an integer instead of date_trunc's timestamp. Same groups and counts
+    # as DuckDB's and Polars' date_trunc; a third faster through custval sql
+    # (1.15 s against 1.71 s, 400k no-dropout rows, debug build, median of 3).
     "cohorts": """
-        WITH cm AS (SELECT customer_id, date_trunc('month', order_ts) AS m FROM t GROUP BY 1, 2),
+        WITH cm AS (SELECT customer_id, CAST(date_part('year', order_ts) * 12 + date_part('month', order_ts) - 1 AS INT) AS m
+                    FROM t GROUP BY 1, 2),
              f AS (SELECT customer_id, m, min(m) OVER (PARTITION BY customer_id) AS cohort FROM cm)
         SELECT cohort, m, count(*) AS active FROM f GROUP BY cohort, m""",
     "pareto": """
@@ -69,7 +74,10 @@ DUCKDB_SQL = {
                ({asof} - min(day)) / 7.0 AS t,
                CASE WHEN count(*) > 1 THEN (sum(amount) - arg_min(amount, day)) / (count(*) - 1) ELSE 0 END AS monetary_value
         FROM d GROUP BY customer_id""",
-    "cohorts": CUSTVAL_SQL["cohorts"],
+    "cohorts": """
+        WITH cm AS (SELECT customer_id, date_trunc('month', order_ts) AS m FROM t GROUP BY 1, 2),
+             f AS (SELECT customer_id, m, min(m) OVER (PARTITION BY customer_id) AS cohort FROM cm)
+        SELECT cohort, m, count(*) AS active FROM f GROUP BY cohort, m""",
     "pareto": """
         WITH r AS (SELECT customer_id, sum(amount) AS rev FROM t GROUP BY customer_id),
              o AS (SELECT rev, row_number() OVER (ORDER BY rev) AS i, count(*) OVER () AS n, sum(rev) OVER () AS tot FROM r)
@@ -252,9 +260,9 @@ def fits_section(b):
             bg, gg = r["bg"], r["gg"]
             if i == 0:
                 worst = max(worst or 0, secs)
-            ab = f"{bg.get('a')}, {bg.get('b')}" if bg.get("a") is not None else "NULL"
-            bound = f" (at bound: {bg['at_bound']})" if bg.get("at_bound") else ""
-            gbound = f" (at bound: {gg['at_bound']})" if gg.get("at_bound") else ""
+            ab = ", ".join("NULL" if bg.get(k) is None else f"{bg[k]:.3g}" for k in ["a", "b"])
+            bound = f" (at bound: {bg['at_bound'][:60]})" if bg.get("at_bound") else ""
+            gbound = f" (at bound: {gg['at_bound'][:60]})" if gg.get("at_bound") else ""
             b.say(f"| {kind} | {n:,} | {secs:.2f} | {bg['iterations']} | {bg['status'][:80]}{bound} | {ab} | "
                   f"{gg['iterations']} | {gg['status'][:80]}{gbound} | {rss:.0f} MiB |")
     b.say()
@@ -596,6 +604,36 @@ def incremental_section(b):
     b.goal("incremental", "an incremental night at most a tenth of the full run (#5)", incr / full, 0.1)
 
 
+def profile_section(b):
+    """The nightly job under `perf record -g` at the first of --sizes: its
+    hottest functions (the flame graph's widest frames), from `perf report`."""
+    kind, rows = b.kinds[0], int(b.a.sizes.split(",")[0])
+    d, end = b.data(kind, rows)
+    data = b.work / f"perf-nightly-{kind}-{rows}.data"
+    b.say(f"## Profile of the nightly job ({kind}, {rows:,} rows)")
+    b.say()
+    try:
+        secs = measure(["perf", "record", "-g", "-F", "499", "-o", data, "--",
+                        *b.job_cmd(REPO / "jobs" / "nightly.toml", d, end, b.work / "out" / "perf-nightly")])[0]
+    except (Failed, FileNotFoundError) as e:
+        b.say(f"not available: `perf record` failed ({e}).")
+        b.say()
+        return
+    rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "-g", "none",
+                          "--percent-limit", "1", "--sort", "dso,symbol"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    top = [ln[:130].rstrip() for ln in rep.splitlines() if ln.strip() and not ln.startswith("#")][:30]
+    b.say(f"{secs:.1f} s under perf (499 samples per second, call graphs in `{data}`: "
+          f"`perf script -i {data.name} | inferno-collapse-perf | inferno-flamegraph` draws the flame graph). "
+          "Functions with at least 1% of the samples (self time):")
+    b.say()
+    b.say("```")
+    for ln in top:
+        b.say(ln)
+    b.say("```")
+    b.say()
+
+
 SECTIONS = {
     "fits": fits_section,
     "lifetimes_fits": fits_lifetimes_section,
@@ -605,13 +643,17 @@ SECTIONS = {
     "intervals": intervals_section,
     "wallets": wallets_section,
     "incremental": incremental_section,
+    "profile": profile_section,
 }
+# The default: issue 17's table (the profile is asked for by name).
+DEFAULT_SECTIONS = [n for n in SECTIONS if n != "profile"]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--custval", required=True)
-    ap.add_argument("--only", default=",".join(SECTIONS), help=f"sections, comma-separated: {', '.join(SECTIONS)}")
+    ap.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
+                    help=f"sections, comma-separated: {', '.join(SECTIONS)} (all but profile by default)")
     ap.add_argument("--datasets", default="generator,no_dropout", help="transaction data sets: generator, no_dropout")
     ap.add_argument("--sizes", default="20000000,100000000", help="rows of the nightly job against DuckDB's four queries")
     ap.add_argument("--query-rows", default="20000000", help="rows of the ad-hoc query comparison")
@@ -649,13 +691,14 @@ def main():
         t0 = time.perf_counter()
         SECTIONS[name](b)
         took.append((name, time.perf_counter() - t0))
-    b.say("## Goals of issue 17")
-    b.say()
-    b.say("| goal | status |")
-    b.say("|---|---|")
-    for text, status in b.goals.values():
-        b.say(f"| {text} | {status} |")
-    b.say()
+    if b.goals:
+        b.say("## Goals of issue 17")
+        b.say()
+        b.say("| goal | status |")
+        b.say("|---|---|")
+        for text, status in b.goals.values():
+            b.say(f"| {text} | {status} |")
+        b.say()
     b.say("Time per section (data generation included the first time): "
           + ", ".join(f"{n} {s:.0f} s" for n, s in took) + ".")
     (b.work / "report.md").write_text("\n".join(b.out) + "\n")
