@@ -18,11 +18,14 @@ days, so customers share patterns as real RFM summaries do):
   over the first year, observed to the end of the second;
 - no_dropout: about 20 uniform orders per customer over two years, nobody
   leaves (the BG/NBD optimum is at a -> 0, the NBD limit);
-- one_purchase: everyone leaves after their first repeat purchase (at most
-  one repeat purchase each: the optimum is at p -> 1);
+- one_purchase: everyone bought once and never again (frequency 0);
 - patterns_700k: 700,000 distinct (frequency, recency, t) patterns in
   continuous time, customers beyond 700,000 repeating them.
-Spend per repeat purchase is Gamma-Gamma in every summary.
+Spend per repeat purchase is Gamma-Gamma, except no_dropout's: the mean of
+the customer's log-normal amounts, the same distribution for everyone (as in
+its transaction file: no spend heterogeneity, a Gamma-Gamma boundary).
+The boundary sets follow src/udf/shapes.rs, where a test holds each fit's
+iteration count under its budget.
 """
 import json
 import subprocess
@@ -84,6 +87,19 @@ def _gamma_gamma(rng, x, p=6.25, q=3.74, v=15.44):
     return m
 
 
+def _iid_spend(rng, x, chunk=1_000_000):
+    """Mean of x log-normal amounts (the no-dropout file's: exp(3 + 0.6 z)),
+    the same distribution for every customer (no spend heterogeneity)."""
+    m = np.zeros(x.shape)
+    for lo in range(0, len(x), chunk):
+        xs = x[lo:lo + chunk]
+        k = xs > 0
+        amounts = np.exp(3.0 + 0.6 * rng.standard_normal(int(xs[k].sum())))
+        starts = np.concatenate([[0], np.cumsum(xs[k])[:-1]])
+        m[lo:lo + chunk][k] = np.add.reduceat(amounts, starts) / xs[k] if k.any() else 0.0
+    return m
+
+
 def _bgnbd(rng, n, r=0.9, alpha=7.0, a=0.8, b=6.0):
     """BG/NBD customers in whole days: (x, recency, T) in weeks."""
     t_days = np.floor(731 - rng.uniform(0, 365, n))
@@ -100,6 +116,7 @@ def _bgnbd(rng, n, r=0.9, alpha=7.0, a=0.8, b=6.0):
 def summary(kind, n, work, seed=1):
     """Parquet path of the per-customer summary `kind` of n customers
     (customer_id, frequency, recency, t, monetary_value; weeks)."""
+    Path(work).mkdir(parents=True, exist_ok=True)
     path = Path(work) / f"summary-{kind}-{n}.parquet"
     if path.exists():
         return path
@@ -116,24 +133,26 @@ def summary(kind, n, work, seed=1):
         rec = np.where(x > 0, last - first, 0.0)
         t = NO_DROPOUT_DAYS - 1 - first
     elif kind == "one_purchase":
-        t = np.floor(731 - rng.uniform(0, 365, n))
-        lam = rng.gamma(0.9, 1.0 / 7.0, n) / WEEK_DAYS
-        q = 1 - np.exp(-lam * t)  # P(a repeat purchase within T)
-        x = (rng.uniform(size=n) < q).astype(np.int64)
-        u = rng.uniform(size=n)
-        first_event = -np.log1p(-u * q) / np.maximum(lam, 1e-300)  # truncated exponential on (0, T)
-        rec = np.where(x > 0, np.floor(first_event), 0.0)
+        # Everyone bought once and never again (as src/udf/shapes.rs).
+        x = np.zeros(n, dtype=np.int64)
+        rec = np.zeros(n)
+        t = np.floor(rng.uniform(0, 728, n))
     elif kind == "patterns_700k":
+        # Continuous times (no rounding to days), so each customer is a
+        # pattern of their own, as src/udf/shapes.rs draws them: rates
+        # Gamma(0.5, mean 10 over two years), first purchase uniform over the
+        # two years, dropout after each repeat purchase with probability 0.2.
         k = min(n, 700_000)
-        x0, _, _ = _bgnbd(rng, k)
-        t0 = rng.uniform(365, 731, k)
-        r0 = np.where(x0 > 0, t0 * rng.uniform(size=k), 0.0)
+        t0 = rng.uniform(0, 728, k)
+        events = rng.poisson(rng.gamma(0.5, 20.0 / 728, k) * t0)
+        x0 = np.minimum(events, rng.geometric(0.2, k))
+        r0 = np.where(x0 > 0, t0 * rng.beta(np.maximum(x0, 1), np.maximum(events - x0 + 1, 1)), 0.0)
         pick = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
         x, rec, t = x0[pick], r0[pick], t0[pick]
     else:
         raise ValueError(kind)
     x = np.asarray(x, dtype=np.int64)
-    m = _gamma_gamma(rng, x)
+    m = _iid_spend(rng, x) if kind == "no_dropout" else _gamma_gamma(rng, x)
     import pyarrow as pa
     import pyarrow.parquet as pq
     table = pa.table({
