@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -129,13 +130,18 @@ def measure(cmd, timeout=None):
     """Run a child once under /usr/bin/time: (seconds, peak RSS MiB, stdout).
     Raises Failed with the end of its stderr (or the cap it ran past)."""
     t0 = time.perf_counter()
+    # A session of its own, so a cap stops the measured child too, not only
+    # /usr/bin/time.
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%M"] + [str(c) for c in cmd], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        p = subprocess.run(["/usr/bin/time", "-f", "%M"] + [str(c) for c in cmd], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=timeout)
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         raise Failed(f"timed out after {timeout:.0f} s") from None
     secs = time.perf_counter() - t0
-    lines = p.stderr.strip().splitlines()
+    lines = err.strip().splitlines()
     if p.returncode != 0:
         # The child's own words: its error line, not JSON log records nor
         # /usr/bin/time's lines.
@@ -143,7 +149,7 @@ def measure(cmd, timeout=None):
         errors = [ln for ln in said if "error" in ln.lower()]
         msg = " ".join((errors or said or lines)[-2:])[-300:]
         raise Failed(f"exit {p.returncode}: {msg}")
-    return secs, int(lines[-1]) / 1024, p.stdout
+    return secs, int(lines[-1]) / 1024, out
 
 
 def median_runs(cmd, runs, timeout=None):
