@@ -215,7 +215,8 @@ class Bench:
             name = "-".join([Path(job).stem, kind, str(rows), *(x.replace("=", "_") for x in sets)])
             out = self.work / "out" / name
             extra = [v for x in sets for v in ("--set", x)]
-            secs, rss, _ = median_runs(self.job_cmd(REPO / "jobs" / job, d, end, out, *extra), self.job_runs(rows))
+            secs, rss, _ = median_runs(self.job_cmd(REPO / "jobs" / job, d, end, out, *extra), self.job_runs(rows),
+                                       self.a.job_cap)
             self.jobs[key] = (secs, rss, out)
         return self.jobs[key]
 
@@ -608,9 +609,9 @@ def incremental_section(b):
     out = b.work / f"incremental-out-{rows}"
     shutil.rmtree(out, ignore_errors=True)
     try:
-        measure(b.job_cmd(REPO / "jobs/nightly.toml", hist, end, out))  # last night: the state
-        full, _, _ = measure(b.job_cmd(REPO / "jobs/nightly.toml", inc, new_day, b.work / f"incremental-full-{rows}"))
-        incr, _, _ = measure(b.job_cmd(REPO / "jobs/nightly.toml", inc, new_day, out, "--incremental"))
+        measure(b.job_cmd(REPO / "jobs/nightly.toml", hist, end, out), a.job_cap)  # last night: the state
+        full, _, _ = measure(b.job_cmd(REPO / "jobs/nightly.toml", inc, new_day, b.work / f"incremental-full-{rows}"), a.job_cap)
+        incr, _, _ = measure(b.job_cmd(REPO / "jobs/nightly.toml", inc, new_day, out, "--incremental"), a.job_cap)
     except Failed as e:
         b.say(f"failed: {e}")
         b.say()
@@ -686,6 +687,7 @@ def main():
     ap.add_argument("--heavy-runs", type=int, default=1)
     ap.add_argument("--fit-cap", type=float, default=60, help="seconds after which a custval fit is stopped (the goal is 1 s)")
     ap.add_argument("--time-cap", type=float, default=240, help="seconds after which a lifetimes run or an ad-hoc query is stopped")
+    ap.add_argument("--job-cap", type=float, default=900, help="seconds after which a whole job is stopped and reported")
     ap.add_argument("--skip-slow", action="store_true", help="leave lifetimes' Pareto/NBD fit out (minutes)")
     ap.add_argument("--intervals-off", default="interval=0", help="the --set that turns CLV intervals off")
     ap.add_argument("--work", default="target-bench")
