@@ -54,6 +54,33 @@ impl BgNbdParams {
         (self.a == f64::INFINITY).then(|| 1.0 / (1.0 + self.b))
     }
 
+    /// The limit a -> 0 and r, alpha -> infinity with r / alpha = `rate`
+    /// fixed: nobody drops out and every customer buys at the same rate
+    /// (a Poisson process, no heterogeneity). Kept as r = infinity, alpha =
+    /// the limit of alpha / r, 1 / rate, a = 0 and b = 1 (no effect);
+    /// [`BgNbdParams::poisson_rate`] reads it back, and every function of
+    /// this module evaluates the limit itself.
+    pub fn poisson(rate: f64) -> BgNbdParams {
+        BgNbdParams {
+            r: f64::INFINITY,
+            alpha: 1.0 / rate,
+            a: 0.0,
+            b: 1.0,
+        }
+    }
+
+    /// The common purchase rate (per time unit) of the Poisson limit,
+    /// `None` for any other parameters.
+    pub fn poisson_rate(&self) -> Option<f64> {
+        (self.r == f64::INFINITY).then(|| 1.0 / self.alpha)
+    }
+
+    /// The mean purchase rate r / alpha per time unit (the common one in
+    /// the Poisson limit).
+    pub fn mean_rate(&self) -> f64 {
+        self.poisson_rate().unwrap_or(self.r / self.alpha)
+    }
+
     /// The mean dropout probability a / (a + b) (0 in the NBD limit a = 0,
     /// the common one in the one-dropout limit).
     pub fn mean_dropout(&self) -> f64 {
@@ -108,6 +135,9 @@ pub fn validate(frequency: f64, recency: f64, t: f64) -> std::result::Result<(),
 
 /// One customer's log-likelihood (eq. 6 in log-sum-exp form).
 pub fn log_likelihood(p: &BgNbdParams, x: f64, tx: f64, t: f64) -> f64 {
+    if let Some(rate) = p.poisson_rate() {
+        return poisson_log_likelihood(rate, x, t);
+    }
     if let Some(d) = p.common_dropout() {
         return one_dropout_log_likelihood(p.r, p.alpha, d, x, tx, t);
     }
@@ -334,7 +364,22 @@ fn fit_with(
             off_face: &spread,
             embed: &embed_one,
         };
-        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &[face, one_face])
+        let pois = |th: &[f64], g: &mut [f64]| poisson_objective(th, &ix, g);
+        let pois_slope = |th: &[f64]| poisson_slope(th, &ix);
+        let embed_pois =
+            |_: &[f64]| vec![f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+        let pois_face = fit::Face {
+            at_bound: "a = 0 and r, alpha = infinity with r/alpha = rate fixed: nobody drops out and everyone buys at one rate (a Poisson process, no heterogeneity)".into(),
+            names: &["rate"],
+            // The limit's own optimum, sum(x) / sum(T) (none without a
+            // repeat purchase: the rate would be 0, not a Poisson process).
+            starts: poisson_start(&ix).into_iter().map(|v| vec![v]).collect(),
+            objective: &pois,
+            off_face: &pois_slope,
+            embed: &embed_pois,
+        };
+        let faces = [pois_face, face, one_face];
+        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &faces)
     };
     let mut f = found.result(total, |v| BgNbdParams {
         r: v[0],
@@ -342,6 +387,13 @@ fn fit_with(
         a: v[2],
         b: v[3],
     });
+    if let [ln_rate] = found.limit[..] {
+        let rate = ln_rate.exp();
+        f.params = BgNbdParams::poisson(rate);
+        f.at_bound = f
+            .at_bound
+            .map(|b| format!("{b}; rate = {rate:.6e} per time unit"));
+    }
     if let Some(&[ln_r, ln_alpha, logit_d]) = found.limit.get(..3) {
         let d = ln_logistic(logit_d).0.exp();
         f.params = BgNbdParams::one_dropout(ln_r.exp(), ln_alpha.exp(), d);
@@ -435,6 +487,15 @@ pub(crate) fn nbd_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f6
 fn dropout_slope(theta: &[f64], ix: &Indexed) -> f64 {
     let (r, alpha) = (theta[0].exp(), theta[1].exp());
     let la: Vec<f64> = ix.times.iter().map(|u| (alpha + u).ln()).collect();
+    slope_into_dropout(ix, |x, txi, ti| {
+        (r + x) * (la[ti as usize] - la[txi as usize])
+    })
+}
+
+/// [`dropout_slope`] given ln R per customer (of its frequency, recency
+/// index and T index): the maximum over b of the slope into a > 0 at
+/// fixed b, and the slope towards b -> infinity.
+fn slope_into_dropout(ix: &Indexed, ln_r: impl Fn(f64, u32, u32) -> f64) -> f64 {
     // Per distinct frequency: customers, and the sum of their R.
     let mut by_x = vec![(0.0f64, 0.0f64); ix.xs.len()];
     for &(xi, txi, ti, w) in &ix.rows {
@@ -442,7 +503,7 @@ fn dropout_slope(theta: &[f64], ix: &Indexed) -> f64 {
         let e = &mut by_x[xi as usize];
         e.0 += w;
         if x > 0.0 {
-            e.1 += w * ((r + x) * (la[ti as usize] - la[txi as usize])).exp();
+            e.1 += w * ln_r(x, txi, ti).exp();
         }
     }
     let towards_infinity: f64 = ix
@@ -472,6 +533,72 @@ fn dropout_slope(theta: &[f64], ix: &Indexed) -> f64 {
                 m.max(v)
             }
         })
+}
+
+/// One customer's log-likelihood in the Poisson limit (a = 0 and r, alpha
+/// -> infinity with r / alpha = `rate`): x ln rate - rate T, the NBD
+/// limit's ln Gamma(r+x) - ln Gamma(r) + r ln alpha - (r+x) ln(alpha+T)
+/// as r -> infinity at alpha = r / rate (x ln r + x ln rate - x ln r -
+/// r ln(1 + rate T / r) -> x ln rate - rate T), so the same constants.
+fn poisson_log_likelihood(rate: f64, x: f64, t: f64) -> f64 {
+    if x > 0.0 {
+        x * rate.ln() - rate * t
+    } else {
+        -rate * t
+    }
+}
+
+/// Mean negative log-likelihood of the Poisson limit and its gradient in
+/// ln rate (one parameter): see [`poisson_log_likelihood`].
+pub(crate) fn poisson_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -> f64 {
+    let rate = theta[0].exp();
+    let (mut x_sum, mut t_sum) = (0.0, 0.0);
+    for &(xi, _, ti, w) in &ix.rows {
+        x_sum += w * ix.xs[xi as usize];
+        t_sum += w * ix.times[ti as usize];
+    }
+    grad[0] = -(x_sum - rate * t_sum) / ix.total;
+    -(x_sum * theta[0] - rate * t_sum) / ix.total
+}
+
+/// ln(sum(x) / sum(T)) over the customers: the Poisson limit's maximum-
+/// likelihood rate in closed form; `None` when nobody made a repeat
+/// purchase or there is no time observed.
+fn poisson_start(ix: &Indexed) -> Option<f64> {
+    let (mut x_sum, mut t_sum) = (0.0, 0.0);
+    for &(xi, _, ti, w) in &ix.rows {
+        x_sum += w * ix.xs[xi as usize];
+        t_sum += w * ix.times[ti as usize];
+    }
+    (x_sum > 0.0 && t_sum > 0.0).then(|| (x_sum / t_sum).ln())
+}
+
+/// The largest slope of the mean BG/NBD log-likelihood leaving the
+/// Poisson limit at ln rate = `theta`, over both directions off it:
+/// - into a > 0 (dropout): [`dropout_slope`] at the limit, where
+///   R = ((alpha+T)/(alpha+t_x))^(r+x) tends to e^(rate (T - t_x));
+/// - into heterogeneity 1/r > 0 at fixed rate: the NBD log-likelihood's
+///   derivative in 1/r at 0 is ((x - rate T)^2 - x) / 2 per customer
+///   (the negative binomial's first-order correction to the Poisson),
+///   taken per unit of the dimensionless overdispersion m / r, m = the
+///   mean of rate T, so the slope does not depend on the time unit.
+fn poisson_slope(theta: &[f64], ix: &Indexed) -> f64 {
+    let rate = theta[0].exp();
+    let into_dropout = slope_into_dropout(ix, |_, txi, ti| {
+        rate * (ix.times[ti as usize] - ix.times[txi as usize])
+    });
+    let (mut het, mut m) = (0.0, 0.0);
+    for &(xi, _, ti, w) in &ix.rows {
+        let (x, mu) = (ix.xs[xi as usize], rate * ix.times[ti as usize]);
+        het += w * ((x - mu) * (x - mu) - x) / 2.0;
+        m += w * mu;
+    }
+    let m = m / ix.total;
+    let into_heterogeneity = het / ix.total / m.max(1e-300);
+    if into_dropout.is_nan() || into_heterogeneity.is_nan() {
+        return f64::NAN;
+    }
+    into_dropout.max(into_heterogeneity)
 }
 
 /// One customer's log-likelihood in the one-dropout limit (everyone drops
@@ -743,6 +870,8 @@ fn memo_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
 /// on recency, so customers with the same (x, T) share it. Finite for every
 /// valid argument (a = 1 included: the quadrature has no singularity there).
 ///
+/// In the Poisson limit (a = 0, r and alpha infinite with r/alpha = rate)
+/// it is rate * h: the NBD limit's (r+x) h / (alpha+T) as r -> infinity.
 /// In the NBD limit a = 0 (a boundary fit: nobody drops out) it is
 /// (r+x) h / (alpha+T), whatever b: the Gamma(r+x, alpha+T) posterior
 /// mean rate times h (Fader, Hardie & Lee 2005, eq. 10 as a -> 0: with
@@ -755,6 +884,10 @@ fn memo_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
 pub fn conditional_bracket(p: &BgNbdParams, h: f64, x: f64, t: f64) -> f64 {
     if h <= 0.0 {
         return 0.0;
+    }
+    if let Some(rate) = p.poisson_rate() {
+        // The Gamma(r+x, alpha+T) posterior concentrates on the rate.
+        return rate * h;
     }
     if p.a == 0.0 {
         return (p.r + x) * h / (p.alpha + t);
@@ -778,14 +911,15 @@ pub fn expected_purchases_new(p: &BgNbdParams, t: f64) -> f64 {
 
 const PARAMS: &[&str] = &["r", "alpha", "a", "b"];
 
-/// The fields of a fit's struct: the parameters and the mean dropout
+/// The fields of a fit's struct: the parameters, the mean dropout
 /// probability a / (a + b), which the one-dropout limit needs (a and b are
-/// NULL there).
-const FIT_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout"];
+/// NULL there), and the mean purchase rate r / alpha per time unit, which
+/// the Poisson limit needs (r, alpha and b are NULL there).
+const FIT_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout", "rate"];
 
-/// The fields the scalar functions read: dropout is optional, so a
-/// `named_struct('r', .., 'alpha', .., 'a', .., 'b', ..)` works.
-const SCALAR_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout?"];
+/// The fields the scalar functions read: dropout and rate are optional, so
+/// a `named_struct('r', .., 'alpha', .., 'a', .., 'b', ..)` works.
+pub(crate) const SCALAR_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout?", "rate?"];
 
 #[derive(Debug)]
 struct Fit;
@@ -814,17 +948,25 @@ impl Collector for Fit {
         let f = fit_penalised(&patterns, penalizer);
         // The one-dropout limit's a and b are infinite: NULL beside dropout
         // (its b field holds b/a, not b).
-        let (a, b) = match f.params.common_dropout() {
+        // The Poisson limit's r and alpha are infinite: NULL beside rate
+        // (its alpha field holds alpha/r), and b has no effect there.
+        let (a, b) = match (f.params.common_dropout(), f.params.poisson_rate()) {
+            (Some(_), _) => (f64::NAN, f64::NAN),
+            (_, Some(_)) => (0.0, f64::NAN),
+            _ => (f.params.a, f.params.b),
+        };
+        let (r, alpha) = match f.params.poisson_rate() {
             Some(_) => (f64::NAN, f64::NAN),
-            None => (f.params.a, f.params.b),
+            None => (f.params.r, f.params.alpha),
         };
         fit_scalar_uncertain(
             &[
-                ("r", f.params.r),
-                ("alpha", f.params.alpha),
+                ("r", r),
+                ("alpha", alpha),
                 ("a", a),
                 ("b", b),
                 ("dropout", f.params.mean_dropout()),
+                ("rate", f.params.mean_rate()),
             ],
             &struct_log_cov(&f),
             &f,
@@ -881,8 +1023,16 @@ fn struct_log_cov(f: &FitResult) -> Vec<Vec<f64>> {
 /// off, and its outputs are NULL), except b in the NBD limit a = 0, where b
 /// has no effect and a boundary fit publishes it NULL, and a and b in the
 /// one-dropout limit, given by a fifth field `dropout` (a / (a + b), in
-/// (0, 1)); an error when one is not positive (a = 0 allowed).
+/// (0, 1)), and r, alpha and b in the Poisson limit (a = 0), given by a
+/// sixth field `rate` (r / alpha, positive); an error when one is not positive (a = 0 allowed).
 pub(crate) fn params(v: &[f64]) -> std::result::Result<Option<BgNbdParams>, String> {
+    let rate = v.get(5).copied().unwrap_or(f64::NAN);
+    if v[0].is_nan() && v[1].is_nan() && v[2] == 0.0 && !rate.is_nan() {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!("rate must be positive, got {rate}"));
+        }
+        return Ok(Some(BgNbdParams::poisson(rate)));
+    }
     let dropout = v.get(4).copied().unwrap_or(f64::NAN);
     if v[2].is_nan() && v[3].is_nan() && !dropout.is_nan() {
         if v[0].is_nan() || v[1].is_nan() {

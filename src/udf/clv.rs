@@ -537,10 +537,11 @@ fn score(
     finite(c, &ch, v).map(Some)
 }
 
-// BG/NBD's and MBG/NBD's fields end with dropout (the one-dropout limit's,
-// where a and b are NULL); Pareto/NBD has four.
+// BG/NBD's fields end with dropout (the one-dropout limit's, where a and b
+// are NULL) and rate (the Poisson limit's, where r and alpha are NULL);
+// MBG/NBD's with dropout; Pareto/NBD has four.
 fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    score(Model::Bg, &pv[..5], &pv[5..9], v)
+    score(Model::Bg, &pv[..6], &pv[6..10], v)
 }
 
 fn eval_pareto_nbd(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
@@ -758,7 +759,7 @@ pub fn functions() -> Vec<Function> {
     vec![
         Function::scalar(
             "clv",
-            &[("bgnbd_params", &["r", "alpha", "a", "b", "dropout?"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            &[("bgnbd_params", bgnbd::SCALAR_FIELDS), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
             ARGS,
             eval,
             "discounted CLV over horizon_months months (lifetimes' customer_lifetime_value); time_units_per_month = 30 (days) or 4.345 (weeks)",
@@ -1040,9 +1041,20 @@ mod tests {
         // ../shared/cases/models/one-time-buyers-a-plus-b-below-1 (README):
         // clv(bg, gg, 0, 0, 200, 0, 12, 0.01, 30) = 13.351735 at r 0.4,
         // alpha 16, a 0.35, b 0.37, p 6, q 4, v 15; 5e-7 (8 digits given).
-        // The structs have no dropout and no v_over_q: the wrapper passes
-        // them as NULL (NaN).
-        let pv = [0.4, 16.0, 0.35, 0.37, f64::NAN, 6.0, 4.0, 15.0, f64::NAN];
+        // The structs have no dropout, rate or v_over_q: the wrapper
+        // passes them as NULL (NaN).
+        let pv = [
+            0.4,
+            16.0,
+            0.35,
+            0.37,
+            f64::NAN,
+            f64::NAN,
+            6.0,
+            4.0,
+            15.0,
+            f64::NAN,
+        ];
         let got = eval(&pv, &[0.0, 0.0, 200.0, 0.0, 12.0, 0.01, 30.0])
             .unwrap()
             .unwrap();
@@ -1091,6 +1103,7 @@ mod tests {
             4.414,
             0.793,
             2.426,
+            f64::NAN,
             f64::NAN,
             6.25,
             0.9,
