@@ -1780,6 +1780,84 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn one_rate_and_no_dropout_is_the_poisson_limit_verified() {
+        // The homogeneous Poisson shop (udf::shapes, 20 orders per 104
+        // weeks for everyone, nobody leaves): a boundary at the Poisson
+        // face whose rate is the closed-form maximum sum(x) / sum(T)
+        // (computed here, 1e-9 relative), within 5% of the generating
+        // 20/104 (sampling error of 20,000 customers), and whose
+        // log-likelihood is sum(x ln rate - rate T), which BG/NBD near the
+        // limit (a = 1e-9, r = 1e6, alpha = r / rate) approaches from below
+        // (1e-6 relative).
+        let pats = crate::udf::shapes::homogeneous_poisson(20_000, 9);
+        let f = fit(&pats);
+        assert!(f.converged && f.status == "boundary", "{f:?}");
+        assert!(f.iterations < 100, "{f:?}");
+        assert!(
+            f.at_bound.as_deref().unwrap_or("").contains("Poisson"),
+            "{f:?}"
+        );
+        let rate = f.params.poisson_rate().expect("the Poisson limit");
+        let xs: f64 = pats.iter().map(|p| p.frequency).sum();
+        let ts: f64 = pats.iter().map(|p| p.t).sum();
+        assert!((rate / (xs / ts) - 1.0).abs() < 1e-9, "{rate}");
+        assert!((rate / (20.0 / 104.0) - 1.0).abs() < 0.05, "{rate}");
+        let want: f64 = pats
+            .iter()
+            .map(|p| p.frequency * rate.ln() - rate * p.t)
+            .sum();
+        assert!((f.log_likelihood / want - 1.0).abs() < 1e-9, "{f:?}");
+        let near = BgNbdParams {
+            r: 1e6,
+            alpha: 1e6 / rate,
+            a: 1e-9,
+            b: 1.0,
+        };
+        let ll: f64 = pats
+            .iter()
+            .map(|p| log_likelihood(&near, p.frequency, p.recency, p.t))
+            .sum();
+        assert!(
+            ll <= f.log_likelihood && (ll / f.log_likelihood - 1.0).abs() < 1e-6,
+            "{ll} {f:?}"
+        );
+    }
+
+    #[test]
+    fn scores_at_the_poisson_limit_are_its_own_and_finite() {
+        // At the Poisson limit P(alive) = 1 and E[Y(h)] = rate h (a Poisson
+        // process that never stops); BG/NBD near it (a = 1e-12, r = 1e9,
+        // alpha = r / rate) agrees within 1e-6 relative, and the SQL
+        // struct (r, alpha, b NULL, a = 0, rate) reads back as the limit.
+        let rate = 0.19;
+        let p = BgNbdParams::poisson(rate);
+        let near = BgNbdParams {
+            r: 1e9,
+            alpha: 1e9 / rate,
+            a: 1e-12,
+            b: 1.0,
+        };
+        for (x, tx, t) in [(0.0, 0.0, 50.0), (3.0, 20.0, 60.0), (25.0, 100.0, 104.0)] {
+            assert_eq!(p_alive(&p, x, tx, t), 1.0);
+            for h in [1.0, 52.0, 520.0] {
+                let e = expected_purchases(&p, h, x, tx, t);
+                assert!((e / (rate * h) - 1.0).abs() < 1e-12, "{e}");
+                let n = expected_purchases(&near, h, x, tx, t);
+                assert!((n / e - 1.0).abs() < 1e-6, "{n} {e}");
+            }
+            let (l, ln) = (
+                log_likelihood(&p, x, tx, t),
+                log_likelihood(&near, x, tx, t),
+            );
+            assert!(l.is_finite() && (ln / l - 1.0).abs() < 1e-6, "{l} {ln}");
+        }
+        let nan = f64::NAN;
+        let read = params(&[nan, nan, 0.0, nan, 0.0, rate]).unwrap().unwrap();
+        assert_eq!(read, p);
+        assert!(params(&[nan, nan, 0.0, nan, 0.0, -1.0]).is_err());
+    }
+
+    #[test]
     fn scores_at_a_tiny_a_approach_the_nbd_limit() {
         // As a -> 0 every dropout probability is 0 (Beta(a, b) puts its
         // mass at 0): P(alive) -> 1 and eq. 10 -> (r+x) h / (alpha+T), the

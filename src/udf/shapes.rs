@@ -63,6 +63,20 @@ pub(crate) fn no_dropout(n: usize, seed: u64) -> Vec<Pattern> {
         .collect()
 }
 
+/// A shop where nobody leaves and everyone buys at the same rate (20
+/// orders per two years: a homogeneous Poisson process, BG/NBD's limit
+/// a -> 0 and r, alpha -> infinity with r/alpha fixed), times in days, `n`
+/// customers.
+pub(crate) fn homogeneous_poisson(n: usize, seed: u64) -> Vec<Pattern> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let (times, t) = customer(&mut rng, 20.0 / WEEKS, true);
+            rfm(&times, t)
+        })
+        .collect()
+}
+
 /// A shop with one dropout probability for everyone (issue 15's
 /// homogeneous p: BG/NBD's limit a, b -> infinity with a/(a+b) fixed):
 /// the no-dropout shop's purchase rates and day-rounded times, and after
@@ -252,6 +266,11 @@ mod tests {
             (
                 "no dropout, 300,000 customers",
                 no_dropout(300_000, 7),
+                Some("boundary"),
+            ),
+            (
+                "homogeneous Poisson, no dropout",
+                homogeneous_poisson(20_000, 9),
                 Some("boundary"),
             ),
             ("gone after one purchase", gone_after_one(20_000, 2), None),
