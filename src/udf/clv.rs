@@ -592,9 +592,14 @@ fn clv_interval(
         ));
     }
     // BG/NBD's and MBG/NBD's purchase fields end with dropout after the
-    // covariances (the one-dropout limit's, where a and b are NULL).
-    let d = usize::from(model != Model::Pareto);
-    let purchase = [pv[0], pv[1], pv[2], pv[3], pv[14]];
+    // covariances (the one-dropout limit's, where a and b are NULL), and
+    // BG/NBD's with rate (the Poisson limit's, where r and alpha are NULL).
+    let d = match model {
+        Model::Pareto => 0,
+        Model::Mbg => 1,
+        Model::Bg => 2,
+    };
+    let purchase = [pv[0], pv[1], pv[2], pv[3], pv[14], pv[14 + d / 2]];
     let g = 14 + d;
     let Some(ch) = check(model, &purchase[..4 + d], &pv[g..g + 4], &v[..7])? else {
         return Ok(None);
@@ -707,6 +712,10 @@ macro_rules! uncertain {
 /// are NULL; optional).
 const BG_UNCERTAIN: &[&str] = &concat_fields::<15>(uncertain!("r", "alpha", "a", "b"), "dropout?");
 
+/// The BG/NBD fields the interval functions read: [`BG_UNCERTAIN`], then
+/// `rate` (the Poisson limit's, where r, alpha and b are NULL; optional).
+const BGNBD_UNCERTAIN: &[&str] = &concat_fields::<16>(BG_UNCERTAIN, "rate?");
+
 /// `names` and one more, as a constant array.
 const fn concat_fields<const N: usize>(
     names: &[&'static str],
@@ -780,7 +789,7 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar_struct(
             "clv_interval",
-            &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
+            &[("bgnbd_fit", BGNBD_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
             INTERVAL_ARGS,
             INTERVAL_FIELDS,
             eval_interval,
@@ -804,14 +813,14 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar(
             "clv_low",
-            &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
+            &[("bgnbd_fit", BGNBD_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
             INTERVAL_ARGS,
             eval_low,
             "lower end of clv_interval under BG/NBD (one end: clv_interval gives both from one evaluation)",
         ),
         Function::scalar(
             "clv_high",
-            &[("bgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
+            &[("bgnbd_fit", BGNBD_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
             INTERVAL_ARGS,
             eval_high,
             "upper end of clv_interval under BG/NBD (see clv_low)",
@@ -1338,6 +1347,9 @@ mod tests {
     fn layout(model: Model, pv: &[f64]) -> Vec<f64> {
         let mut v = pv[..14].to_vec();
         if model != Model::Pareto {
+            v.push(f64::NAN);
+        }
+        if model == Model::Bg {
             v.push(f64::NAN);
         }
         v.extend(&pv[14..]);

@@ -210,6 +210,12 @@ fn write_no_dropout_shop(path: &Path, n: usize, seed: u64) {
 /// purchase every customer leaves with the same probability `dropout`
 /// (no draw when it is 0, so that shop is unchanged).
 fn write_shop(path: &Path, n: usize, seed: u64, dropout: f64) {
+    write_shop_with(path, n, seed, dropout, false);
+}
+
+/// [`write_shop`], with every customer's rate 20 per two years (no draw)
+/// when `one_rate`.
+fn write_shop_with(path: &Path, n: usize, seed: u64, dropout: f64, one_rate: bool) {
     use rand::{Rng, SeedableRng};
     use rand_distr::{Distribution, Exp, Gamma};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -218,7 +224,12 @@ fn write_shop(path: &Path, n: usize, seed: u64, dropout: f64) {
     let start = chrono::NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
     let mut csv = String::from("customer_id,order_ts,amount\n");
     for c in 0..n {
-        let wait = Exp::new(rates.sample(&mut rng)).unwrap();
+        let rate = if one_rate {
+            20.0 / 730.0
+        } else {
+            rates.sample(&mut rng)
+        };
+        let wait = Exp::new(rate).unwrap();
         let mut day = rng.random_range(0.0..731.0f64);
         let mut first = true;
         while day < 731.0 {
@@ -315,6 +326,73 @@ fn a_shop_where_nobody_leaves_is_published_as_its_limiting_models() {
             (num(row, "expected_avg_value") / spend - 1.0).abs() < 1e-9,
             "{row:?}"
         );
+    }
+}
+
+#[test]
+fn a_shop_where_nobody_leaves_and_everyone_buys_alike_is_a_poisson_process() {
+    // Issue 17: no dropout and one purchase rate for everyone (20 per two
+    // years) put BG/NBD at a = 0 and r, alpha -> infinity at once (the
+    // fit took thousands of iterations). It is fitted at the Poisson face
+    // within 100 iterations, the run exits 0, r, alpha and b are NULL
+    // (infinite), a = 0, and the scores are the limit's: P(alive) = 1 and
+    // E[Y(360)] = rate 360, rate = sum(x) / sum(T) over the published
+    // customers (the limit's closed-form maximum, recomputed here; 1e-9
+    // relative); every CLV a finite number.
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("shop.csv");
+    write_shop_with(&csv, 500, 13, 0.0, true);
+    let out = tmp.path().join("out");
+    let run = run_nightly(
+        csv.to_str().unwrap(),
+        "2024-12-31",
+        &out,
+        &["--set", "time_unit=day"],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let fit = json_rows(
+        &out,
+        "model_fit",
+        "2024-12-31",
+        "SELECT r, alpha, a, b, iterations, status, at_bound FROM t WHERE model = 'bgnbd'",
+    );
+    let bg = &fit[0];
+    println!("{bg}");
+    assert_eq!(bg["status"], "boundary", "{bg}");
+    assert!(
+        bg["r"].is_null() && bg["alpha"].is_null() && bg["b"].is_null(),
+        "{bg}"
+    );
+    assert_eq!(bg["a"].as_f64(), Some(0.0), "{bg}");
+    assert!(
+        bg["at_bound"].as_str().unwrap_or("").contains("Poisson"),
+        "{bg}"
+    );
+    assert!(
+        bg["iterations"].as_f64().unwrap_or(f64::NAN) < 100.0,
+        "{bg}"
+    );
+    let tiers = read_table(
+        &out,
+        "customer_tiers",
+        "2024-12-31",
+        "SELECT frequency, t, p_alive, expected_purchases, clv FROM t",
+    );
+    assert_eq!(tiers.len(), 500);
+    let xs: f64 = tiers.iter().map(|row| num(row, "frequency")).sum();
+    let ts: f64 = tiers.iter().map(|row| num(row, "t")).sum();
+    let want = xs / ts * 360.0;
+    for row in &tiers {
+        assert_eq!(num(row, "p_alive"), 1.0, "{row:?}");
+        assert!(
+            (num(row, "expected_purchases") / want - 1.0).abs() < 1e-9,
+            "{row:?}"
+        );
+        assert!(num(row, "clv").is_finite(), "{row:?}");
     }
 }
 
