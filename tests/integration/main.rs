@@ -20,6 +20,7 @@ mod inputs;
 mod jobs;
 mod logs;
 mod mapping;
+mod memory;
 mod metrics;
 mod models;
 mod publish;
