@@ -575,6 +575,11 @@ const CUSTOMER_STATE: &[Column] = &[
     c("state_key", "text", "what the state depends on besides the rows (custval version, value, timezone, inputs' options); a night with another key is a full one"),
 ];
 
+const ORDER_STATE: &[Column] = &[
+    c("customer_id", "text", "the customer's id, as text"),
+    c("order_id", "text", "an order id (as text) with a purchase line (amount >= 0) on a day before the customer_state of the same run's state_cutoff"),
+];
+
 /// Every table a shipped job publishes, with its columns.
 pub const TABLES: &[Table] = &[
     Table {
@@ -654,6 +659,12 @@ pub const TABLES: &[Table] = &[
         row: "customer (NULL id included), the facts of its rows before state_cutoff; incremental runs only",
         jobs: &["nightly", "clv"],
         columns: CUSTOMER_STATE,
+    },
+    Table {
+        name: "order_state",
+        row: "customer x order id with a purchase line before customer_state's state_cutoff (an order counts once across cutoffs); incremental runs only",
+        jobs: &["nightly", "clv"],
+        columns: ORDER_STATE,
     },
 ];
 

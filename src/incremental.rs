@@ -6,13 +6,19 @@
 //! a day), folding them into it. A full run is the reference; a night that
 //! cannot fold safely is a full one, and says why.
 //!
-//! What this module owns: the job's rewrite (the state steps, the output,
+//! Beside it, [`ORDER_STATE_TABLE`] keeps the order ids with a purchase
+//! line before the cutoff, so that an order whose lines fall on both sides
+//! of a cutoff (a late line of an old order, an order re-sent on a later
+//! day) counts once in `orders`, as a full run counts it.
+//!
+//! What this module owns: the job's rewrite (the state steps, the outputs,
 //! `customer_summary` computed from the state) and, for each run, the
-//! choice of a full or an incremental night, the previous state registered
-//! as `previous_customer_state` and the SQL values `$state_cutoff`,
-//! `$previous_cutoff` and `$state_key`. The folding itself is SQL:
-//! `sql/24_summarise_customer_parts.sql`, `25_fold_customer_state.sql`,
-//! `26_merge_customer_summary.sql`.
+//! choice of a full or an incremental night, the previous states registered
+//! as `previous_customer_state` and `previous_order_state` and the SQL
+//! values `$state_cutoff`, `$previous_cutoff` and `$state_key`. The folding
+//! itself is SQL: `sql/24_summarise_customer_parts.sql`,
+//! `27_list_order_parts.sql`, `25_fold_customer_state.sql`,
+//! `28_fold_order_state.sql`, `26_merge_customer_summary.sql`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -37,15 +43,25 @@ use crate::scratch::Scratch;
 /// [`crate::columns`]).
 pub const STATE_TABLE: &str = "customer_state";
 
+/// The published order state: one row per (customer, order id) with a
+/// purchase line before the state's cutoff (columns in [`crate::columns`]),
+/// published by the same run as [`STATE_TABLE`].
+pub const ORDER_STATE_TABLE: &str = "order_state";
+
 /// The step an incremental night computes from the state instead of the
 /// job's own SQL.
 const SUMMARY_STEP: &str = "customer_summary";
 
 /// The steps added before [`SUMMARY_STEP`], with their built-in SQL.
-const STATE_STEPS: [(&str, &str); 2] = [
+const STATE_STEPS: [(&str, &str); 4] = [
     ("customer_parts", "24_summarise_customer_parts.sql"),
+    ("order_parts", "27_list_order_parts.sql"),
     (STATE_TABLE, "25_fold_customer_state.sql"),
+    (ORDER_STATE_TABLE, "28_fold_order_state.sql"),
 ];
+
+/// The tables an incremental run publishes (and reads back the next night).
+const STATE_TABLES: [&str; 2] = [STATE_TABLE, ORDER_STATE_TABLE];
 
 /// The built-in SQL that computes [`SUMMARY_STEP`] from the state.
 const MERGE_SQL: &str = "26_merge_customer_summary.sql";
@@ -72,7 +88,8 @@ pub enum Night {
 
 /// The job an incremental run computes: the state steps before
 /// `customer_summary`, which is computed from the state by
-/// `26_merge_customer_summary.sql`, and [`STATE_TABLE`] published.
+/// `26_merge_customer_summary.sql`, and [`STATE_TABLE`] and
+/// [`ORDER_STATE_TABLE`] published.
 ///
 /// Errors: [`Error::JobFile`] when the job has no `customer_summary` step
 /// (nothing to fold) or already defines a step or output of the state's names.
@@ -114,12 +131,14 @@ pub fn with_state_steps(job: &Job) -> Result<Job> {
     let summary = &mut job.spec.steps[at + STATE_STEPS.len()];
     summary.sql = key;
     summary.materialize = true;
-    job.spec.outputs.push(OutputSpec {
-        table: STATE_TABLE.to_string(),
-        from: STATE_TABLE.to_string(),
-        previous: Vec::new(),
-        format: OutputFormat::Parquet,
-    });
+    for table in STATE_TABLES {
+        job.spec.outputs.push(OutputSpec {
+            table: table.to_string(),
+            from: table.to_string(),
+            previous: Vec::new(),
+            format: OutputFormat::Parquet,
+        });
+    }
     Ok(job)
 }
 
@@ -145,11 +164,11 @@ pub fn state_key(job: &Job, params: &BoundParams) -> String {
     )
 }
 
-/// The state table's Arrow schema, from its column docs' units (`text`,
+/// A state table's Arrow schema, from its column docs' units (`text`,
 /// `count`, `date`, `money`): what an empty previous state is registered with.
-fn state_schema() -> Result<SchemaRef> {
-    let table = crate::columns::table(STATE_TABLE)
-        .ok_or_else(|| Error::Internal(format!("no column docs for {STATE_TABLE}")))?;
+fn state_schema(name: &str) -> Result<SchemaRef> {
+    let table = crate::columns::table(name)
+        .ok_or_else(|| Error::Internal(format!("no column docs for {name}")))?;
     let fields: Vec<Field> = table
         .columns
         .iter()
@@ -178,9 +197,9 @@ pub struct Setting<'a> {
     pub inputs: &'a [InputReport],
 }
 
-/// Choose tonight's kind of night, register `previous_customer_state`
-/// (the state to fold into, or an empty one) and return the night with the
-/// SQL values the state steps read.
+/// Choose tonight's kind of night, register `previous_customer_state` and
+/// `previous_order_state` (the states to fold into, or empty ones) and
+/// return the night with the SQL values the state steps read.
 ///
 /// Errors: [`Error::Storage`] when the output cannot be listed or read;
 /// [`Error::Conflict`] when the state's run record is unreadable.
@@ -211,6 +230,11 @@ pub async fn register(
             {
                 night = Night::Full { reason };
             }
+            if let (Night::Incremental { .. }, Some(reason)) =
+                (&night, register_orders(ctx, at, &part, params.as_of).await?)
+            {
+                night = Night::Full { reason };
+            }
             if matches!(night, Night::Incremental { .. }) {
                 let df = ctx.table(raw.as_str()).await?;
                 ctx.register_table(name.as_str(), df.into_view())?;
@@ -221,7 +245,15 @@ pub async fn register(
     let previous_cutoff = match &night {
         Night::Full { reason } => {
             tracing::warn!(as_of = %params.as_of, "incremental run: a full night ({reason}); every row is read");
-            scratch.register_empty(ctx, &name, state_schema()?).await?;
+            for table in STATE_TABLES {
+                let name = format!("previous_{table}");
+                if ctx.table_exist(name.as_str())? {
+                    ctx.deregister_table(name.as_str())?;
+                }
+                scratch
+                    .register_empty(ctx, &name, state_schema(table)?)
+                    .await?;
+            }
             BEFORE_ANY_DAY
         }
         Night::Incremental { previous_cutoff } => {
@@ -233,6 +265,40 @@ pub async fn register(
     let previous = Param::Date(previous_cutoff).to_scalar();
     values.insert("previous_cutoff".to_string(), previous);
     Ok((night, values))
+}
+
+/// Register `previous_order_state`, the [`ORDER_STATE_TABLE`] published
+/// beside the previous state `part` (the same run's); why the night cannot
+/// fold when there is none (a state published before custval kept order
+/// ids).
+///
+/// Errors: [`Error::Storage`] when the output cannot be listed or read.
+async fn register_orders(
+    ctx: &SessionContext,
+    at: &Setting<'_>,
+    part: &crate::storage::Location,
+    as_of: NaiveDate,
+) -> Result<Option<String>> {
+    let Some((_, _, date)) = OutputLayout::of_partition(part) else {
+        return Ok(Some(format!("{STATE_TABLE} is not in a dated partition")));
+    };
+    let orders = at
+        .output
+        .previous(at.store, ORDER_STATE_TABLE, as_of)
+        .await?;
+    let orders = orders.filter(|p| OutputLayout::of_partition(p).map(|(_, _, d)| d) == Some(date));
+    let Some(orders) = orders else {
+        return Ok(Some(format!(
+            "no {ORDER_STATE_TABLE} published beside the {STATE_TABLE} of {date}"
+        )));
+    };
+    let parquet = crate::input::ReadOptions {
+        format: Some(crate::job::Format::Parquet),
+        ..Default::default()
+    };
+    let name = format!("previous_{ORDER_STATE_TABLE}");
+    crate::input::register_source(ctx, &name, &orders, &parquet).await?;
+    Ok(None)
 }
 
 /// Tonight's cutoff: as_of less `lookback_days` (as_of for a full run).
@@ -261,7 +327,7 @@ pub fn known_values(job: &Job, params: &BoundParams) -> HashMap<String, ScalarVa
 /// and tonight's key.
 async fn judge(ctx: &SessionContext, raw: &str, key: &str, cutoff: NaiveDate) -> Result<Night> {
     let have = ctx.table(raw).await?.schema().clone();
-    let schema = state_schema()?;
+    let schema = state_schema(STATE_TABLE)?;
     let missing: Vec<&str> = schema
         .fields()
         .iter()
