@@ -229,6 +229,10 @@ fn run_both(
             k + 1
         );
         assert!(!full.join("customer_state").exists());
+        // The months before the cutoff are kept beside it: January to the
+        // cutoff's month (April) for the customers of the generated data.
+        let months = rows(&inc, "customer_month_state", as_of);
+        assert!(months.len() > 120 * 3, "{}", months.len());
     }
     (inc, full)
 }
