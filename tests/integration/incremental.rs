@@ -333,7 +333,8 @@ fn an_order_across_the_cutoff_counts_once() {
 /// A night is a full one, and says why, when a file the state's night read
 /// has changed since (here a row of February, beyond any lookback, added
 /// to it: the full night counts it, as the reference run does) and when
-/// the previous state was built with other settings (another timezone).
+/// the previous state was built with other settings (another timezone),
+/// and when the state has no order_state beside it.
 /// `holdout_days` above `lookback_days` is refused before anything is read
 /// (exit 2, naming both).
 #[test]
@@ -390,6 +391,23 @@ fn an_unsafe_night_is_a_full_one_and_says_why() {
             .contains("a full night (the previous customer_state was built with other settings")
             && run.stderr.contains("timezone UTC")
             && run.stderr.contains("timezone Asia/Tokyo"),
+        "{}",
+        run.stderr
+    );
+    // A state without the order ids beside it (as an earlier custval
+    // published it) cannot count an order once across the cutoff.
+    std::fs::remove_dir_all(inc.join("order_state")).unwrap();
+    let run = night(
+        &inc,
+        &input,
+        nights[1] + Duration::days(1),
+        &[&["--incremental"], &tz[..]].concat(),
+    )
+    .ok();
+    assert!(
+        run.stderr.contains(
+            "a full night (no order_state published beside the customer_state of 2024-05-01)"
+        ),
         "{}",
         run.stderr
     );
