@@ -1,7 +1,8 @@
 -- Step (incremental nights): customer_summary (05_summarise_customers.sql's
 -- table, the same columns and values up to floating-point summation order)
 -- from tonight's customer_state and the rows on or after its cutoff.
--- Input:  customer_state, customer_parts (rows not in_state)
+-- Input:  customer_state, customer_parts (rows not in_state), order_parts
+--         (the order ids read tonight with purchase lines on both sides)
 -- Output: customer_summary, as 05_summarise_customers.sql, plus first_value
 --         and purchase_value
 -- Params: none.
@@ -9,11 +10,18 @@
 -- (disjoint: a day is on one side of a cutoff): counts and sums add, first
 -- days come from `a`, last ones from `b`; the repeat value is `a`'s plus
 -- every purchase day of `b` (all after `a`'s first), or `b`'s own when `a`
--- has no purchase day. Exact but for the order floating-point sums are
--- added in, and for one assumption: an order id whose purchase lines fall on
--- both sides of the cutoff counts as an order on each side (README,
--- "Incremental nights"). The same fold is in 26_merge_customer_summary.sql.
-WITH b AS (SELECT * FROM customer_parts WHERE NOT in_state)
+-- has no purchase day; orders add less the order ids both sides have
+-- (order_parts: counted once, as a full run counts an order id whatever days
+-- its purchase lines fall on). Exact but for the order floating-point sums
+-- are added in. The same fold is in 25_fold_customer_state.sql and
+-- 26_merge_customer_summary.sql.
+WITH b AS (SELECT * FROM customer_parts WHERE NOT in_state),
+r AS (
+  SELECT customer_id, count(*) AS repeats
+  FROM order_parts
+  WHERE after_state AND (known OR in_state)
+  GROUP BY customer_id
+)
 SELECT
   coalesce(a.customer_id, b.customer_id) AS customer_id,
   coalesce(a.rows_read, 0) + coalesce(b.rows_read, 0) AS rows_read,
@@ -23,7 +31,7 @@ SELECT
   coalesce(b.newest_order_ts, a.newest_order_ts) AS newest_order_ts,
   coalesce(a.lines, 0) + coalesce(b.lines, 0) AS lines,
   coalesce(a.duplicate_lines, 0) + coalesce(b.duplicate_lines, 0) AS duplicate_lines,
-  CASE WHEN a.orders IS NULL THEN b.orders WHEN b.orders IS NULL THEN a.orders ELSE a.orders + b.orders END AS orders,
+  CASE WHEN a.orders IS NULL THEN b.orders WHEN b.orders IS NULL THEN a.orders ELSE a.orders + b.orders - coalesce(r.repeats, 0) END AS orders,
   CASE WHEN a.revenue IS NULL THEN b.revenue WHEN b.revenue IS NULL THEN a.revenue ELSE a.revenue + b.revenue END AS revenue,
   CASE WHEN a.margin IS NULL THEN b.margin WHEN b.margin IS NULL THEN a.margin ELSE a.margin + b.margin END AS margin,
   CASE WHEN a.value_total IS NULL THEN b.value_total WHEN b.value_total IS NULL THEN a.value_total ELSE a.value_total + b.value_total END AS value_total,
@@ -42,3 +50,4 @@ SELECT
   CASE WHEN a.holdout_purchases IS NULL THEN b.holdout_purchases WHEN b.holdout_purchases IS NULL THEN a.holdout_purchases ELSE a.holdout_purchases + b.holdout_purchases END AS holdout_purchases
 FROM customer_state a
 FULL OUTER JOIN b ON a.customer_id IS NOT DISTINCT FROM b.customer_id
+LEFT JOIN r ON r.customer_id IS NOT DISTINCT FROM coalesce(a.customer_id, b.customer_id)

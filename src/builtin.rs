@@ -114,6 +114,26 @@ pub const SQL: &[(&str, &str)] = &[
         include_str!("../sql/26_merge_customer_summary.sql"),
     ),
     (
+        "27_list_order_parts.sql",
+        include_str!("../sql/27_list_order_parts.sql"),
+    ),
+    (
+        "28_fold_order_state.sql",
+        include_str!("../sql/28_fold_order_state.sql"),
+    ),
+    (
+        "29_tag_customer_month_parts.sql",
+        include_str!("../sql/29_tag_customer_month_parts.sql"),
+    ),
+    (
+        "30_fold_customer_month_state.sql",
+        include_str!("../sql/30_fold_customer_month_state.sql"),
+    ),
+    (
+        "31_merge_customer_months.sql",
+        include_str!("../sql/31_merge_customer_months.sql"),
+    ),
+    (
         "90_check_transactions_present.sql",
         include_str!("../sql/90_check_transactions_present.sql"),
     ),

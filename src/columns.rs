@@ -575,6 +575,18 @@ const CUSTOMER_STATE: &[Column] = &[
     c("state_key", "text", "what the state depends on besides the rows (custval version, value, timezone, inputs' options); a night with another key is a full one"),
 ];
 
+const CUSTOMER_MONTH_STATE: &[Column] = &[
+    c("customer_id", "text", "the customer's id, as text"),
+    c("m", "month", "the calendar month (in the job's timezone) as months since year 0: year * 12 + month - 1"),
+    c("revenue", "money", "sum of the measured value of the customer's usable rows in the month before the customer_state of the same run's state_cutoff, returns included (NULL when every value is)"),
+    c("active", "flag", "the customer has a purchase day (lines netting to 0 or more) in the month before that cutoff"),
+];
+
+const ORDER_STATE: &[Column] = &[
+    c("customer_id", "text", "the customer's id, as text"),
+    c("order_id", "text", "an order id (as text) with a purchase line (amount >= 0) on a day before the customer_state of the same run's state_cutoff"),
+];
+
 /// Every table a shipped job publishes, with its columns.
 pub const TABLES: &[Table] = &[
     Table {
@@ -654,6 +666,18 @@ pub const TABLES: &[Table] = &[
         row: "customer (NULL id included), the facts of its rows before state_cutoff; incremental runs only",
         jobs: &["nightly", "clv"],
         columns: CUSTOMER_STATE,
+    },
+    Table {
+        name: "order_state",
+        row: "customer x order id with a purchase line before customer_state's state_cutoff (an order counts once across cutoffs); incremental runs only",
+        jobs: &["nightly", "clv"],
+        columns: ORDER_STATE,
+    },
+    Table {
+        name: "customer_month_state",
+        row: "customer x calendar month with usable rows before customer_state's state_cutoff (the retention tables' input); incremental runs of jobs with customer_months only",
+        jobs: &["nightly"],
+        columns: CUSTOMER_MONTH_STATE,
     },
 ];
 

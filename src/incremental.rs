@@ -6,13 +6,24 @@
 //! a day), folding them into it. A full run is the reference; a night that
 //! cannot fold safely is a full one, and says why.
 //!
-//! What this module owns: the job's rewrite (the state steps, the output,
+//! Beside it, [`ORDER_STATE_TABLE`] keeps the order ids with a purchase
+//! line before the cutoff, so that an order whose lines fall on both sides
+//! of a cutoff (a late line of an old order, an order re-sent on a later
+//! day) counts once in `orders`, as a full run counts it; and, when the job
+//! tags customer months (`customer_months`, the retention tables' input),
+//! [`MONTH_STATE_TABLE`] keeps the months' facts, so that the night's
+//! `customer_months` reads the new rows only.
+//!
+//! What this module owns: the job's rewrite (the state steps, the outputs,
 //! `customer_summary` computed from the state) and, for each run, the
-//! choice of a full or an incremental night, the previous state registered
-//! as `previous_customer_state` and the SQL values `$state_cutoff`,
-//! `$previous_cutoff` and `$state_key`. The folding itself is SQL:
-//! `sql/24_summarise_customer_parts.sql`, `25_fold_customer_state.sql`,
-//! `26_merge_customer_summary.sql`.
+//! choice of a full or an incremental night, the previous states registered
+//! as `previous_<table>` and the SQL
+//! values `$state_cutoff`, `$previous_cutoff` and `$state_key`. The folding
+//! itself is SQL: `sql/24_summarise_customer_parts.sql`,
+//! `27_list_order_parts.sql`, `25_fold_customer_state.sql`,
+//! `28_fold_order_state.sql`, `26_merge_customer_summary.sql`; for the
+//! months `29_tag_customer_month_parts.sql`,
+//! `30_fold_customer_month_state.sql`, `31_merge_customer_months.sql`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -37,18 +48,55 @@ use crate::scratch::Scratch;
 /// [`crate::columns`]).
 pub const STATE_TABLE: &str = "customer_state";
 
-/// The step an incremental night computes from the state instead of the
-/// job's own SQL.
-const SUMMARY_STEP: &str = "customer_summary";
+/// The published order state: one row per (customer, order id) with a
+/// purchase line before the state's cutoff (columns in [`crate::columns`]),
+/// published by the same run as [`STATE_TABLE`].
+pub const ORDER_STATE_TABLE: &str = "order_state";
 
-/// The steps added before [`SUMMARY_STEP`], with their built-in SQL.
-const STATE_STEPS: [(&str, &str); 2] = [
-    ("customer_parts", "24_summarise_customer_parts.sql"),
-    (STATE_TABLE, "25_fold_customer_state.sql"),
-];
+/// The published customer-month state: one row per (customer, month) with
+/// usable rows before the state's cutoff (columns in [`crate::columns`]),
+/// published by the same run as [`STATE_TABLE`] when the job has a
+/// `customer_months` step.
+pub const MONTH_STATE_TABLE: &str = "customer_month_state";
 
-/// The built-in SQL that computes [`SUMMARY_STEP`] from the state.
-const MERGE_SQL: &str = "26_merge_customer_summary.sql";
+/// One step of a job an incremental night computes from kept state instead
+/// of the job's own SQL: the steps added before it (name, built-in SQL;
+/// the state tables among them are published) and the built-in SQL that
+/// computes it from them.
+struct Fold {
+    /// The job's step.
+    step: &'static str,
+    /// The steps added before it.
+    steps: &'static [(&'static str, &'static str)],
+    /// Its built-in SQL on an incremental run.
+    merge_sql: &'static str,
+}
+
+/// The per-customer summary: every incremental job has it.
+const SUMMARY_FOLD: Fold = Fold {
+    step: "customer_summary",
+    steps: &[
+        ("customer_parts", "24_summarise_customer_parts.sql"),
+        ("order_parts", "27_list_order_parts.sql"),
+        (STATE_TABLE, "25_fold_customer_state.sql"),
+        (ORDER_STATE_TABLE, "28_fold_order_state.sql"),
+    ],
+    merge_sql: "26_merge_customer_summary.sql",
+};
+
+/// The customer-month tags of the retention tables, when the job has them.
+const MONTHS_FOLD: Fold = Fold {
+    step: "customer_months",
+    steps: &[
+        ("month_parts", "29_tag_customer_month_parts.sql"),
+        (MONTH_STATE_TABLE, "30_fold_customer_month_state.sql"),
+    ],
+    merge_sql: "31_merge_customer_months.sql",
+};
+
+/// Every state table an incremental run can publish (and read back the
+/// next night).
+const STATE_TABLES: [&str; 3] = [STATE_TABLE, ORDER_STATE_TABLE, MONTH_STATE_TABLE];
 
 /// The `$previous_cutoff` of a full night: before any day a row can have.
 const BEFORE_ANY_DAY: NaiveDate = NaiveDate::MIN;
@@ -72,55 +120,78 @@ pub enum Night {
 
 /// The job an incremental run computes: the state steps before
 /// `customer_summary`, which is computed from the state by
-/// `26_merge_customer_summary.sql`, and [`STATE_TABLE`] published.
+/// `26_merge_customer_summary.sql`, and [`STATE_TABLE`] and
+/// [`ORDER_STATE_TABLE`] published; when the job has a `customer_months`
+/// step, likewise with [`MONTH_STATE_TABLE`] and
+/// `31_merge_customer_months.sql`.
 ///
 /// Errors: [`Error::JobFile`] when the job has no `customer_summary` step
 /// (nothing to fold) or already defines a step or output of the state's names.
 pub fn with_state_steps(job: &Job) -> Result<Job> {
     let mut job = job.clone();
-    let refuse = |m: String| Error::JobFile {
-        path: job.path.clone(),
-        message: format!("incremental runs: {m}"),
-    };
-    let Some(at) = job.spec.steps.iter().position(|s| s.name == SUMMARY_STEP) else {
-        return Err(refuse(format!(
-            "the job has no step {SUMMARY_STEP}, the per-customer facts an incremental night keeps"
-        )));
-    };
-    for (name, _) in STATE_STEPS {
-        if job.spec.steps.iter().any(|s| s.name == name)
-            || job.spec.outputs.iter().any(|o| o.table == name)
-        {
-            return Err(refuse(format!("the job already defines {name}")));
+    if !job.spec.steps.iter().any(|s| s.name == SUMMARY_FOLD.step) {
+        return Err(Error::JobFile {
+            path: job.path.clone(),
+            message: format!(
+                "incremental runs: the job has no step {}, the per-customer facts an incremental night keeps",
+                SUMMARY_FOLD.step
+            ),
+        });
+    }
+    for fold in [SUMMARY_FOLD, MONTHS_FOLD] {
+        add_fold(&mut job, &fold)?;
+    }
+    for table in STATE_TABLES {
+        if job.spec.steps.iter().any(|s| s.name == table) {
+            job.spec.outputs.push(OutputSpec {
+                table: table.to_string(),
+                from: table.to_string(),
+                previous: Vec::new(),
+                format: OutputFormat::Parquet,
+            });
         }
     }
-    let builtin = |file: &str| -> Result<String> {
-        crate::builtin::sql(file)
-            .map(str::to_string)
-            .ok_or_else(|| Error::Internal(format!("built-in SQL {file} missing")))
-    };
-    for (i, (name, file)) in STATE_STEPS.iter().enumerate() {
-        let key = format!("{}{file}", crate::builtin::PREFIX);
-        job.sql.insert(key.clone(), builtin(file)?);
-        let step = StepSpec {
-            name: name.to_string(),
-            sql: key,
-            materialize: true,
-        };
-        job.spec.steps.insert(at + i, step);
-    }
-    let key = format!("{}{MERGE_SQL}", crate::builtin::PREFIX);
-    job.sql.insert(key.clone(), builtin(MERGE_SQL)?);
-    let summary = &mut job.spec.steps[at + STATE_STEPS.len()];
-    summary.sql = key;
-    summary.materialize = true;
-    job.spec.outputs.push(OutputSpec {
-        table: STATE_TABLE.to_string(),
-        from: STATE_TABLE.to_string(),
-        previous: Vec::new(),
-        format: OutputFormat::Parquet,
-    });
     Ok(job)
+}
+
+/// `fold`'s steps inserted before its step, whose SQL becomes the fold's
+/// merge; nothing when the job has no such step.
+fn add_fold(job: &mut Job, fold: &Fold) -> Result<()> {
+    let Some(at) = job.spec.steps.iter().position(|s| s.name == fold.step) else {
+        return Ok(());
+    };
+    for (name, _) in fold.steps {
+        if job.spec.steps.iter().any(|s| s.name == *name)
+            || job.spec.outputs.iter().any(|o| o.table == *name)
+        {
+            return Err(Error::JobFile {
+                path: job.path.clone(),
+                message: format!("incremental runs: the job already defines {name}"),
+            });
+        }
+    }
+    let mut builtin = |file: &str| -> Result<String> {
+        let text = crate::builtin::sql(file)
+            .ok_or_else(|| Error::Internal(format!("built-in SQL {file} missing")))?;
+        let key = format!("{}{file}", crate::builtin::PREFIX);
+        job.sql.insert(key.clone(), text.to_string());
+        Ok(key)
+    };
+    let mut added = Vec::new();
+    for (name, file) in fold.steps {
+        added.push(StepSpec {
+            name: name.to_string(),
+            sql: builtin(file)?,
+            materialize: true,
+        });
+    }
+    let merge = builtin(fold.merge_sql)?;
+    let n = added.len();
+    job.spec.steps.splice(at..at, added);
+    let step = &mut job.spec.steps[at + n];
+    step.sql = merge;
+    step.materialize = true;
+    Ok(())
 }
 
 /// What a state depends on besides the rows: custval's version, the value
@@ -145,18 +216,19 @@ pub fn state_key(job: &Job, params: &BoundParams) -> String {
     )
 }
 
-/// The state table's Arrow schema, from its column docs' units (`text`,
+/// A state table's Arrow schema, from its column docs' units (`text`,
 /// `count`, `date`, `money`): what an empty previous state is registered with.
-fn state_schema() -> Result<SchemaRef> {
-    let table = crate::columns::table(STATE_TABLE)
-        .ok_or_else(|| Error::Internal(format!("no column docs for {STATE_TABLE}")))?;
+fn state_schema(name: &str) -> Result<SchemaRef> {
+    let table = crate::columns::table(name)
+        .ok_or_else(|| Error::Internal(format!("no column docs for {name}")))?;
     let fields: Vec<Field> = table
         .columns
         .iter()
         .map(|c| {
             let t = match c.unit {
                 "text" => DataType::Utf8,
-                "count" => DataType::Int64,
+                "count" | "month" => DataType::Int64,
+                "flag" => DataType::Boolean,
                 "date" => DataType::Date32,
                 _ => DataType::Float64,
             };
@@ -178,9 +250,9 @@ pub struct Setting<'a> {
     pub inputs: &'a [InputReport],
 }
 
-/// Choose tonight's kind of night, register `previous_customer_state`
-/// (the state to fold into, or an empty one) and return the night with the
-/// SQL values the state steps read.
+/// Choose tonight's kind of night, register `previous_customer_state` and
+/// `previous_order_state` (the states to fold into, or empty ones) and
+/// return the night with the SQL values the state steps read.
 ///
 /// Errors: [`Error::Storage`] when the output cannot be listed or read;
 /// [`Error::Conflict`] when the state's run record is unreadable.
@@ -211,6 +283,14 @@ pub async fn register(
             {
                 night = Night::Full { reason };
             }
+            for table in beside(job) {
+                if let (Night::Incremental { .. }, Some(reason)) = (
+                    &night,
+                    register_beside(ctx, at, table, &part, params.as_of).await?,
+                ) {
+                    night = Night::Full { reason };
+                }
+            }
             if matches!(night, Night::Incremental { .. }) {
                 let df = ctx.table(raw.as_str()).await?;
                 ctx.register_table(name.as_str(), df.into_view())?;
@@ -221,7 +301,15 @@ pub async fn register(
     let previous_cutoff = match &night {
         Night::Full { reason } => {
             tracing::warn!(as_of = %params.as_of, "incremental run: a full night ({reason}); every row is read");
-            scratch.register_empty(ctx, &name, state_schema()?).await?;
+            for table in std::iter::once(STATE_TABLE).chain(beside(job)) {
+                let name = format!("previous_{table}");
+                if ctx.table_exist(name.as_str())? {
+                    ctx.deregister_table(name.as_str())?;
+                }
+                scratch
+                    .register_empty(ctx, &name, state_schema(table)?)
+                    .await?;
+            }
             BEFORE_ANY_DAY
         }
         Night::Incremental { previous_cutoff } => {
@@ -233,6 +321,60 @@ pub async fn register(
     let previous = Param::Date(previous_cutoff).to_scalar();
     values.insert("previous_cutoff".to_string(), previous);
     Ok((night, values))
+}
+
+/// The state tables the (rewritten) job publishes beside [`STATE_TABLE`].
+fn beside(job: &Job) -> Vec<&'static str> {
+    STATE_TABLES[1..]
+        .iter()
+        .copied()
+        .filter(|t| job.spec.steps.iter().any(|s| s.name == *t))
+        .collect()
+}
+
+/// Register `previous_<table>`, the state `table` published beside the
+/// previous state `part` (by the same run); why the night cannot fold when
+/// there is none (a state of an earlier custval, or of the job before it
+/// had the step) or it lacks a column.
+///
+/// Errors: [`Error::Storage`] when the output cannot be listed or read.
+async fn register_beside(
+    ctx: &SessionContext,
+    at: &Setting<'_>,
+    table: &str,
+    part: &crate::storage::Location,
+    as_of: NaiveDate,
+) -> Result<Option<String>> {
+    let Some((_, _, date)) = OutputLayout::of_partition(part) else {
+        return Ok(Some(format!("{STATE_TABLE} is not in a dated partition")));
+    };
+    let found = at.output.previous(at.store, table, as_of).await?;
+    let found = found.filter(|p| OutputLayout::of_partition(p).map(|(_, _, d)| d) == Some(date));
+    let Some(found) = found else {
+        return Ok(Some(format!(
+            "no {table} published beside the {STATE_TABLE} of {date}"
+        )));
+    };
+    let parquet = crate::input::ReadOptions {
+        format: Some(crate::job::Format::Parquet),
+        ..Default::default()
+    };
+    let name = format!("previous_{table}");
+    let (have, _, _) = crate::input::register_source(ctx, &name, &found, &parquet).await?;
+    let schema = state_schema(table)?;
+    let missing: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|c| have.field_with_name(c).is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Some(format!(
+            "the previous {table} lacks {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(None)
 }
 
 /// Tonight's cutoff: as_of less `lookback_days` (as_of for a full run).
@@ -261,7 +403,7 @@ pub fn known_values(job: &Job, params: &BoundParams) -> HashMap<String, ScalarVa
 /// and tonight's key.
 async fn judge(ctx: &SessionContext, raw: &str, key: &str, cutoff: NaiveDate) -> Result<Night> {
     let have = ctx.table(raw).await?.schema().clone();
-    let schema = state_schema()?;
+    let schema = state_schema(STATE_TABLE)?;
     let missing: Vec<&str> = schema
         .fields()
         .iter()

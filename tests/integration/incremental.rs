@@ -17,7 +17,7 @@ use std::path::Path;
 
 use chrono::{Duration, NaiveDate};
 
-use crate::common::{assert_same_rows_within, files_under, table_lines, Cmd, TABLES};
+use crate::common::{assert_same_rows_within, files_under, read_table, table_lines, Cmd, TABLES};
 
 /// A deterministic pseudo-random sequence (Knuth's MMIX LCG).
 struct Lcg(u64);
@@ -151,16 +151,7 @@ fn rows(out: &Path, table: &str, as_of: NaiveDate) -> Vec<String> {
 #[test]
 fn incremental_nights_publish_the_full_runs_tables() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in");
-    std::fs::create_dir(&input).unwrap();
-    let (inc, full) = (tmp.path().join("inc"), tmp.path().join("full"));
-    let d1 = NaiveDate::from_ymd_opt(2024, 4, 30).unwrap();
-    let nights = [
-        d1,
-        d1 + Duration::days(1),
-        d1 + Duration::days(2),
-        d1 + Duration::days(4),
-    ];
+    let nights = four_nights();
     let staging = tmp.path().join("staging");
     std::fs::create_dir(&staging).unwrap();
     write_nights(
@@ -168,6 +159,39 @@ fn incremental_nights_publish_the_full_runs_tables() {
         NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
         &nights,
     );
+    let (inc, _) = run_both(tmp.path(), &staging, &nights);
+    // The rows read: the late, repeated, rejected and dayless rows were in
+    // the data the tables were compared on.
+    let q = rows(&inc, "rejected_rows", nights[3]);
+    assert!(q.iter().any(|l| l.contains("abc")), "{q:?}");
+    assert!(!files_under(&inc.join("customer_state")).is_empty());
+}
+
+/// The as-of dates of four nights: three in a row, then one two days later.
+fn four_nights() -> [NaiveDate; 4] {
+    let d1 = NaiveDate::from_ymd_opt(2024, 4, 30).unwrap();
+    [
+        d1,
+        d1 + Duration::days(1),
+        d1 + Duration::days(2),
+        d1 + Duration::days(4),
+    ]
+}
+
+/// Copies the staged `nightK.csv` files into an input folder one night at
+/// a time and runs the nightly job on it each night, incrementally into
+/// `inc` and fully into `full` (the reference); asserts that night 1 is a
+/// full one, the later ones incremental, and that every published table
+/// equals the full run's each night (1e-9 relative: the sums are exact in
+/// any order, see the module doc). Returns (inc, full).
+fn run_both(
+    tmp: &Path,
+    staging: &Path,
+    nights: &[NaiveDate],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let input = tmp.join("in");
+    std::fs::create_dir(&input).unwrap();
+    let (inc, full) = (tmp.join("inc"), tmp.join("full"));
     for (k, &as_of) in nights.iter().enumerate() {
         let name = format!("night{}.csv", k + 1);
         std::fs::copy(staging.join(&name), input.join(&name)).unwrap();
@@ -205,18 +229,112 @@ fn incremental_nights_publish_the_full_runs_tables() {
             k + 1
         );
         assert!(!full.join("customer_state").exists());
+        // The months before the cutoff are kept beside it: January to the
+        // cutoff's month (April) for the customers of the generated data.
+        let months = rows(&inc, "customer_month_state", as_of);
+        assert!(months.len() > 120 * 3, "{}", months.len());
     }
-    // The rows read: the late, repeated, rejected and dayless rows were in
-    // the data the tables were compared on.
-    let q = rows(&inc, "rejected_rows", nights[3]);
-    assert!(q.iter().any(|l| l.contains("abc")), "{q:?}");
-    assert!(!files_under(&inc.join("customer_state")).is_empty());
+    (inc, full)
+}
+
+/// Rows of orders whose lines fall on both sides of a night's cutoff
+/// (as_of less 7 days: 04-23, 04-24, 04-25 and 04-27 on the four nights),
+/// per night file, for customers c201 to c206 (not in the generated data).
+/// Hand-counted orders per customer, as a full run counts them (one per
+/// order id with a purchase line, on any day; a return is no order):
+/// c201 2, c202 1, c203 2, c204 1, c205 1, c206 2.
+fn straddles() -> [Vec<&'static str>; 4] {
+    [
+        vec![
+            // c201: one order on 04-20 and 04-28 (both sides of night 1's
+            // cutoff, in one night's rows), and a second order.
+            "c201,2024-04-20T10:00:00,10.25,s-a,books",
+            "c201,2024-04-28T10:00:00,4.5,s-a,games",
+            "c201,2024-04-29T11:00:00,6.0,s-a2,games",
+            // c202: an order of 04-10, folded into night 1's state; a
+            // late line of it comes on night 3.
+            "c202,2024-04-10T10:00:00,20.0,s-b,books",
+            // c203: an order of 04-15, re-sent on night 2 stamped with the
+            // day it was sent (the same order, another day); another order
+            // on 04-29.
+            "c203,2024-04-15T10:00:00,12.5,s-c,music",
+            "c203,2024-04-29T10:00:00,8.0,s-c2,music",
+            // c204: an order of 04-12 whose line is returned on night 2
+            // (a return of an old order: still one order).
+            "c204,2024-04-12T10:00:00,30.0,s-d,books",
+            // c205: an order on 04-23 and 04-26: after night 1's cutoff,
+            // then across night 2's (04-24) and night 4's (04-27) reads.
+            "c205,2024-04-23T10:00:00,14.0,s-e,games",
+            "c205,2024-04-26T10:00:00,3.25,s-e,games",
+            // c206: an order of 04-05 exchanged on night 4: a return and a
+            // purchase line of the same order on 05-04; a second order.
+            "c206,2024-04-05T10:00:00,40.0,s-f,music",
+            "c206,2024-04-22T10:00:00,9.75,s-f2,music",
+        ],
+        vec![
+            "c203,2024-05-01T09:00:00,12.5,s-c,music",
+            "c204,2024-05-01T10:00:00,-30.0,s-d,books",
+        ],
+        vec!["c202,2024-05-02T10:00:00,5.5,s-b,games"],
+        vec![
+            "c206,2024-05-04T10:00:00,-40.0,s-f,music",
+            "c206,2024-05-04T10:05:00,38.5,s-f,music",
+            "c206,2024-05-03T10:00:00,1.25,s-f2,books",
+        ],
+    ]
+}
+
+/// An order id counts once in `orders` (customer_tiers' and the fits'
+/// inputs) however its lines fall across the cutoffs of incremental
+/// nights: the kinds of straddle in [`straddles`], each night against the
+/// full run and the last night against the hand count.
+#[test]
+fn an_order_across_the_cutoff_counts_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nights = four_nights();
+    let staging = tmp.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    write_nights(
+        &staging,
+        NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+        &nights,
+    );
+    for (k, extra) in straddles().iter().enumerate() {
+        let file = staging.join(format!("night{}.csv", k + 1));
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        for r in extra {
+            let _ = writeln!(text, "{r}");
+        }
+        std::fs::write(&file, text).unwrap();
+    }
+    let (inc, full) = run_both(tmp.path(), &staging, &nights);
+    let sql = "SELECT customer_id, orders FROM t WHERE customer_id > 'c200' ORDER BY 1";
+    let last = day(nights[3]);
+    let counted: Vec<(String, String)> = read_table(&inc, "customer_tiers", &last, sql)
+        .into_iter()
+        .map(|r| (r["customer_id"].clone(), r["orders"].clone()))
+        .collect();
+    let hand = [
+        ("c201", "2"),
+        ("c202", "1"),
+        ("c203", "2"),
+        ("c204", "1"),
+        ("c205", "1"),
+        ("c206", "2"),
+    ];
+    let hand: Vec<(String, String)> = hand
+        .iter()
+        .map(|(c, n)| (c.to_string(), n.to_string()))
+        .collect();
+    assert_eq!(counted, hand);
+    assert_eq!(read_table(&full, "customer_tiers", &last, sql).len(), 6);
 }
 
 /// A night is a full one, and says why, when a file the state's night read
 /// has changed since (here a row of February, beyond any lookback, added
 /// to it: the full night counts it, as the reference run does) and when
-/// the previous state was built with other settings (another timezone).
+/// the previous state was built with other settings (another timezone),
+/// and when the state has no order_state beside it.
 /// `holdout_days` above `lookback_days` is refused before anything is read
 /// (exit 2, naming both).
 #[test]
@@ -273,6 +391,23 @@ fn an_unsafe_night_is_a_full_one_and_says_why() {
             .contains("a full night (the previous customer_state was built with other settings")
             && run.stderr.contains("timezone UTC")
             && run.stderr.contains("timezone Asia/Tokyo"),
+        "{}",
+        run.stderr
+    );
+    // A state without the order ids beside it (as an earlier custval
+    // published it) cannot count an order once across the cutoff.
+    std::fs::remove_dir_all(inc.join("order_state")).unwrap();
+    let run = night(
+        &inc,
+        &input,
+        nights[1] + Duration::days(1),
+        &[&["--incremental"], &tz[..]].concat(),
+    )
+    .ok();
+    assert!(
+        run.stderr.contains(
+            "a full night (no order_state published beside the customer_state of 2024-05-01)"
+        ),
         "{}",
         run.stderr
     );
