@@ -435,14 +435,12 @@ mod tests {
         // BG/BB on six opportunities (the donation data's), 10,000
         // customers: heterogeneous transaction and dropout probabilities
         // (Beta(1.2, 0.8), Beta(0.6, 2.4)) converge inside; nobody leaving
-        // is the limit gamma = 0 (verified boundary). Iterations printed,
-        // each under BUDGET.
+        // is the limit gamma = 0, one transaction probability for everyone
+        // (alpha, beta -> infinity; 3,009 iterations unconverged before it
+        // was a face) and one dropout probability for everyone (gamma,
+        // delta -> infinity; 2,056) their limits (verified boundaries).
+        // Iterations printed, each under BUDGET.
         let het = (0.6, Some(2.0));
-        // (Not yet here, issue 15 item 3 open: one transaction probability
-        // for everyone (alpha, beta -> infinity) stopped after 3,009
-        // iterations unconverged, one dropout probability for everyone
-        // (gamma, delta -> infinity) ran off after 2,056: both need their
-        // limits as faces.)
         let cases = [
             (
                 "heterogeneous",
@@ -452,6 +450,16 @@ mod tests {
             (
                 "nobody leaves",
                 bgbb_shop(10_000, 2, 6, het, (0.0, None)),
+                "boundary",
+            ),
+            (
+                "one transaction probability",
+                bgbb_shop(10_000, 3, 6, (0.6, None), (0.2, Some(3.0))),
+                "boundary",
+            ),
+            (
+                "one dropout probability",
+                bgbb_shop(10_000, 4, 6, het, (0.2, None)),
                 "boundary",
             ),
         ];
