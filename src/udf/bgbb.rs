@@ -561,12 +561,17 @@ pub fn fit_penalised(patterns: &[Pattern], penalizer: f64) -> FitResult {
         }
         fit::minimise_faces(full, none, &starts, &opts, PARAMS, &faces)
     };
-    let mut f = found.result(total, |v| BgBbParams {
+    with_points(found.result(total, |v| BgBbParams {
         alpha: v[0],
         beta: v[1],
         gamma: v[2],
         delta: v[3],
-    });
+    }))
+}
+
+/// `f` with the probability of each point limit it is in added to its
+/// `at_bound`.
+fn with_points(mut f: FitResult) -> FitResult {
     if f.params.alpha == f64::INFINITY {
         let p = f.params.mean_p();
         f.at_bound = f.at_bound.map(|b| format!("{b}; p = {p:.6}"));
