@@ -109,9 +109,18 @@ WITH preds AS (
   FROM model_params WHERE mbgnbd IS NOT NULL
 ), counted AS (
   SELECT *,
+         -- At a boundary the limiting model's free parameters: r and alpha
+         -- (or one rate where they are NULL), plus the dropout side's: none
+         -- without dropout (a = 0, s = 0), one for one dropout probability
+         -- (a, b NULL beside dropout) or one dropout rate (s, beta NULL),
+         -- s and beta for Pareto/NBD's one-rate limit.
          CASE WHEN status <> 'boundary' THEN 4
-              WHEN a IS NULL AND b IS NULL AND dropout IS NOT NULL THEN 3
-              ELSE 2 END AS k
+              ELSE (CASE WHEN r IS NOT NULL THEN 2 ELSE 1 END)
+                 + (CASE WHEN model = 'pareto_nbd' THEN
+                           (CASE WHEN s IS NULL THEN 1 WHEN s > 0 THEN 2 ELSE 0 END)
+                         WHEN a IS NULL AND b IS NULL AND dropout IS NOT NULL THEN 1
+                         ELSE 0 END)
+         END AS k
   FROM purchase
 )
 SELECT

@@ -347,7 +347,7 @@ const MODEL_FIT: &[Column] = &[
     c(
         "free_parameters",
         "count",
-        "parameters fitted: 4 (Gamma-Gamma 3), the limiting model's 2 at a boundary optimum (3 at the one-dropout boundary)",
+        "parameters fitted: 4 (Gamma-Gamma 3), the limiting model's at a boundary optimum (2 without dropout, 3 with one dropout probability or rate, 1 for a Poisson process)",
     ),
     c(
         "aic",

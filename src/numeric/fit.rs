@@ -31,7 +31,7 @@
 //! objective; with a penalty every optimum is interior and faces are not
 //! tried.
 
-use super::optim::{lbfgs, multi_start, staged, Options};
+use super::optim::{lbfgs, lbfgs_from, staged, Options};
 
 /// Parameters beyond e^±LOG_BOX (1e±13) are never evaluated: the objective
 /// is infinite there, so a line search backs off instead of running into
@@ -393,6 +393,66 @@ enum OnFace {
     Nothing(usize),
 }
 
+/// Iterations a face's search may spend over all its starts: a limiting
+/// model has at most three parameters and a well-conditioned likelihood,
+/// so its optimum, when it has one, is found in a few dozen; a limit whose
+/// own parameters run off (a further limit, or data it cannot describe)
+/// would otherwise spend the optimizer's whole allowance per start.
+const FACE_ITERATIONS: usize = 60;
+
+/// Iterations of a face's search between checks that its parameters are
+/// still within [`LOG_BOUND`] (a search in chunks with its curvature kept
+/// takes the same steps as one run).
+const FACE_CHUNK: usize = 10;
+
+/// Multi-start on a face within [`FACE_ITERATIONS`] in all: each start
+/// gets what the earlier ones left, and the search stops at the first
+/// start whose parameters leave [`LOG_BOUND`] (the face's own supremum is
+/// then at a further limit, a face of its own: not a verified optimum of
+/// this one). Returns the best result (a converged one within the bound
+/// over the others, then the lowest objective) and the iterations spent;
+/// `None` without starts.
+fn face_search<F: FnMut(&[f64], &mut [f64]) -> f64>(
+    f: &mut F,
+    starts: &[Vec<f64>],
+    opts: &Options,
+) -> Option<(super::optim::Minimum, usize)> {
+    let mut best: Option<super::optim::Minimum> = None;
+    let mut spent = 0;
+    for x0 in starts {
+        let mut curvature = super::optim::Curvature::default();
+        let mut x = x0.clone();
+        let (m, ran_off) = loop {
+            let left = FACE_ITERATIONS.saturating_sub(spent);
+            let chunk = Options {
+                max_iter: left.min(FACE_CHUNK),
+                ..opts.clone()
+            };
+            let m = lbfgs_from(&mut *f, &x, &chunk, &mut curvature);
+            spent += m.iterations;
+            let ran_off = m.x.iter().any(|v| v.abs() > LOG_BOUND);
+            let done = m.converged || m.iterations < chunk.max_iter;
+            if done || ran_off || spent >= FACE_ITERATIONS {
+                break (m, ran_off);
+            }
+            x = m.x;
+        };
+        let mut m = m;
+        m.converged = m.converged && m.f.is_finite() && !ran_off;
+        let better = best.as_ref().is_none_or(|b| {
+            (m.converged && !b.converged) || (m.converged == b.converged && m.f < b.f)
+        });
+        if better {
+            best = Some(m);
+        }
+        let converged = best.as_ref().is_some_and(|b| b.converged);
+        if converged || ran_off || spent >= FACE_ITERATIONS {
+            break;
+        }
+    }
+    best.map(|b| (b, spent))
+}
+
 /// The boundary optimum on `face`, a candidate, or nothing.
 fn on_face<F: FnMut(&[f64], &mut [f64]) -> f64>(
     full: &mut F,
@@ -401,7 +461,7 @@ fn on_face<F: FnMut(&[f64], &mut [f64]) -> f64>(
     face: &Face,
 ) -> OnFace {
     let mut limit = boxed(|th: &[f64], g: &mut [f64]| (face.objective)(th, g));
-    let Some((m, mut spent)) = multi_start(&mut limit, &face.starts, opts) else {
+    let Some((m, mut spent)) = face_search(&mut limit, &face.starts, opts) else {
         return OnFace::Nothing(0);
     };
     let inverse = match verify_minimum(&mut limit, &m.x, face.names) {

@@ -540,7 +540,7 @@ fn slope_into_dropout(ix: &Indexed, ln_r: impl Fn(f64, u32, u32) -> f64) -> f64 
 /// limit's ln Gamma(r+x) - ln Gamma(r) + r ln alpha - (r+x) ln(alpha+T)
 /// as r -> infinity at alpha = r / rate (x ln r + x ln rate - x ln r -
 /// r ln(1 + rate T / r) -> x ln rate - rate T), so the same constants.
-fn poisson_log_likelihood(rate: f64, x: f64, t: f64) -> f64 {
+pub(crate) fn poisson_log_likelihood(rate: f64, x: f64, t: f64) -> f64 {
     if x > 0.0 {
         x * rate.ln() - rate * t
     } else {
@@ -564,13 +564,30 @@ pub(crate) fn poisson_objective(theta: &[f64], ix: &Indexed, grad: &mut [f64]) -
 /// ln(sum(x) / sum(T)) over the customers: the Poisson limit's maximum-
 /// likelihood rate in closed form; `None` when nobody made a repeat
 /// purchase or there is no time observed.
-fn poisson_start(ix: &Indexed) -> Option<f64> {
+pub(crate) fn poisson_start(ix: &Indexed) -> Option<f64> {
     let (mut x_sum, mut t_sum) = (0.0, 0.0);
     for &(xi, _, ti, w) in &ix.rows {
         x_sum += w * ix.xs[xi as usize];
         t_sum += w * ix.times[ti as usize];
     }
     (x_sum > 0.0 && t_sum > 0.0).then(|| (x_sum / t_sum).ln())
+}
+
+/// The slope of the mean log-likelihood of an NBD-based model leaving its
+/// Poisson limit (one purchase rate `rate`, nobody dropping out) into
+/// heterogeneity in purchasing, 1/r > 0 at r/alpha = rate fixed: the NBD
+/// log-likelihood's derivative in 1/r at 0 is ((x - rate T)^2 - x) / 2 per
+/// customer, taken per unit of m / r, m the mean of rate T (see
+/// [`poisson_slope`]). BG/NBD's and MBG/NBD's Poisson faces share it.
+pub(crate) fn heterogeneity_slope(rate: f64, ix: &Indexed) -> f64 {
+    let (mut het, mut m) = (0.0, 0.0);
+    for &(xi, _, ti, w) in &ix.rows {
+        let (x, mu) = (ix.xs[xi as usize], rate * ix.times[ti as usize]);
+        het += w * ((x - mu) * (x - mu) - x) / 2.0;
+        m += w * mu;
+    }
+    let m = m / ix.total;
+    het / ix.total / m.max(1e-300)
 }
 
 /// The largest slope of the mean BG/NBD log-likelihood leaving the
@@ -587,14 +604,7 @@ fn poisson_slope(theta: &[f64], ix: &Indexed) -> f64 {
     let into_dropout = slope_into_dropout(ix, |_, txi, ti| {
         rate * (ix.times[ti as usize] - ix.times[txi as usize])
     });
-    let (mut het, mut m) = (0.0, 0.0);
-    for &(xi, _, ti, w) in &ix.rows {
-        let (x, mu) = (ix.xs[xi as usize], rate * ix.times[ti as usize]);
-        het += w * ((x - mu) * (x - mu) - x) / 2.0;
-        m += w * mu;
-    }
-    let m = m / ix.total;
-    let into_heterogeneity = het / ix.total / m.max(1e-300);
+    let into_heterogeneity = heterogeneity_slope(rate, ix);
     if into_dropout.is_nan() || into_heterogeneity.is_nan() {
         return f64::NAN;
     }

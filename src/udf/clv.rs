@@ -539,17 +539,18 @@ fn score(
 
 // BG/NBD's fields end with dropout (the one-dropout limit's, where a and b
 // are NULL) and rate (the Poisson limit's, where r and alpha are NULL);
-// MBG/NBD's with dropout; Pareto/NBD has four.
+// MBG/NBD's the same; Pareto/NBD's with rate and dropout_rate (its
+// one-rate and one-dropout-rate limits', where r, alpha or s, beta are NULL).
 fn eval(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
     score(Model::Bg, &pv[..6], &pv[6..10], v)
 }
 
 fn eval_pareto_nbd(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    score(Model::Pareto, &pv[..4], &pv[4..8], v)
+    score(Model::Pareto, &pv[..6], &pv[6..10], v)
 }
 
 fn eval_mbgnbd(pv: &[f64], v: &[f64]) -> std::result::Result<Option<f64>, String> {
-    score(Model::Mbg, &pv[..5], &pv[5..9], v)
+    score(Model::Mbg, &pv[..6], &pv[6..10], v)
 }
 
 /// The symmetric 4 x 4 matrix of the upper triangle `u` (row by row).
@@ -592,13 +593,10 @@ fn clv_interval(
         ));
     }
     // BG/NBD's and MBG/NBD's purchase fields end with dropout after the
-    // covariances (the one-dropout limit's, where a and b are NULL), and
-    // BG/NBD's with rate (the Poisson limit's, where r and alpha are NULL).
-    let d = match model {
-        Model::Pareto => 0,
-        Model::Mbg => 1,
-        Model::Bg => 2,
-    };
+    // covariances (the one-dropout limit's, where a and b are NULL) and
+    // rate (the Poisson limit's, where r and alpha are NULL); Pareto/NBD's
+    // with rate and dropout_rate (its two limits').
+    let d = 2;
     let purchase = [pv[0], pv[1], pv[2], pv[3], pv[14], pv[14 + d / 2]];
     let g = 14 + d;
     let Some(ch) = check(model, &purchase[..4 + d], &pv[g..g + 4], &v[..7])? else {
@@ -730,8 +728,14 @@ const fn concat_fields<const N: usize>(
     out
 }
 
-/// The Pareto/NBD fields the interval functions read.
-const PARETO_UNCERTAIN: &[&str] = uncertain!("r", "alpha", "s", "beta");
+/// The Pareto/NBD fields the interval functions read: as [`uncertain!`],
+/// then `rate` (the one-rate limit's, where r and alpha are NULL) and
+/// `dropout_rate` (the one-dropout-rate limit's, where s and beta are
+/// NULL), both optional.
+const PARETO_UNCERTAIN: &[&str] = &concat_fields::<16>(
+    &concat_fields::<15>(uncertain!("r", "alpha", "s", "beta"), "rate?"),
+    "dropout_rate?",
+);
 
 /// The Gamma-Gamma fields the interval functions read (`gamma_gamma_fit`).
 const GG_UNCERTAIN: &[&str] = uncertain!("p", "q", "v", "v_over_q");
@@ -775,14 +779,14 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar(
             "pareto_nbd_clv",
-            &[("pareto_nbd_params", &["r", "alpha", "s", "beta"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            &[("pareto_nbd_params", pareto_nbd::SCALAR_FIELDS), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
             ARGS,
             eval_pareto_nbd,
             "clv with Pareto/NBD expected purchases",
         ),
         Function::scalar(
             "mbgnbd_clv",
-            &[("mbgnbd_params", &["r", "alpha", "a", "b", "dropout?"]), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
+            &[("mbgnbd_params", mbgnbd::SCALAR_FIELDS), ("gg_params", gamma_gamma::SCALAR_FIELDS)],
             ARGS,
             eval_mbgnbd,
             "clv with MBG/NBD expected purchases",
@@ -805,7 +809,7 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar_struct(
             "mbgnbd_clv_interval",
-            &[("mbgnbd_fit", BG_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
+            &[("mbgnbd_fit", BGNBD_UNCERTAIN), ("gg_fit", GG_UNCERTAIN)],
             INTERVAL_ARGS,
             INTERVAL_FIELDS,
             eval_mbgnbd_interval,
@@ -1346,12 +1350,8 @@ mod tests {
     /// interior fit or a = 0) after the purchase fit's values.
     fn layout(model: Model, pv: &[f64]) -> Vec<f64> {
         let mut v = pv[..14].to_vec();
-        if model != Model::Pareto {
-            v.push(f64::NAN);
-        }
-        if model == Model::Bg {
-            v.push(f64::NAN);
-        }
+        let _ = model;
+        v.extend([f64::NAN, f64::NAN]);
         v.extend(&pv[14..]);
         v
     }

@@ -17,7 +17,10 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 
 use super::args::{fit_scalar_uncertain, fit_type_uncertain, null_struct, Collector, Weighted};
-use super::bgnbd::{conditional_bracket, nbd_objective, BgNbdParams, Indexed};
+use super::bgnbd::{
+    conditional_bracket, heterogeneity_slope, nbd_objective, poisson_objective, poisson_start,
+    BgNbdParams, Indexed,
+};
 pub use super::bgnbd::{validate, Pattern};
 use super::Function;
 use crate::numeric::fit;
@@ -287,7 +290,20 @@ fn fit_with(
             off_face: &spread,
             embed: &embed_one,
         };
-        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &[face, one_face])
+        let pois = |th: &[f64], g: &mut [f64]| poisson_objective(th, &ix, g);
+        let pois_slope = |th: &[f64]| poisson_slope(th, &ix);
+        let embed_pois =
+            |_: &[f64]| vec![f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+        let pois_face = fit::Face {
+            at_bound: "a = 0 and r, alpha = infinity with r/alpha = rate fixed: nobody drops out and everyone buys at one rate (a Poisson process, no heterogeneity)".into(),
+            names: &["rate"],
+            starts: poisson_start(&ix).into_iter().map(|v| vec![v]).collect(),
+            objective: &pois,
+            off_face: &pois_slope,
+            embed: &embed_pois,
+        };
+        let faces = [pois_face, face, one_face];
+        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &faces)
     };
     let mut f = found.result(total, |v| MbgNbdParams {
         r: v[0],
@@ -299,6 +315,22 @@ fn fit_with(
         let d = ln_logistic(logit_d).0.exp();
         f.params = MbgNbdParams::one_dropout(ln_r.exp(), ln_alpha.exp(), d);
         f.at_bound = f.at_bound.map(|b| format!("{b}; dropout = {d:.6}"));
+    }
+    if let [ln_rate] = found.limit[..] {
+        // The same limit as BG/NBD's, kept the same way (r infinite, alpha
+        // holding alpha / r); every function of this module reads it
+        // through BG/NBD's.
+        let rate = ln_rate.exp();
+        let p = BgNbdParams::poisson(rate);
+        f.params = MbgNbdParams {
+            r: p.r,
+            alpha: p.alpha,
+            a: p.a,
+            b: p.b,
+        };
+        f.at_bound = f
+            .at_bound
+            .map(|b| format!("{b}; rate = {rate:.6e} per time unit"));
     }
     f
 }
@@ -326,12 +358,37 @@ fn starts(scale: f64) -> Vec<Vec<f64>> {
 fn dropout_slope(theta: &[f64], ix: &Indexed) -> f64 {
     let (r, alpha) = (theta[0].exp(), theta[1].exp());
     let la: Vec<f64> = ix.times.iter().map(|u| (alpha + u).ln()).collect();
+    slope_into_dropout(ix, |x, txi, ti| {
+        (r + x) * (la[ti as usize] - la[txi as usize])
+    })
+}
+
+/// The largest slope of the mean MBG/NBD log-likelihood leaving the
+/// Poisson limit (a = 0 and r, alpha -> infinity at r/alpha = `rate`,
+/// e^`theta[0]`), over both directions off it: into dropout,
+/// [`dropout_slope`] at the limit, where R tends to e^(rate (T - t_x));
+/// into heterogeneity in purchasing, BG/NBD's (the same NBD limit).
+fn poisson_slope(theta: &[f64], ix: &Indexed) -> f64 {
+    let rate = theta[0].exp();
+    let into_dropout = slope_into_dropout(ix, |_, txi, ti| {
+        rate * (ix.times[ti as usize] - ix.times[txi as usize])
+    });
+    let into_heterogeneity = heterogeneity_slope(rate, ix);
+    if into_dropout.is_nan() || into_heterogeneity.is_nan() {
+        return f64::NAN;
+    }
+    into_dropout.max(into_heterogeneity)
+}
+
+/// [`dropout_slope`] given ln R per customer (of its frequency, recency
+/// index and T index).
+fn slope_into_dropout(ix: &Indexed, ln_r: impl Fn(f64, u32, u32) -> f64) -> f64 {
     let mut by_x = vec![(0.0f64, 0.0f64); ix.xs.len()];
     for &(xi, txi, ti, w) in &ix.rows {
         let x = ix.xs[xi as usize];
         let e = &mut by_x[xi as usize];
         e.0 += w;
-        e.1 += w * ((r + x) * (la[ti as usize] - la[txi as usize])).exp();
+        e.1 += w * ln_r(x, txi, ti).exp();
     }
     let towards_infinity: f64 = ix
         .xs
@@ -410,13 +467,14 @@ pub fn bracket(p: &MbgNbdParams, h: f64, x: f64, t: f64) -> f64 {
 
 const PARAMS: &[&str] = &["r", "alpha", "a", "b"];
 
-/// The fields of a fit's struct: the parameters and the mean dropout
+/// The fields of a fit's struct: the parameters, the mean dropout
 /// probability a / (a + b), which the one-dropout limit needs (a and b are
-/// NULL there).
-const FIT_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout"];
+/// NULL there), and the mean purchase rate r / alpha, which the Poisson
+/// limit needs (r, alpha and b are NULL there), as BG/NBD's.
+const FIT_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout", "rate"];
 
-/// The fields the scalar functions read (dropout optional).
-const SCALAR_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout?"];
+/// The fields the scalar functions read (dropout and rate optional).
+pub(crate) const SCALAR_FIELDS: &[&str] = &["r", "alpha", "a", "b", "dropout?", "rate?"];
 
 #[derive(Debug)]
 struct Fit;
@@ -444,18 +502,25 @@ impl Collector for Fit {
             .collect();
         let f = fit_penalised(&patterns, penalizer);
         let p = f.params.as_bgnbd();
-        // The one-dropout limit's a and b are infinite: NULL beside dropout.
-        let (a, b) = match p.common_dropout() {
+        // The one-dropout limit's a and b are infinite: NULL beside dropout;
+        // the Poisson limit's r and alpha: NULL beside rate (b no effect).
+        let (a, b) = match (p.common_dropout(), p.poisson_rate()) {
+            (Some(_), _) => (f64::NAN, f64::NAN),
+            (_, Some(_)) => (0.0, f64::NAN),
+            _ => (p.a, p.b),
+        };
+        let (r, alpha) = match p.poisson_rate() {
             Some(_) => (f64::NAN, f64::NAN),
-            None => (p.a, p.b),
+            None => (p.r, p.alpha),
         };
         fit_scalar_uncertain(
             &[
-                ("r", p.r),
-                ("alpha", p.alpha),
+                ("r", r),
+                ("alpha", alpha),
                 ("a", a),
                 ("b", b),
                 ("dropout", p.mean_dropout()),
+                ("rate", p.mean_rate()),
             ],
             &super::bgnbd::published_log_cov(&f),
             &f,

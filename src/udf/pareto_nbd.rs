@@ -29,8 +29,12 @@ use std::sync::OnceLock;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 
+mod limits;
+
+pub(crate) use limits::Limit;
+
 use super::args::{fit_scalar_uncertain, fit_type_uncertain, null_struct, Collector, Weighted};
-use super::bgnbd::{nbd_objective, Indexed};
+use super::bgnbd::{nbd_objective, poisson_objective, poisson_start, Indexed};
 pub use super::bgnbd::{validate, Pattern};
 use super::Function;
 use crate::numeric::fit;
@@ -50,6 +54,64 @@ pub struct ParetoNbdParams {
     pub s: f64,
     /// Scale of that gamma distribution, in the time unit of the data.
     pub beta: f64,
+}
+
+impl ParetoNbdParams {
+    /// The limit r, alpha -> infinity with r / alpha = `rate` fixed: every
+    /// customer buys at one rate (Poisson purchases, no heterogeneity),
+    /// dropout rates Gamma(`s`, `beta`). Kept as r = infinity and alpha =
+    /// the limit of alpha / r, 1 / rate; [`ParetoNbdParams::poisson_rate`]
+    /// reads it back, and every function of this module evaluates the
+    /// limit itself. With s = infinity, beta = 1 / mu, lifetimes are
+    /// exponential at mu too ([`ParetoNbdParams::one_dropout_rate`]); with
+    /// s = 0 nobody drops out (a Poisson process).
+    pub fn one_rate(rate: f64, s: f64, beta: f64) -> ParetoNbdParams {
+        ParetoNbdParams {
+            r: f64::INFINITY,
+            alpha: 1.0 / rate,
+            s,
+            beta,
+        }
+    }
+
+    /// The limit s, beta -> infinity with s / beta = `dropout_rate` (per
+    /// time unit) fixed: every customer's lifetime is exponential at one
+    /// rate (no heterogeneity in dropout), purchase rates Gamma(`r`,
+    /// `alpha`). Kept as s = infinity and beta = the limit of beta / s,
+    /// 1 / dropout_rate; [`ParetoNbdParams::dropout_rate`] reads it back.
+    pub fn one_dropout_rate(r: f64, alpha: f64, dropout_rate: f64) -> ParetoNbdParams {
+        ParetoNbdParams {
+            r,
+            alpha,
+            s: f64::INFINITY,
+            beta: 1.0 / dropout_rate,
+        }
+    }
+
+    /// The common purchase rate (per time unit) of the one-rate limit,
+    /// `None` for any other parameters.
+    pub fn poisson_rate(&self) -> Option<f64> {
+        (self.r == f64::INFINITY).then(|| 1.0 / self.alpha)
+    }
+
+    /// The common dropout rate (per time unit) of the one-dropout-rate
+    /// limit, `None` for any other parameters.
+    pub fn dropout_rate(&self) -> Option<f64> {
+        (self.s == f64::INFINITY).then(|| 1.0 / self.beta)
+    }
+
+    /// The limit whose own formulas (module `limits`) evaluate these
+    /// parameters; `None` for finite ones and with nobody dropping out
+    /// (s = 0, evaluated in closed form).
+    pub(crate) fn limit(&self) -> Option<Limit> {
+        match (self.poisson_rate(), self.dropout_rate()) {
+            _ if self.s == 0.0 => None,
+            (Some(_), Some(_)) => Some(Limit::Both),
+            (Some(_), None) => Some(Limit::OneRate),
+            (None, Some(_)) => Some(Limit::OneDropout),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Result of a fit.
@@ -123,6 +185,12 @@ pub(crate) fn ln_dead(lo: (f64, [f64; 4]), hi: (f64, [f64; 4])) -> (f64, [f64; 4
 /// One customer's log-likelihood (module docs; the note's eq. 11 with the
 /// integral as G).
 pub fn log_likelihood(p: &ParetoNbdParams, x: f64, tx: f64, t: f64) -> f64 {
+    if let Some(limit) = p.limit() {
+        return limits::log_likelihood(p, limit, x, tx, t).0;
+    }
+    if let (Some(rate), true) = (p.poisson_rate(), p.s == 0.0) {
+        return crate::udf::bgnbd::poisson_log_likelihood(rate, x, t);
+    }
     let ParetoNbdParams { r, alpha, s, beta } = *p;
     let base = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln();
     let ln_alive = -(r + x) * (alpha + t).ln() - s * (beta + t).ln();
@@ -293,25 +361,118 @@ fn fit_with(
     } else if penalizer > 0.0 {
         fit::minimise(full, sub, &starts, &opts, PARAMS)
     } else {
-        let nbd = |th: &[f64], g: &mut [f64]| nbd_objective(th, &ix.base, g);
-        let slope = |th: &[f64]| dropout_slope(th, &ix, scale);
-        let embed = |th: &[f64]| vec![th[0], th[1], f64::NEG_INFINITY, f64::NAN];
-        let face = fit::Face {
+        fit_on_faces(full, sub, &ix, &starts, &opts, scale)
+    };
+    let mut f = found.result(total, |v| ParetoNbdParams {
+        r: v[0],
+        alpha: v[1],
+        s: v[2],
+        beta: v[3],
+    });
+    if f.params.s == 0.0 && f.params.beta.is_nan() {
+        // No effect without dropout; published NULL.
+        f.params.beta = 1.0;
+    }
+    let (rate, dropout_rate) = (f.params.poisson_rate(), f.params.dropout_rate());
+    if let Some(rate) = rate {
+        f.at_bound = f
+            .at_bound
+            .map(|b| format!("{b}; rate = {rate:.6e} per time unit"));
+    }
+    if let Some(mu) = dropout_rate {
+        f.at_bound = f
+            .at_bound
+            .map(|b| format!("{b}; dropout rate = {mu:.6e} per time unit"));
+    }
+    f
+}
+
+/// The unpenalised fit: [`fit::minimise_faces`] with Pareto/NBD's limits
+/// as faces, cheapest first: one purchase rate and nobody dropping out (a
+/// Poisson process: one parameter, its optimum sum(x) / sum(T)), nobody
+/// dropping out (s = 0: the NBD model), one dropout rate (s, beta ->
+/// infinity), one purchase rate (r, alpha -> infinity), both; the last
+/// three only when someone made a repeat purchase.
+fn fit_on_faces(
+    full: impl FnMut(&[f64], &mut [f64]) -> f64,
+    sub: Option<impl FnMut(&[f64], &mut [f64]) -> f64>,
+    ix: &Index,
+    starts: &[Vec<f64>],
+    opts: &Options,
+    scale: f64,
+) -> fit::Found {
+    let (inf, ninf) = (f64::INFINITY, f64::NEG_INFINITY);
+    let pois = |th: &[f64], g: &mut [f64]| poisson_objective(th, &ix.base, g);
+    let pois_slope = |th: &[f64]| limits::poisson_slope(th, ix, scale);
+    let embed_pois = |th: &[f64]| vec![inf, -th[0], ninf, f64::NAN];
+    let nbd = |th: &[f64], g: &mut [f64]| nbd_objective(th, &ix.base, g);
+    let slope = |th: &[f64]| dropout_slope(th, ix, scale);
+    let embed = |th: &[f64]| vec![th[0], th[1], ninf, f64::NAN];
+    let limit = |l: Limit| move |th: &[f64], g: &mut [f64]| limits::objective(l, th, ix, g);
+    let spread = |l: Limit| move |th: &[f64]| limits::spread_slope(l, th, ix);
+    let (one_d, one_d_slope) = (limit(Limit::OneDropout), spread(Limit::OneDropout));
+    let embed_one_d = |th: &[f64]| vec![th[0], th[1], inf, -th[2]];
+    let (one_r, one_r_slope) = (limit(Limit::OneRate), spread(Limit::OneRate));
+    let embed_one_r = |th: &[f64]| vec![inf, -th[0], th[1], th[2]];
+    let (both, both_slope) = (limit(Limit::Both), spread(Limit::Both));
+    let embed_both = |th: &[f64]| vec![inf, -th[0], inf, -th[1]];
+    // ln(r/alpha) and ln(s/beta) of each start.
+    let rates = |s: &Vec<f64>| (s[0] - s[1], s[2] - s[3]);
+    let faces = [
+        fit::Face {
+            at_bound: "s = 0 and r, alpha = infinity with r/alpha = rate fixed: nobody drops out and everyone buys at one rate (a Poisson process, no heterogeneity)".into(),
+            names: &["rate"],
+            starts: poisson_start(&ix.base).into_iter().map(|v| vec![v]).collect(),
+            objective: &pois,
+            off_face: &pois_slope,
+            embed: &embed_pois,
+        },
+        fit::Face {
             at_bound: "s = 0: nobody drops out (the NBD model; beta has no effect)".into(),
             names: &PARAMS[..2],
             starts: starts.iter().map(|s| s[..2].to_vec()).collect(),
             objective: &nbd,
             off_face: &slope,
             embed: &embed,
-        };
-        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &[face])
+        },
+        fit::Face {
+            at_bound: "s, beta = infinity with s/beta = dropout rate fixed: one dropout rate for everyone (exponential lifetimes, no heterogeneity in dropout)".into(),
+            names: &["r", "alpha", "dropout_rate"],
+            starts: starts.iter().map(|s| vec![s[0], s[1], rates(s).1]).collect(),
+            objective: &one_d,
+            off_face: &one_d_slope,
+            embed: &embed_one_d,
+        },
+        fit::Face {
+            at_bound: "r, alpha = infinity with r/alpha = rate fixed: one purchase rate for everyone (Poisson purchases, no heterogeneity in purchasing)".into(),
+            names: &["rate", "s", "beta"],
+            starts: starts.iter().map(|s| vec![rates(s).0, s[2], s[3]]).collect(),
+            objective: &one_r,
+            off_face: &one_r_slope,
+            embed: &embed_one_r,
+        },
+        fit::Face {
+            at_bound: "r, alpha, s, beta = infinity with r/alpha = rate and s/beta = dropout rate fixed: one purchase rate and one dropout rate for everyone (no heterogeneity)".into(),
+            names: &["rate", "dropout_rate"],
+            starts: starts.iter().map(|s| {
+                let (a, b) = rates(s);
+                vec![a, b]
+            }).collect(),
+            objective: &both,
+            off_face: &both_slope,
+            embed: &embed_both,
+        },
+    ];
+    // Without a repeat purchase nothing identifies a purchase rate: the
+    // limits holding one fixed have no optimum to verify (their searches
+    // would only run off), so only the NBD limit is tried before the
+    // interior search says so.
+    let tried = if poisson_start(&ix.base).is_some() {
+        &faces[..]
+    } else {
+        &faces[..2]
     };
-    found.result(total, |v| ParetoNbdParams {
-        r: v[0],
-        alpha: v[1],
-        s: v[2],
-        beta: v[3],
-    })
+    fit::minimise_faces(full, sub, starts, opts, PARAMS, tried)
 }
 
 /// Start points (log parameters) for data whose mean age T is `scale`.
@@ -393,6 +554,10 @@ fn log_dropout_odds(p: &ParetoNbdParams, x: f64, tx: f64, t: f64) -> Option<f64>
     if p.s == 0.0 || tx >= t {
         return None;
     }
+    if let Some(limit) = p.limit() {
+        let tm = limits::terms(p, limit, x, tx, t);
+        return Some(tm.dead - tm.alive);
+    }
     let lo = memo_ln_tail(p, x, tx);
     let hi = memo_ln_tail(p, x, t);
     let (ln_d, _) = ln_dead((lo, [0.0; 4]), (hi, [0.0; 4]));
@@ -434,23 +599,46 @@ pub fn conditional_bracket(p: &ParetoNbdParams, h: f64, x: f64, t: f64) -> f64 {
     if h <= 0.0 {
         return 0.0;
     }
-    if p.s == 0.0 {
+    if p.s == 0.0 && p.poisson_rate().is_none() {
         return (p.r + x) * h / (p.alpha + t);
     }
-    let l = (h / (p.beta + t)).ln_1p();
-    let v = (p.s - 1.0) * l;
-    let bracket = if v.abs() < 1e-12 {
-        l
+    // E[lambda | x, T, alive]: (r+x)/(alpha+T), the rate itself in the
+    // one-rate limit.
+    let purchase = p.poisson_rate().unwrap_or((p.r + x) / (p.alpha + t));
+    // E[time alive in (T, T+h] | alive at T]: h without dropout,
+    // (1 - e^(-mu h)) / mu in the one-dropout-rate limit.
+    let lifetime = if p.s == 0.0 {
+        h
+    } else if let Some(mu) = p.dropout_rate() {
+        -(-mu * h).exp_m1() / mu
     } else {
-        -(-v).exp_m1() / (p.s - 1.0)
+        let l = (h / (p.beta + t)).ln_1p();
+        let v = (p.s - 1.0) * l;
+        let bracket = if v.abs() < 1e-12 {
+            l
+        } else {
+            -(-v).exp_m1() / (p.s - 1.0)
+        };
+        (p.beta + t) * bracket
     };
-    (p.r + x) * (p.beta + t) / (p.alpha + t) * bracket
+    purchase * lifetime
 }
 
 // ---------------------------------------------------------------------------
 // DataFusion wrappers
 
 const PARAMS: &[&str] = &["r", "alpha", "s", "beta"];
+
+/// The fields of a fit's struct: the parameters, the mean purchase rate
+/// r / alpha, which the one-rate limit needs (r and alpha are NULL there),
+/// and the mean dropout rate s / beta, which the one-dropout-rate limit
+/// needs (s and beta are NULL there), both per time unit.
+const FIT_FIELDS: &[&str] = &["r", "alpha", "s", "beta", "rate", "dropout_rate"];
+
+/// The fields the scalar functions read: rate and dropout_rate are
+/// optional, so a `named_struct('r', .., 'alpha', .., 's', .., 'beta', ..)`
+/// works.
+pub(crate) const SCALAR_FIELDS: &[&str] = &["r", "alpha", "s", "beta", "rate?", "dropout_rate?"];
 
 #[derive(Debug)]
 struct Fit;
@@ -461,7 +649,7 @@ impl Collector for Fit {
         validate(row[0], row[1], row[2])
     }
     fn return_type() -> DataType {
-        fit_type_uncertain(PARAMS)
+        fit_type_uncertain(FIT_FIELDS)
     }
     fn finish(rows: &[Weighted], penalizer: f64) -> Result<ScalarValue> {
         if rows.is_empty() {
@@ -477,23 +665,83 @@ impl Collector for Fit {
             })
             .collect();
         let f = fit_penalised(&patterns, penalizer);
+        // In the one-rate limit r and alpha are infinite (alpha holds
+        // alpha/r): NULL beside rate; in the one-dropout-rate limit s and
+        // beta (beta holds beta/s): NULL beside dropout_rate.
+        let p = f.params;
+        let (r, alpha) = match p.poisson_rate() {
+            Some(_) => (f64::NAN, f64::NAN),
+            None => (p.r, p.alpha),
+        };
+        let (s, beta) = match p.dropout_rate() {
+            Some(_) => (f64::NAN, f64::NAN),
+            None => (p.s, p.beta),
+        };
+        let rate = p.poisson_rate().unwrap_or(p.r / p.alpha);
+        let dropout_rate = p
+            .dropout_rate()
+            .unwrap_or(if p.s == 0.0 { 0.0 } else { p.s / p.beta });
         fit_scalar_uncertain(
             &[
-                ("r", f.params.r),
-                ("alpha", f.params.alpha),
-                ("s", f.params.s),
-                ("beta", f.params.beta),
+                ("r", r),
+                ("alpha", alpha),
+                ("s", s),
+                ("beta", beta),
+                ("rate", rate),
+                ("dropout_rate", dropout_rate),
             ],
-            &super::bgnbd::published_log_cov(&f),
+            &published_log_cov(&f),
             &f,
         )
     }
 }
 
-/// The parameters of a struct's fields (NULL as NaN): `None` when one is
-/// NULL, except beta in the no-dropout limit s = 0 (a boundary fit
-/// publishes it NULL); an error when one is not positive (s = 0 allowed).
+/// The covariance of (ln r, ln alpha, ln s, ln beta) a fit publishes: its
+/// own at an interior optimum; in a limit, the limit's free parameters it
+/// shares with the full model in their places (r, alpha in the NBD and
+/// one-dropout-rate limits; s, beta in the one-rate limit) and NaN for the
+/// others (at their bounds, without effect, or replaced by a rate); empty
+/// when not converged.
+fn published_log_cov(f: &FitResult) -> Vec<Vec<f64>> {
+    let own = &f.log_cov;
+    if own.len() == 4 || own.is_empty() {
+        return own.clone();
+    }
+    let p = &f.params;
+    let at: [Option<usize>; 4] = match (p.poisson_rate(), p.s == 0.0 || p.s.is_nan()) {
+        (None, _) => [Some(0), Some(1), None, None],
+        (Some(_), false) if p.dropout_rate().is_none() => [None, None, Some(1), Some(2)],
+        _ => [None; 4],
+    };
+    (0..4)
+        .map(|i| {
+            (0..4)
+                .map(|j| match (at[i], at[j]) {
+                    (Some(a), Some(b)) => own[a][b],
+                    _ => f64::NAN,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The parameters of a struct's fields (r, alpha, s, beta, then the
+/// optional rate and dropout_rate; NULL as NaN): `None` when one is NULL,
+/// except beta in the no-dropout limit s = 0 (a boundary fit publishes it
+/// NULL), r and alpha in the one-rate limit (given by `rate`, r / alpha)
+/// and s and beta in the one-dropout-rate limit (given by `dropout_rate`,
+/// s / beta); an error when one is not positive (s = 0 allowed).
 pub(crate) fn params(v: &[f64]) -> std::result::Result<Option<ParetoNbdParams>, String> {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    let field = |k: usize| v.get(k).copied().unwrap_or(f64::NAN);
+    let (rate, dropout_rate) = (field(4), field(5));
+    let one_rate = v[0].is_nan() && v[1].is_nan() && !rate.is_nan();
+    let one_dropout = v[2].is_nan() && v[3].is_nan() && !dropout_rate.is_nan();
+    if (one_rate && !positive(rate)) || (one_dropout && !positive(dropout_rate)) {
+        return Err(format!(
+            "rate and dropout_rate must be positive, got rate={rate}, dropout_rate={dropout_rate}"
+        ));
+    }
     let limit = v[2] == 0.0;
     let p = ParetoNbdParams {
         r: v[0],
@@ -501,16 +749,29 @@ pub(crate) fn params(v: &[f64]) -> std::result::Result<Option<ParetoNbdParams>, 
         s: v[2],
         beta: if limit && v[3].is_nan() { 1.0 } else { v[3] },
     };
+    let p = match (one_rate, one_dropout) {
+        (true, true) => ParetoNbdParams {
+            s: f64::INFINITY,
+            beta: 1.0 / dropout_rate,
+            ..ParetoNbdParams::one_rate(rate, 0.0, 1.0)
+        },
+        (true, false) => ParetoNbdParams::one_rate(rate, p.s, p.beta),
+        (false, true) => ParetoNbdParams::one_dropout_rate(p.r, p.alpha, dropout_rate),
+        (false, false) => p,
+    };
     if [p.r, p.alpha, p.s, p.beta].iter().any(|x| x.is_nan()) {
         return Ok(None);
     }
-    let positive = |x: f64| x.is_finite() && x > 0.0;
-    if positive(p.r) && positive(p.alpha) && positive(p.beta) && (limit || positive(p.s)) {
+    let ok = (one_rate || positive(p.r))
+        && positive(p.alpha)
+        && positive(p.beta)
+        && (one_dropout || limit || positive(p.s));
+    if ok {
         Ok(Some(p))
     } else {
         Err(format!(
             "parameters must be positive, got r={}, alpha={}, s={}, beta={}",
-            p.r, p.alpha, p.s, p.beta
+            v[0], v[1], v[2], v[3]
         ))
     }
 }
@@ -545,14 +806,14 @@ pub fn functions() -> Vec<Function> {
         ),
         Function::scalar(
             "pareto_nbd_p_alive",
-            &[("params", PARAMS)],
+            &[("params", SCALAR_FIELDS)],
             &["frequency", "recency", "t"],
             eval_p_alive,
             "Pareto/NBD probability the customer is still alive at t",
         ),
         Function::scalar(
             "pareto_nbd_expected_purchases",
-            &[("params", PARAMS)],
+            &[("params", SCALAR_FIELDS)],
             &["horizon", "frequency", "recency", "t"],
             eval_expected,
             "Pareto/NBD expected purchases in (t, t + horizon], horizon in the time unit of the fit",

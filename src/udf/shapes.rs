@@ -333,6 +333,7 @@ mod tests {
     fn mbgnbd_stops_within_the_budget_on_the_boundary_shapes() {
         // MBG/NBD on the shapes above with an optimum at a boundary or none:
         // the no-dropout shop is its NBD limit a = 0 (verified boundary),
+        // the homogeneous Poisson shop its Poisson limit,
         // one purchase each identifies nothing (said, not hidden); both
         // under BUDGET iterations, printed.
         let f = mbgnbd::fit(&no_dropout(20_000, 1));
@@ -344,6 +345,30 @@ mod tests {
             f.iterations < BUDGET && f.converged && f.status == "boundary",
             "{f:?}"
         );
+        // The homogeneous Poisson shop is its Poisson limit (a = 0, r and
+        // alpha infinite: BG/NBD's, the same NBD limit), verified; the
+        // distinct patterns, whose customers all leave with probability
+        // 0.2 after each repeat purchase, its one-dropout limit.
+        let f = mbgnbd::fit(&homogeneous_poisson(20_000, 9));
+        println!(
+            "mbgnbd_fit, homogeneous Poisson: {} iterations, {}, {:?}",
+            f.iterations, f.status, f.at_bound
+        );
+        assert!(
+            f.iterations < BUDGET && f.converged && f.status == "boundary",
+            "{f:?}"
+        );
+        assert!(f.params.r == f64::INFINITY, "{f:?}");
+        let f = mbgnbd::fit(&distinct_patterns(100_000, 3));
+        println!(
+            "mbgnbd_fit, 100,000 distinct patterns: {} iterations, {}, {:?}",
+            f.iterations, f.status, f.at_bound
+        );
+        assert!(
+            f.iterations < BUDGET && f.converged && f.status == "boundary",
+            "{f:?}"
+        );
+        assert!(f.params.common_dropout().is_some(), "{f:?}");
         let f = mbgnbd::fit(&one_dropout_from_first(20_000, 9, 0.1));
         println!(
             "mbgnbd_fit, one dropout probability for everyone: {} iterations, {}",
@@ -365,13 +390,30 @@ mod tests {
     #[test]
     fn pareto_nbd_stops_within_the_budget_on_every_shape() {
         // Pareto/NBD on the purchase shapes: no dropout is its NBD limit
-        // s = 0 (verified boundary); one purchase each identifies nothing
-        // (said). Iterations printed, each under BUDGET.
-        // (Not yet here, issue 15 item 3 open: the one-dropout shop, even
-        // at 2,000 customers, and 100,000 distinct patterns, where the fit
-        // did not stop within minutes in a debug build.)
-        let cases: [(&str, Vec<Pattern>, Option<&str>); 2] = [
+        // s = 0 (verified boundary); the homogeneous Poisson shop its
+        // Poisson limit (s = 0, r and alpha infinite, one rate); the
+        // one-dropout shop (BG/NBD's story: little heterogeneity in when
+        // customers leave) its one-dropout-rate limit (s and beta
+        // infinite, exponential lifetimes); distinct patterns an interior
+        // optimum; one purchase each identifies nothing (said). Iterations
+        // printed, each under BUDGET.
+        let cases: [(&str, Vec<Pattern>, Option<&str>); 5] = [
             ("no dropout", no_dropout(20_000, 1), Some("boundary")),
+            (
+                "homogeneous Poisson, no dropout",
+                homogeneous_poisson(20_000, 9),
+                Some("boundary"),
+            ),
+            (
+                "one dropout probability for everyone",
+                one_dropout(2_000, 8, 0.1),
+                Some("boundary"),
+            ),
+            (
+                "100,000 distinct patterns",
+                distinct_patterns(100_000, 3),
+                Some("converged"),
+            ),
             ("gone after one purchase", gone_after_one(20_000, 2), None),
         ];
         for (name, patterns, status) in cases {
@@ -393,14 +435,12 @@ mod tests {
         // BG/BB on six opportunities (the donation data's), 10,000
         // customers: heterogeneous transaction and dropout probabilities
         // (Beta(1.2, 0.8), Beta(0.6, 2.4)) converge inside; nobody leaving
-        // is the limit gamma = 0 (verified boundary). Iterations printed,
-        // each under BUDGET.
+        // is the limit gamma = 0, one transaction probability for everyone
+        // (alpha, beta -> infinity; 3,009 iterations unconverged before it
+        // was a face) and one dropout probability for everyone (gamma,
+        // delta -> infinity; 2,056) their limits (verified boundaries).
+        // Iterations printed, each under BUDGET.
         let het = (0.6, Some(2.0));
-        // (Not yet here, issue 15 item 3 open: one transaction probability
-        // for everyone (alpha, beta -> infinity) stopped after 3,009
-        // iterations unconverged, one dropout probability for everyone
-        // (gamma, delta -> infinity) ran off after 2,056: both need their
-        // limits as faces.)
         let cases = [
             (
                 "heterogeneous",
@@ -410,6 +450,16 @@ mod tests {
             (
                 "nobody leaves",
                 bgbb_shop(10_000, 2, 6, het, (0.0, None)),
+                "boundary",
+            ),
+            (
+                "one transaction probability",
+                bgbb_shop(10_000, 3, 6, (0.6, None), (0.2, Some(3.0))),
+                "boundary",
+            ),
+            (
+                "one dropout probability",
+                bgbb_shop(10_000, 4, 6, het, (0.2, None)),
                 "boundary",
             ),
         ];
