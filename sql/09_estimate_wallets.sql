@@ -4,10 +4,12 @@
 -- given the customer's features (Perlich, Rosset et al., "High-quantile
 -- modeling for customer wallet estimation", KDD 2007): what the best
 -- customers like this one spend is what this one could.
--- Inputs: transactions_clean, customer_scores, wallets (customer_id, wallet; may be empty)
+-- Inputs: wallet_features (each customer's spend_12m, peer_wallet and the
+--         features: sql/32_gather_wallet_features.sql), wallets (customer_id,
+--         wallet; may be empty)
 -- Output: wallet_estimates (customer_id, spend_12m, wallet, wallet_source:
 --         'input', 'model' or 'peer_group', wallet_calibration)
--- Params: $as_of (DATE), $wallet_quantile (e.g. 0.9),
+-- Params: $wallet_quantile (e.g. 0.9),
 --         $wallet_method ('model' or 'peer_group'). Units: the measured value.
 -- Functions: wallet_fit (quantile regression of ln(1 + spend_12m) over a
 -- fixed-hash sample of at most 20,000 customers).
@@ -29,48 +31,9 @@
 -- 1 - wallet_quantile of comparable customers give us all of their wallet.
 -- 'peer_group': the $wallet_quantile of spend_12m among the customer's peer
 -- group (everyone, without a peer_group column).
-WITH per_category AS (
-  -- Categories bought are counted from (customer, category) groups, not
-  -- with count(DISTINCT category) per customer: DataFusion keeps a hash set
-  -- per group for a DISTINCT aggregate, which its memory pool does not bound
-  -- (300,000 customers: 15.7 GB with a 4 GiB pool; 1M: killed). Two grouped
-  -- aggregates stay within the pool and spill.
-  SELECT
-    customer_id,
-    category,
-    max(peer_group) AS peer_group,
-    -- The 12 calendar months ending at $as_of: after as_of - 12 months
-    -- (2023-07-01..2024-06-30 for 2024-06-30), leap days included.
-    sum(value) FILTER (WHERE order_ts > CAST($as_of AS DATE) - INTERVAL '12 months') AS spend_12m
-  FROM transactions_clean
-  GROUP BY customer_id, category
-), recent AS (
-  SELECT
-    customer_id,
-    max(peer_group) AS peer_group,
-    coalesce(sum(spend_12m), 0.0) AS spend_12m,
-    -- count(category) skips the NULL category, as count(DISTINCT) did.
-    count(category) AS categories
-  FROM per_category
-  GROUP BY customer_id
-), peers AS (
-  SELECT
-    coalesce(peer_group, '') AS peer_group,
-    percentile_cont(CAST($wallet_quantile AS DOUBLE)) WITHIN GROUP (ORDER BY greatest(spend_12m, 0.0)) AS peer_wallet
-  FROM recent
-  GROUP BY coalesce(peer_group, '')
-), features AS (
-  SELECT
-    r.customer_id,
-    r.spend_12m,
-    p.peer_wallet,
-    ln(1.0 + s.frequency) AS x_frequency,
-    ln(1.0 + s.t) AS x_t,
-    ln(1.0 + r.categories) AS x_categories,
-    ln(1.0 + greatest(p.peer_wallet, 0.0)) AS x_peer
-  FROM recent r
-  LEFT JOIN peers p ON coalesce(r.peer_group, '') = p.peer_group
-  LEFT JOIN customer_scores s ON s.customer_id = r.customer_id
+WITH features AS (
+  -- One row per customer (sql/32_gather_wallet_features.sql).
+  SELECT * FROM wallet_features
 ), fit AS (
   SELECT
     wallet_fit(CAST(customer_id AS VARCHAR), spend_12m, CAST($wallet_quantile AS DOUBLE),

@@ -134,6 +134,10 @@ pub const SQL: &[(&str, &str)] = &[
         include_str!("../sql/31_merge_customer_months.sql"),
     ),
     (
+        "32_gather_wallet_features.sql",
+        include_str!("../sql/32_gather_wallet_features.sql"),
+    ),
+    (
         "90_check_transactions_present.sql",
         include_str!("../sql/90_check_transactions_present.sql"),
     ),
@@ -168,6 +172,20 @@ pub struct Needs {
     /// Columns of the previous partition (`previous`) of the output this
     /// step feeds.
     pub previous: &'static [&'static str],
+    /// Steps this one reads that an earlier custval's job did not have:
+    /// a job without a step of that name gets it, just before this one.
+    pub steps: &'static [NeededStep],
+}
+
+/// A built-in step another built-in step reads, added to a job that lacks it.
+#[derive(Debug, Clone, Copy)]
+pub struct NeededStep {
+    /// The step's (and so the table's) name.
+    pub name: &'static str,
+    /// The built-in file's name (without [`PREFIX`]).
+    pub file: &'static str,
+    /// Whether it is materialized (see `job::StepSpec::materialize`).
+    pub materialize: bool,
 }
 
 /// The needs of the built-in steps that have any beyond what every
@@ -177,11 +195,19 @@ pub const NEEDS: &[Needs] = &[
         file: "08_score_customers.sql",
         params: &[("interval", "0.9")],
         previous: &[],
+        steps: &[],
     },
     Needs {
         file: "09_estimate_wallets.sql",
         params: &[("wallet_method", "\"model\"")],
         previous: &[],
+        // Its per-customer inputs became their own step (the estimate
+        // reads them five times).
+        steps: &[NeededStep {
+            name: "wallet_features",
+            file: "32_gather_wallet_features.sql",
+            materialize: true,
+        }],
     },
     Needs {
         file: "10_rank_customers.sql",
@@ -192,11 +218,13 @@ pub const NEEDS: &[Needs] = &[
             "tier_changed_at",
             "tier_pending_nights",
         ],
+        steps: &[],
     },
     Needs {
         file: "19_project_retention_scenarios.sql",
         params: &[("retention_uplift_points", "\"1,5,10\"")],
         previous: &[],
+        steps: &[],
     },
 ];
 

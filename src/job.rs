@@ -496,9 +496,27 @@ impl TimeUnit {
 }
 
 /// What the job's built-in steps need ([`crate::builtin::NEEDS`]) and the
-/// job does not declare: parameters get the built-in default, and the
-/// `previous` list of the output a step feeds gets the missing columns.
+/// job does not declare: parameters get the built-in default, the
+/// `previous` list of the output a step feeds gets the missing columns, and
+/// a step it reads that the job lacks is added just before it.
 fn add_builtin_needs(spec: &mut JobSpec) {
+    let mut i = 0;
+    while i < spec.steps.len() {
+        if let Some(needs) = crate::builtin::needs(&spec.steps[i].sql) {
+            for needed in needs.steps {
+                if !spec.steps.iter().any(|s| s.name == needed.name) {
+                    let step = StepSpec {
+                        name: needed.name.to_string(),
+                        sql: format!("{}{}", crate::builtin::PREFIX, needed.file),
+                        materialize: needed.materialize,
+                    };
+                    spec.steps.insert(i, step);
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
     for step in &spec.steps {
         let Some(needs) = crate::builtin::needs(&step.sql) else {
             continue;
@@ -1173,6 +1191,62 @@ from = "a"
             parse(&MINIMAL.replace("a.sql", "builtin:19_project_retention_scenarios.sql"))?;
         job.apply_overrides(&[("retention_uplift_points".into(), list.into())])?;
         job.bind(NaiveDate::from_ymd_opt(2024, 1, 31).unwrap_or_default())
+    }
+
+    /// A job written before the wallet estimate's inputs became their own
+    /// step (`wallet_features`) gets that step, materialized, just before the
+    /// built-in wallet step; a job that has a step of that name keeps its own.
+    #[test]
+    fn builtin_wallet_step_brings_its_features_step() {
+        let old = MINIMAL
+            .replace("a.sql", "builtin:09_estimate_wallets.sql")
+            .replace("rate = 0.01\n", "");
+        // The built-in steps' real SQL; the job's own file reads nothing.
+        let parse = |text: &str| {
+            Job::parse(Path::new("t.toml"), text, |file| {
+                Ok(match crate::builtin::resolve(file) {
+                    Some(Ok(sql)) => sql.to_string(),
+                    _ => "SELECT 1 AS one".to_string(),
+                })
+            })
+        };
+        let job = parse(&old).unwrap();
+        let steps: Vec<(&str, &str, bool)> = job
+            .spec
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.sql.as_str(), s.materialize))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (
+                    "wallet_features",
+                    "builtin:32_gather_wallet_features.sql",
+                    true
+                ),
+                ("a", "builtin:09_estimate_wallets.sql", false)
+            ]
+        );
+        let own = old.replace(
+            "[[steps]]\nname = \"a\"",
+            "[[steps]]\nname = \"wallet_features\"\nsql = \"mine.sql\"\n\n[[steps]]\nname = \"a\"",
+        );
+        assert_ne!(own, old);
+        let job = parse(&own).unwrap();
+        let names: Vec<(&str, &str)> = job
+            .spec
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.sql.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("wallet_features", "mine.sql"),
+                ("a", "builtin:09_estimate_wallets.sql")
+            ]
+        );
     }
 
     /// A job naming the built-in wallet step gets `wallet_method = "model"`

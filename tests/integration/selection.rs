@@ -223,7 +223,7 @@ fn dry_run_prints_bound_sql_and_the_outputs_and_touches_nothing() {
         .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("name = \"")))
         .map(|n| n.trim_end_matches('"'))
         .collect();
-    assert_eq!(steps.len(), 19);
+    assert_eq!(steps.len(), 20);
     let printed: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("-- step "))
