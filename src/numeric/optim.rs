@@ -431,6 +431,24 @@ mod tests {
     }
 
     #[test]
+    fn a_model_fit_gives_up_when_a_parameter_runs_off() {
+        // f = ln(1 + e^-x) + 1e-3 y^2: no minimum in x (it decreases
+        // towards x -> infinity, ever flatter), as a likelihood whose
+        // supremum lies on an unmodelled face. The model fits' options stop
+        // the run unconverged once x passes LOG_BOUND (before the gradient
+        // falls under their tolerance 1e-9, at x = 20.7).
+        let f = |x: &[f64], g: &mut [f64]| {
+            let e = (-x[0]).exp();
+            g[0] = -e / (1.0 + e);
+            g[1] = 2e-3 * x[1];
+            e.ln_1p() + 1e-3 * x[1] * x[1]
+        };
+        let m = lbfgs(f, &[0.0, 1.0], &Options::model_fit());
+        assert!(!m.converged, "{m:?}");
+        assert!(m.x[0] > LOG_BOUND && m.iterations < 100, "{m:?}");
+    }
+
+    #[test]
     fn a_systematic_sample_draws_every_step_th_customer() {
         // 31 customers, 10 drawn: customers 0, 3.1, 6.2, ... of the running
         // count, so each pattern gets floor or ceil of weight / 3.1.
