@@ -35,8 +35,8 @@ fn check_plans_every_step_and_writes_nothing() {
             &format!("transactions={}", data("cdnow_sample.csv")),
         ])
         .ok();
-    // jobs/nightly.toml has 19 steps.
-    assert!(out.stdout.contains("19 steps planned"), "{}", out.stdout);
+    // jobs/nightly.toml has 20 steps.
+    assert!(out.stdout.contains("20 steps planned"), "{}", out.stdout);
     assert!(files_under(tmp.path()).is_empty());
 }
 

@@ -52,7 +52,7 @@ fn logs_report_lineage_and_html_report() {
         .iter()
         .filter(|l| l["fields"]["message"] == "step done")
         .collect();
-    assert_eq!(steps.len(), 19, "one per step of jobs/nightly.toml");
+    assert_eq!(steps.len(), 20, "one per step of jobs/nightly.toml");
     assert!(steps
         .iter()
         .all(|s| s["fields"]["seconds"].is_number() && s["fields"]["step"].is_string()));
@@ -64,7 +64,7 @@ fn logs_report_lineage_and_html_report() {
     let r = read_json(&report);
     assert_eq!(r["status"], "success");
     assert_eq!(r["custval_version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(r["steps"].as_array().unwrap().len(), 19);
+    assert_eq!(r["steps"].as_array().unwrap().len(), 20);
     assert_eq!(
         r["tables"].as_array().unwrap().len(),
         9,
@@ -86,7 +86,7 @@ fn logs_report_lineage_and_html_report() {
     assert_eq!(m["parameters"], r["parameters"]);
     assert_eq!(m["quality"], r["quality"]);
     assert_eq!(m["model_fit"], r["model_fit"]);
-    assert_eq!(m["steps"].as_array().unwrap().len(), 19);
+    assert_eq!(m["steps"].as_array().unwrap().len(), 20);
     // Input fingerprints are recorded once per run, in the run record; the
     // manifest counts them.
     let rec = read_json(&tmp.path().join("out/_runs/nightly/as_of=1998-06-30.json"));
