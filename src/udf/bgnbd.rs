@@ -341,45 +341,13 @@ fn fit_with(
     } else if penalizer > 0.0 {
         fit::minimise(full, sub, &starts, &opts, PARAMS)
     } else {
-        let nbd = |th: &[f64], g: &mut [f64]| nbd_objective(th, &ix, g);
-        let slope = |th: &[f64]| dropout_slope(th, &ix);
-        let embed = |th: &[f64]| vec![th[0], th[1], f64::NEG_INFINITY, f64::NAN];
-        let face = fit::Face {
-            at_bound: "a = 0: nobody drops out (the NBD model; b has no effect)".into(),
-            names: &PARAMS[..2],
-            starts: starts.iter().map(|s| s[..2].to_vec()).collect(),
-            objective: &nbd,
-            off_face: &slope,
-            embed: &embed,
+        let model = FaceModel {
+            dropout_slope,
+            one_dropout_objective,
+            dropout_spread_slope,
+            poisson_slope,
         };
-        let one = |th: &[f64], g: &mut [f64]| one_dropout_objective(th, &ix, g);
-        let spread = |th: &[f64]| dropout_spread_slope(th, &ix);
-        let embed_one = |th: &[f64]| vec![th[0], th[1], f64::INFINITY, f64::INFINITY];
-        let one_face = fit::Face {
-            at_bound: "a, b = infinity with a/(a+b) = dropout fixed: one dropout probability for everyone (no heterogeneity in dropout)".into(),
-            names: &["r", "alpha", "dropout"],
-            // logit(a/(a+b)) = ln a - ln b.
-            starts: starts.iter().map(|s| vec![s[0], s[1], s[2] - s[3]]).collect(),
-            objective: &one,
-            off_face: &spread,
-            embed: &embed_one,
-        };
-        let pois = |th: &[f64], g: &mut [f64]| poisson_objective(th, &ix, g);
-        let pois_slope = |th: &[f64]| poisson_slope(th, &ix);
-        let embed_pois =
-            |_: &[f64]| vec![f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
-        let pois_face = fit::Face {
-            at_bound: "a = 0 and r, alpha = infinity with r/alpha = rate fixed: nobody drops out and everyone buys at one rate (a Poisson process, no heterogeneity)".into(),
-            names: &["rate"],
-            // The limit's own optimum, sum(x) / sum(T) (none without a
-            // repeat purchase: the rate would be 0, not a Poisson process).
-            starts: poisson_start(&ix).into_iter().map(|v| vec![v]).collect(),
-            objective: &pois,
-            off_face: &pois_slope,
-            embed: &embed_pois,
-        };
-        let faces = [pois_face, face, one_face];
-        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &faces)
+        minimise_on_faces(full, sub, &starts, &opts, &ix, &model)
     };
     let mut f = found.result(total, |v| BgNbdParams {
         r: v[0],
@@ -443,6 +411,76 @@ fn starts(scale: f64) -> Vec<Vec<f64>> {
     .iter()
     .map(|s| s.iter().map(|v: &f64| v.ln()).collect())
     .collect()
+}
+
+/// What differs between BG/NBD and MBG/NBD at their three faces (the
+/// NBD limit a = 0, one dropout probability, the Poisson process); the
+/// NBD and Poisson limits' own likelihoods are the same for both (nobody
+/// drops out).
+pub(crate) struct FaceModel {
+    /// The slope off the NBD face into dropout (see [`dropout_slope`]).
+    pub dropout_slope: fn(&[f64], &Indexed) -> f64,
+    /// The one-dropout limit's objective in (ln r, ln alpha, logit p).
+    pub one_dropout_objective: fn(&[f64], &Indexed, &mut [f64]) -> f64,
+    /// The slope off the one-dropout face into heterogeneity of dropout.
+    pub dropout_spread_slope: fn(&[f64], &Indexed) -> f64,
+    /// The slope off the Poisson face (heterogeneity or dropout).
+    pub poisson_slope: fn(&[f64], &Indexed) -> f64,
+}
+
+/// [`fit::minimise_faces`] over the BG/NBD family's faces, tried in
+/// order: the Poisson process, the NBD model (a = 0), one dropout
+/// probability (a, b -> infinity); `starts` in (ln r, ln alpha, ln a, ln b).
+pub(crate) fn minimise_on_faces<F, G>(
+    full: F,
+    sub: Option<G>,
+    starts: &[Vec<f64>],
+    opts: &Options,
+    ix: &Indexed,
+    model: &FaceModel,
+) -> fit::Found
+where
+    F: FnMut(&[f64], &mut [f64]) -> f64,
+    G: FnMut(&[f64], &mut [f64]) -> f64,
+{
+    let nbd = |th: &[f64], g: &mut [f64]| nbd_objective(th, ix, g);
+    let slope = |th: &[f64]| (model.dropout_slope)(th, ix);
+    let embed = |th: &[f64]| vec![th[0], th[1], f64::NEG_INFINITY, f64::NAN];
+    let face = fit::Face {
+        at_bound: "a = 0: nobody drops out (the NBD model; b has no effect)".into(),
+        names: &PARAMS[..2],
+        starts: starts.iter().map(|s| s[..2].to_vec()).collect(),
+        objective: &nbd,
+        off_face: &slope,
+        embed: &embed,
+    };
+    let one = |th: &[f64], g: &mut [f64]| (model.one_dropout_objective)(th, ix, g);
+    let spread = |th: &[f64]| (model.dropout_spread_slope)(th, ix);
+    let embed_one = |th: &[f64]| vec![th[0], th[1], f64::INFINITY, f64::INFINITY];
+    let one_face = fit::Face {
+        at_bound: "a, b = infinity with a/(a+b) = dropout fixed: one dropout probability for everyone (no heterogeneity in dropout)".into(),
+        names: &["r", "alpha", "dropout"],
+        // logit(a/(a+b)) = ln a - ln b.
+        starts: starts.iter().map(|s| vec![s[0], s[1], s[2] - s[3]]).collect(),
+        objective: &one,
+        off_face: &spread,
+        embed: &embed_one,
+    };
+    let pois = |th: &[f64], g: &mut [f64]| poisson_objective(th, ix, g);
+    let pois_slope = |th: &[f64]| (model.poisson_slope)(th, ix);
+    let embed_pois = |_: &[f64]| vec![f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+    let pois_face = fit::Face {
+        at_bound: "a = 0 and r, alpha = infinity with r/alpha = rate fixed: nobody drops out and everyone buys at one rate (a Poisson process, no heterogeneity)".into(),
+        names: &["rate"],
+        // The limit's own optimum, sum(x) / sum(T) (none without a
+        // repeat purchase: the rate would be 0, not a Poisson process).
+        starts: poisson_start(ix).into_iter().map(|v| vec![v]).collect(),
+        objective: &pois,
+        off_face: &pois_slope,
+        embed: &embed_pois,
+    };
+    let faces = [pois_face, face, one_face];
+    fit::minimise_faces(full, sub, starts, opts, PARAMS, &faces)
 }
 
 /// The BG/NBD likelihood's limit as a -> 0 (every dropout probability 0):

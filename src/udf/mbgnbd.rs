@@ -18,8 +18,7 @@ use datafusion::common::{Result, ScalarValue};
 
 use super::args::{fit_scalar_uncertain, fit_type_uncertain, null_struct, Collector, Weighted};
 use super::bgnbd::{
-    conditional_bracket, heterogeneity_slope, nbd_objective, poisson_objective, poisson_start,
-    BgNbdParams, Indexed,
+    conditional_bracket, heterogeneity_slope, minimise_on_faces, BgNbdParams, FaceModel, Indexed,
 };
 pub use super::bgnbd::{validate, Pattern};
 use super::Function;
@@ -268,42 +267,13 @@ fn fit_with(
     } else if penalizer > 0.0 {
         fit::minimise(full, sub, &starts, &opts, PARAMS)
     } else {
-        let nbd = |th: &[f64], g: &mut [f64]| nbd_objective(th, &ix, g);
-        let slope = |th: &[f64]| dropout_slope(th, &ix);
-        let embed = |th: &[f64]| vec![th[0], th[1], f64::NEG_INFINITY, f64::NAN];
-        let face = fit::Face {
-            at_bound: "a = 0: nobody drops out (the NBD model; b has no effect)".into(),
-            names: &PARAMS[..2],
-            starts: starts.iter().map(|s| s[..2].to_vec()).collect(),
-            objective: &nbd,
-            off_face: &slope,
-            embed: &embed,
+        let model = FaceModel {
+            dropout_slope,
+            one_dropout_objective,
+            dropout_spread_slope,
+            poisson_slope,
         };
-        let one = |th: &[f64], g: &mut [f64]| one_dropout_objective(th, &ix, g);
-        let spread = |th: &[f64]| dropout_spread_slope(th, &ix);
-        let embed_one = |th: &[f64]| vec![th[0], th[1], f64::INFINITY, f64::INFINITY];
-        let one_face = fit::Face {
-            at_bound: "a, b = infinity with a/(a+b) = dropout fixed: one dropout probability for everyone (no heterogeneity in dropout)".into(),
-            names: &["r", "alpha", "dropout"],
-            starts: starts.iter().map(|s| vec![s[0], s[1], s[2] - s[3]]).collect(),
-            objective: &one,
-            off_face: &spread,
-            embed: &embed_one,
-        };
-        let pois = |th: &[f64], g: &mut [f64]| poisson_objective(th, &ix, g);
-        let pois_slope = |th: &[f64]| poisson_slope(th, &ix);
-        let embed_pois =
-            |_: &[f64]| vec![f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
-        let pois_face = fit::Face {
-            at_bound: "a = 0 and r, alpha = infinity with r/alpha = rate fixed: nobody drops out and everyone buys at one rate (a Poisson process, no heterogeneity)".into(),
-            names: &["rate"],
-            starts: poisson_start(&ix).into_iter().map(|v| vec![v]).collect(),
-            objective: &pois,
-            off_face: &pois_slope,
-            embed: &embed_pois,
-        };
-        let faces = [pois_face, face, one_face];
-        fit::minimise_faces(full, sub, &starts, &opts, PARAMS, &faces)
+        minimise_on_faces(full, sub, &starts, &opts, &ix, &model)
     };
     let mut f = found.result(total, |v| MbgNbdParams {
         r: v[0],
